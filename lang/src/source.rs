@@ -1,0 +1,139 @@
+//! Source files of a policy set and byte spans into them.
+//!
+//! Every AST and IR node carries a [`Span`]: a file id plus a byte range. Line and column numbers are
+//! computed only when a diagnostic is rendered, from a per-file table of line starts.
+
+use serde::{Deserialize, Serialize};
+
+/// Index of a file in its [`SourceSet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileId(pub u32);
+
+/// A byte range in one source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Span {
+    pub file: FileId,
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn new(file: FileId, start: usize, end: usize) -> Span {
+        Span {
+            file,
+            start: start as u32,
+            end: end.max(start) as u32,
+        }
+    }
+
+    /// The smallest span covering both `self` and `other` (which must be in the same file).
+    pub fn join(self, other: Span) -> Span {
+        Span {
+            file: self.file,
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// One `.pol` file: its path relative to the policy set's root (always with `/` separators) and its text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: String,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> SourceFile {
+        let text = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile {
+            path: path.into(),
+            text,
+            line_starts,
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset; offsets past the end clamp to it.
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(line) => line,
+            Err(next) => next - 1,
+        };
+        let line_start = self.line_starts[line];
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map_or(offset - line_start, |s| s.chars().count());
+        (line + 1, column + 1)
+    }
+}
+
+/// All files of a policy set, in a deterministic order (sorted by path).
+#[derive(Debug, Clone, Default)]
+pub struct SourceSet {
+    files: Vec<SourceFile>,
+}
+
+impl SourceSet {
+    pub fn new() -> SourceSet {
+        SourceSet::default()
+    }
+
+    /// Builds a set from `(path, text)` pairs, sorting them by path so that ids do not depend on the
+    /// order in which a directory was listed.
+    pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> SourceSet {
+        let mut files: Vec<SourceFile> = files
+            .into_iter()
+            .map(|(path, text)| SourceFile::new(path, text))
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        SourceSet { files }
+    }
+
+    pub fn add(&mut self, path: impl Into<String>, text: impl Into<String>) -> FileId {
+        self.files.push(SourceFile::new(path, text));
+        FileId(self.files.len() as u32 - 1)
+    }
+
+    pub fn file(&self, id: FileId) -> &SourceFile {
+        &self.files[id.0 as usize]
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
+        self.files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (FileId(i as u32), f))
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_column_counts_characters_not_bytes() {
+        let file = SourceFile::new("a.pol", "ab\n\u{e9}x\n");
+        assert_eq!(file.line_column(0), (1, 1));
+        assert_eq!(file.line_column(3), (2, 1));
+        // `x` follows a two-byte character: byte 5, column 2.
+        assert_eq!(file.line_column(5), (2, 2));
+        assert_eq!(file.line_column(100), (3, 1));
+    }
+}
