@@ -1,1 +1,63 @@
-fn main() {}
+//! `polctl`: check, format and (later) test, sign and ship AI-agent policies.
+//!
+//! This file only parses the command line and maps results to exit codes; each subcommand
+//! lives in its own module under `commands/`.
+
+mod commands;
+mod exit;
+mod load;
+mod output;
+
+use clap::{Parser, Subcommand};
+use exit::Exit;
+
+/// Policies for AI agents, checked like code.
+///
+/// Write the rules your agents follow (which tools they may call, with which arguments, what
+/// needs a human's approval, rate limits) in `.pol` files, then check them before they ship.
+#[derive(Parser)]
+#[command(name = "polctl", version, propagate_version = true)]
+#[command(after_help = "Examples:\n  \
+    polctl check examples/support-fleet\n  \
+    polctl check policies/ --format json\n  \
+    polctl fmt --check policies/\n\n\
+    Exit codes: 0 success, 1 usage or I/O error, 2 findings at the failing severity,\n\
+    3 test failures, 4 signature or bundle verification failure.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Check(commands::check::CheckArgs),
+    Fmt(commands::fmt::FmtArgs),
+    Completions(commands::completions::CompletionsArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap exits 2 on usage errors; polctl reserves 2 for findings (language.md §4).
+            let _ = error.print();
+            return if error.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                Exit::Success.into()
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Check(args) => commands::check::run(args),
+        Command::Fmt(args) => commands::fmt::run(args),
+        Command::Completions(args) => commands::completions::run::<Cli>(args),
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            output::print_error(&error);
+            Exit::Usage.into()
+        }
+    }
+}

@@ -138,7 +138,7 @@ pub fn sort_diagnostics(diagnostics: &mut Vec<Diagnostic>) {
 pub fn render_human(diagnostic: &Diagnostic, sources: &SourceSet, color: bool) -> String {
     use ariadne::{Color, Config, IndexType, Label as AriadneLabel, Report, ReportKind};
 
-    let path_of = |span: Span| sources.file(span.file).path.clone();
+    let path_of = |span: Span| sources.display_path(span.file);
     let kind = match diagnostic.severity {
         Severity::Error => ReportKind::Error,
         Severity::Warning => ReportKind::Warning,
@@ -186,8 +186,7 @@ pub fn render_human(diagnostic: &Diagnostic, sources: &SourceSet, color: bool) -
     files.sort();
     files.dedup();
     let cache = ariadne::sources(files.into_iter().map(|id| {
-        let file = sources.file(id);
-        (file.path.clone(), file.text.clone())
+        (sources.display_path(id), sources.file(id).text.clone())
     }));
     let mut out = Vec::new();
     // Writing into a Vec cannot fail; a failure here would be a bug in ariadne, so fall back to a
@@ -209,7 +208,9 @@ pub fn render_one_line(diagnostic: &Diagnostic, sources: &SourceSet) -> String {
     };
     format!(
         "{}:{line}:{column}: {severity}[{}]: {}",
-        file.path, diagnostic.code, diagnostic.message
+        sources.display_path(span.file),
+        diagnostic.code,
+        diagnostic.message
     )
 }
 

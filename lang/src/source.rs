@@ -80,6 +80,9 @@ impl SourceFile {
 #[derive(Debug, Clone, Default)]
 pub struct SourceSet {
     files: Vec<SourceFile>,
+    /// Where the set was loaded from, as the user named it; human output shows paths under it
+    /// (so a terminal can open them) while JSON keeps the set-relative paths.
+    display_root: Option<String>,
 }
 
 impl SourceSet {
@@ -95,7 +98,25 @@ impl SourceSet {
             .map(|(path, text)| SourceFile::new(path, text))
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        SourceSet { files }
+        SourceSet {
+            files,
+            display_root: None,
+        }
+    }
+
+    pub fn with_display_root(mut self, root: impl Into<String>) -> SourceSet {
+        self.display_root = Some(root.into());
+        self
+    }
+
+    /// The path to show a person: under the display root when there is one.
+    pub fn display_path(&self, id: FileId) -> String {
+        let path = &self.file(id).path;
+        match self.display_root.as_deref() {
+            None | Some("") | Some(".") => path.clone(),
+            Some(root) if root.ends_with('/') => format!("{root}{path}"),
+            Some(root) => format!("{root}/{path}"),
+        }
     }
 
     pub fn add(&mut self, path: impl Into<String>, text: impl Into<String>) -> FileId {

@@ -1,0 +1,5 @@
+//! One module per `polctl` subcommand.
+
+pub mod check;
+pub mod completions;
+pub mod fmt;

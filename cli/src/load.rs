@@ -1,0 +1,110 @@
+//! Reads a policy set from disk: every `.pol` file under a directory, or one `.pol` file.
+//!
+//! All file IO of the front end happens here, so `polctl-lang` stays pure.
+
+use crate::exit::CliError;
+use polctl_lang::SourceSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The `.pol` files of a set: absolute-or-relative path on disk, and path within the set.
+pub struct PolicyFiles {
+    pub root: PathBuf,
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// Finds the `.pol` files under `path` (recursively, skipping hidden directories and `target`),
+/// sorted by their path within the set.
+pub fn find_policy_files(path: &Path) -> Result<PolicyFiles, CliError> {
+    let shown = path.display();
+    let metadata = fs::metadata(path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => CliError::new(format!("`{shown}` does not exist"))
+            .with_help("pass the directory that holds the policy set's `.pol` files"),
+        _ => CliError::new(format!("cannot read `{shown}`: {error}")),
+    })?;
+    if metadata.is_file() {
+        if path.extension().and_then(|e| e.to_str()) != Some("pol") {
+            return Err(
+                CliError::new(format!("`{shown}` is not a `.pol` file or a directory"))
+                    .with_help("pass a policy set directory, or a single `.pol` file"),
+            );
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| shown.to_string());
+        let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        return Ok(PolicyFiles {
+            root,
+            files: vec![(path.to_path_buf(), name)],
+        });
+    }
+    let mut files = Vec::new();
+    walk(path, path, &mut files)?;
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    if files.is_empty() {
+        return Err(CliError::new(format!("no `.pol` files under `{shown}`")).with_help(
+            "a policy set is a directory of `.pol` files: one schema and any number of policies",
+        ));
+    }
+    Ok(PolicyFiles {
+        root: path.to_path_buf(),
+        files,
+    })
+}
+
+fn walk(root: &Path, dir: &Path, files: &mut Vec<(PathBuf, String)>) -> Result<(), CliError> {
+    let entries = fs::read_dir(dir)
+        .map_err(|error| CliError::new(format!("cannot list `{}`: {error}", dir.display())))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|error| CliError::new(format!("cannot list `{}`: {error}", dir.display())))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let file_type = entry
+            .file_type()
+            .map_err(|error| CliError::new(format!("cannot read `{}`: {error}", path.display())))?;
+        if file_type.is_dir() {
+            if !name.starts_with('.') && name != "target" {
+                walk(root, &path, files)?;
+            }
+        } else if path.extension().and_then(|e| e.to_str()) == Some("pol")
+            && (file_type.is_file() || path.is_file())
+        {
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            files.push((path, relative));
+        }
+    }
+    Ok(())
+}
+
+/// Reads one file as UTF-8, with an error that names the first bad byte.
+pub fn read_text(path: &Path) -> Result<String, CliError> {
+    let bytes = fs::read(path)
+        .map_err(|error| CliError::new(format!("cannot read `{}`: {error}", path.display())))?;
+    String::from_utf8(bytes).map_err(|error| {
+        let offset = error.utf8_error().valid_up_to();
+        let line = error.as_bytes()[..offset].iter().filter(|b| **b == b'\n').count() + 1;
+        CliError::new(format!(
+            "`{}` is not valid UTF-8 (line {line}, byte {offset})",
+            path.display()
+        ))
+        .with_help("policy files are UTF-8 text; re-save the file as UTF-8")
+    })
+}
+
+/// Loads a whole policy set into memory.
+pub fn load_policy_set(path: &Path) -> Result<SourceSet, CliError> {
+    let found = find_policy_files(path)?;
+    let mut files = Vec::with_capacity(found.files.len());
+    for (disk_path, relative) in &found.files {
+        files.push((relative.clone(), read_text(disk_path)?));
+    }
+    Ok(SourceSet::from_files(files).with_display_root(found.root.to_string_lossy()))
+}
