@@ -57,8 +57,8 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<(PathBuf, String)>) -> Result<(
     let entries = fs::read_dir(dir)
         .map_err(|error| CliError::new(format!("cannot list `{}`: {error}", dir.display())))?;
     for entry in entries {
-        let entry =
-            entry.map_err(|error| CliError::new(format!("cannot list `{}`: {error}", dir.display())))?;
+        let entry = entry
+            .map_err(|error| CliError::new(format!("cannot list `{}`: {error}", dir.display())))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         let file_type = entry
@@ -90,7 +90,11 @@ pub fn read_text(path: &Path) -> Result<String, CliError> {
         .map_err(|error| CliError::new(format!("cannot read `{}`: {error}", path.display())))?;
     String::from_utf8(bytes).map_err(|error| {
         let offset = error.utf8_error().valid_up_to();
-        let line = error.as_bytes()[..offset].iter().filter(|b| **b == b'\n').count() + 1;
+        let line = error.as_bytes()[..offset]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
         CliError::new(format!(
             "`{}` is not valid UTF-8 (line {line}, byte {offset})",
             path.display()

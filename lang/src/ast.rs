@@ -157,7 +157,7 @@ pub enum PolicyMember {
     Description(StrLit, Span),
     AppliesTo(Vec<ScopeExpr>, Span),
     OnFailure(Name, Span),
-    Rule(RuleDecl),
+    Rule(Box<RuleDecl>),
     Error(Span),
 }
 

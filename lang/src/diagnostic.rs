@@ -169,6 +169,20 @@ pub fn render_human(diagnostic: &Diagnostic, sources: &SourceSet, color: bool) -
         .with_message(&diagnostic.message)
         .with_label(primary_label);
     for (order, label) in diagnostic.secondary.iter().enumerate() {
+        if label.span.file != primary.file {
+            // ariadne 0.6 mixes char and byte offsets when it heads a group of labels from a
+            // second file (write.rs, `labels[0].char_span.start` read as a byte offset), which
+            // panics on lines with multi-byte characters. Labels in other files are therefore
+            // written as notes with their location.
+            let file = sources.file(label.span.file);
+            let (line, column) = file.line_column(label.span.start as usize);
+            report = report.with_note(format!(
+                "{}: {}:{line}:{column}",
+                label.message.as_deref().unwrap_or("see"),
+                sources.display_path(label.span.file)
+            ));
+            continue;
+        }
         let mut secondary = AriadneLabel::new((path_of(label.span), label.span.range()))
             .with_color(Color::Blue)
             .with_order(order as i32 + 1);
@@ -185,9 +199,11 @@ pub fn render_human(diagnostic: &Diagnostic, sources: &SourceSet, color: bool) -
         .collect();
     files.sort();
     files.dedup();
-    let cache = ariadne::sources(files.into_iter().map(|id| {
-        (sources.display_path(id), sources.file(id).text.clone())
-    }));
+    let cache = ariadne::sources(
+        files
+            .into_iter()
+            .map(|id| (sources.display_path(id), sources.file(id).text.clone())),
+    );
     let mut out = Vec::new();
     // Writing into a Vec cannot fail; a failure here would be a bug in ariadne, so fall back to a
     // plain one-line rendering rather than losing the diagnostic.

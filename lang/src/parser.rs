@@ -30,7 +30,7 @@ pub fn parse_file(file: FileId, source: &str) -> Parsed {
         .map(|error| {
             let mut diagnostic = Diagnostic::error(
                 DiagnosticKind::Syntax,
-                "E101",
+                crate::check::codes::LEXICAL,
                 Span::new(file, error.start, error.end),
                 error.message.clone(),
             );
@@ -173,7 +173,10 @@ where
             string(file).map(|s| ValueKind::Str(s.value)),
             number(file).map(ValueKind::Number),
             boolean,
-            name(file).map(ValueKind::Name),
+            // A bare name followed by `NAME:` is the next rule's `rule` keyword, not a value.
+            name(file)
+                .and_is(keyword("rule").then(name(file)).then(ctrl(':')).not())
+                .map(ValueKind::Name),
             list,
         ))
         .map_with(move |kind, e| ValueExpr {
@@ -476,7 +479,7 @@ where
             .ignore_then(keyword("failure"))
             .ignore_then(name(file))
             .map_with(move |mode, e| PolicyMember::OnFailure(mode, to_span(file, e.span()))),
-        rule(file).map(PolicyMember::Rule),
+        rule(file).map(|rule| PolicyMember::Rule(Box::new(rule))),
     ))
     .labelled("`rule`, `owner`, `description`, `applies to` or `on failure`");
 
@@ -687,6 +690,7 @@ fn help_for(found: Option<&Token<'_>>) -> Option<String> {
         Token::Word("notin") => "the operator is two words: `not in`",
         Token::Op("=") => "compare with `==`; a single `=` only defines a `let` value",
         Token::Word("if") => "conditions start with `when` or `unless`",
+        Token::Word("policy" | "schema") => "is a `}` missing before this?",
         Token::Word("AND" | "OR" | "NOT") => "`and`, `or` and `not` are written in lowercase",
         Token::Word("deny" | "allow" | "limit" | "require") => {
             "every rule starts with `rule NAME:`, e.g. `rule block_exports: deny export_data`"
@@ -725,7 +729,12 @@ fn convert_error(file: FileId, source: &str, error: Rich<'_, Token<'_>, SimpleSp
             (message, help_for(found.as_deref()))
         }
     };
-    let mut diagnostic = Diagnostic::error(DiagnosticKind::Syntax, "E102", span, message);
+    let mut diagnostic = Diagnostic::error(
+        DiagnosticKind::Syntax,
+        crate::check::codes::SYNTAX,
+        span,
+        message,
+    );
     diagnostic.help = help;
     diagnostic
 }

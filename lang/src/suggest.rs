@@ -1,19 +1,30 @@
 //! "Did you mean" suggestions for misspelt names.
 
-/// Edit distance between two strings (Levenshtein, by characters).
+/// Edit distance between two strings, by characters, counting a swap of two neighbouring
+/// characters (`teir` for `tier`) as one edit (optimal string alignment distance).
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 /// The candidate closest to `name`, if it is close enough to be a plausible typo: a different
@@ -57,6 +68,7 @@ mod tests {
         let tools = ["send_email", "refund", "search_kb"];
         assert_eq!(did_you_mean("send_emial", tools), Some("send_email"));
         assert_eq!(did_you_mean("Refund", tools), Some("refund"));
+        assert_eq!(did_you_mean("teir", ["tier", "id"]), Some("tier"));
         assert_eq!(did_you_mean("delete_everything", tools), None);
     }
 }

@@ -63,7 +63,11 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
         Format::Json => print_json(&compilation, &sources, seconds)?,
     }
     let failing = compilation.errors() > 0 || (args.strict && compilation.warnings() > 0);
-    Ok(if failing { Exit::Findings } else { Exit::Success })
+    Ok(if failing {
+        Exit::Findings
+    } else {
+        Exit::Success
+    })
 }
 
 fn print_human(compilation: &Compilation, sources: &SourceSet, seconds: f64, color: ColorChoice) {
@@ -90,7 +94,11 @@ fn print_human(compilation: &Compilation, sources: &SourceSet, seconds: f64, col
     }
 }
 
-fn print_json(compilation: &Compilation, sources: &SourceSet, seconds: f64) -> Result<(), CliError> {
+fn print_json(
+    compilation: &Compilation,
+    sources: &SourceSet,
+    seconds: f64,
+) -> Result<(), CliError> {
     let report = Report {
         findings: compilation
             .diagnostics

@@ -736,11 +736,30 @@ impl<'a> Checker<'a> {
                                 site.op.as_str()
                             ),
                         )
-                        .with_secondary(decl.value.span, "defined here"),
+                        .with_secondary(decl.value.span, "defined here")
+                        .with_help(format!(
+                            "compare with one value: `{} == {}`",
+                            site.text, name.text
+                        )),
                     );
                     return None;
                 }
                 self.with_use_site(name, |checker| checker.lower_list(&decl.value, ty, site))
+            }
+            ValueKind::Name(name) => {
+                let names: Vec<&str> = self.lets.keys().copied().collect();
+                let help = help_did_you_mean(&name.text, names)
+                    .unwrap_or_else(|| format!("define the list with `let {} = [..]`", name.text));
+                self.error(
+                    Diagnostic::error(
+                        DiagnosticKind::Type,
+                        codes::UNKNOWN_NAME,
+                        name.span,
+                        format!("unknown name `{}`", name.text),
+                    )
+                    .with_help(help),
+                );
+                None
             }
             _ => {
                 self.error(
@@ -826,6 +845,17 @@ impl<'a> Checker<'a> {
                     "a string",
                     Some(format!("enum members are written without quotes: `{text}`")),
                 ),
+                Ty::Int(_) | Ty::Decimal(_) if text.trim().parse::<f64>().is_ok() => self
+                    .value_mismatch(
+                        value,
+                        ty,
+                        site,
+                        "a string",
+                        Some(format!(
+                            "numbers are written without quotes: `{}`",
+                            text.trim()
+                        )),
+                    ),
                 Ty::ToolKind if ToolKind::parse(text).is_some() => self.value_mismatch(
                     value,
                     ty,
@@ -1002,6 +1032,7 @@ impl<'a> Checker<'a> {
                     Ty::String => {
                         format!("strings are written in double quotes: `\"{}\"`", name.text)
                     }
+                    Ty::Bool => "bools are written `true` or `false`".to_owned(),
                     _ => format!("define it with `let {} = ..`", name.text),
                 });
                 let _ = value;

@@ -62,6 +62,50 @@ pub mod codes {
     pub const EMPTY_POLICY: &str = "W302";
     pub const OVERRIDES_NON_ALLOW: &str = "W303";
     pub const REDUNDANT_SCOPE: &str = "W304";
+
+    /// Every code, for tests that check each one is exercised and documented.
+    pub const ALL: &[&str] = &[
+        LEXICAL,
+        SYNTAX,
+        MISSING_SCHEMA,
+        DUPLICATE_SCHEMA,
+        UNKNOWN_TYPE,
+        DUPLICATE_DECLARATION,
+        INVALID_RANGE,
+        UNKNOWN_TOOL_KIND,
+        OPTIONAL_NOT_ALLOWED,
+        UNSUPPORTED_LIST,
+        UNKNOWN_TOOL,
+        UNKNOWN_ATTRIBUTE,
+        UNKNOWN_ARGUMENT,
+        UNKNOWN_APPROVER,
+        UNKNOWN_ENUM_MEMBER,
+        UNKNOWN_PATH,
+        OPERATOR_TYPE,
+        VALUE_TYPE,
+        ARGUMENT_NOT_ON_EVERY_TOOL,
+        OPTIONAL_WITHOUT_HAS,
+        HAS_ON_REQUIRED,
+        DUPLICATE_POLICY,
+        DUPLICATE_RULE,
+        UNKNOWN_OVERRIDE,
+        OUT_OF_RANGE,
+        INVALID_REGEX,
+        INVALID_NUMBER,
+        CLAUSE_NOT_ALLOWED,
+        DUPLICATE_CLAUSE,
+        DUPLICATE_METADATA,
+        UNKNOWN_NAME,
+        DUPLICATE_LET,
+        INVALID_LIMIT,
+        INVALID_LIMIT_KEY,
+        INVALID_FAILURE_MODE,
+        INVALID_LET,
+        UNUSED_LET,
+        EMPTY_POLICY,
+        OVERRIDES_NON_ALLOW,
+        REDUNDANT_SCOPE,
+    ];
 }
 
 /// Counts for the summary line, available even when the set does not compile.
@@ -171,6 +215,9 @@ pub fn compile(sources: &SourceSet) -> Compilation {
                 && d.primary.span.start <= s.span.end
         })
     });
+    let any_syntax_error = diagnostics
+        .iter()
+        .any(|d: &Diagnostic| d.kind == DiagnosticKind::Syntax);
     let mut checker = Checker {
         diagnostics,
         schema_incomplete: schema_has_syntax_errors,
@@ -186,7 +233,7 @@ pub fn compile(sources: &SourceSet) -> Compilation {
 
     match schemas.as_slice() {
         [] => {
-            if !sources.is_empty() {
+            if !sources.is_empty() && !schema_has_syntax_errors && !any_syntax_error {
                 let span = Span::new(crate::source::FileId(0), 0, 0);
                 checker.diagnostics.push(
                     Diagnostic::error(
@@ -239,7 +286,7 @@ pub fn compile(sources: &SourceSet) -> Compilation {
     let mut diagnostics = checker.diagnostics;
     sort_diagnostics(&mut diagnostics);
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
-    let set = (!has_errors).then(|| PolicySet {
+    let set = (!has_errors).then_some(PolicySet {
         schema: checker.schema,
         policies,
         rules,

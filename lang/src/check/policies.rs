@@ -159,7 +159,11 @@ impl<'a> Checker<'a> {
                 PolicyMember::Error(_) => {}
             }
         }
-        if rule_spans.is_empty() {
+        let has_broken_member = block
+            .members
+            .iter()
+            .any(|m| matches!(m, PolicyMember::Error(_)));
+        if rule_spans.is_empty() && !has_broken_member {
             self.diagnostics.push(
                 Diagnostic::warning(
                     DiagnosticKind::Type,
@@ -309,7 +313,12 @@ impl<'a> Checker<'a> {
                         codes::CLAUSE_NOT_ALLOWED,
                         clause.span(),
                         format!(
-                            "`{keyword}` is not allowed on a `{}` rule",
+                            "`{keyword}` is not allowed on {} `{}` rule",
+                            if matches!(rule.head, RuleHead::Allow(_)) {
+                                "an"
+                            } else {
+                                "a"
+                            },
                             rule.head.keyword()
                         ),
                     )

@@ -1,0 +1,166 @@
+//! `polctl-bench`: benchmarks that write their results for docs/benchmarks.md.
+//!
+//! `polctl-bench compile [--rules N] [--files N] [--tools N] [--tenants N] [--runs N]` generates
+//! a synthetic set into a temporary directory, then runs `polctl-bench measure-compile DIR` in a
+//! fresh process per run (so peak memory is the compile's alone) and prints a Markdown row.
+//! `polctl-bench generate DIR [...]` writes a set for use with `polctl` directly.
+
+use polctl_bench::{generate, SynthConfig};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("compile") => compile_benchmark(&args[1..]),
+        Some("measure-compile") => measure_compile(&args[1..]),
+        Some("generate") => generate_command(&args[1..]),
+        _ => Err("usage: polctl-bench compile|generate|measure-compile [options]".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn option(args: &[String], name: &str, default: usize) -> Result<usize, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name} takes a number")),
+    }
+}
+
+fn config(args: &[String]) -> Result<SynthConfig, String> {
+    Ok(SynthConfig {
+        rules: option(args, "--rules", 10_000)?,
+        files: option(args, "--files", 1_000)?,
+        tools: option(args, "--tools", 60)?,
+        tenants: option(args, "--tenants", 40)?,
+        seed: option(args, "--seed", 1)? as u64,
+    })
+}
+
+fn write_set(dir: &Path, config: &SynthConfig) -> Result<usize, String> {
+    let files = generate(config);
+    let mut bytes = 0;
+    for (path, text) in &files {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&target, text).map_err(|e| e.to_string())?;
+        bytes += text.len();
+    }
+    Ok(bytes)
+}
+
+fn generate_command(args: &[String]) -> Result<(), String> {
+    let dir = PathBuf::from(args.first().ok_or("generate needs a directory")?);
+    let config = config(&args[1..])?;
+    let bytes = write_set(&dir, &config)?;
+    println!(
+        "wrote {} rules in {} files ({bytes} bytes) to {}",
+        config.rules,
+        config.files + 1,
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Peak resident memory of this process, from /proc (Linux).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Loads every `.pol` file under `dir` and compiles the set, as `polctl check --compile-only`.
+fn measure_compile(args: &[String]) -> Result<(), String> {
+    let dir = PathBuf::from(args.first().ok_or("measure-compile needs a directory")?);
+    let started = Instant::now();
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).map_err(|e| e.to_string())? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "pol") {
+                let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+                let relative = path.strip_prefix(&dir).map_err(|e| e.to_string())?;
+                files.push((relative.to_string_lossy().into_owned(), text));
+            }
+        }
+    }
+    let sources = polctl_lang::SourceSet::from_files(files);
+    let compilation = polctl_lang::compile(&sources);
+    let seconds = started.elapsed().as_secs_f64();
+    if compilation.errors() > 0 {
+        return Err(format!(
+            "the generated set has {} errors",
+            compilation.errors()
+        ));
+    }
+    println!(
+        "{} {} {} {seconds:.4} {}",
+        compilation.stats.files,
+        compilation.stats.rules,
+        sources.files().map(|(_, f)| f.text.len()).sum::<usize>(),
+        peak_rss_kib().unwrap_or(0)
+    );
+    Ok(())
+}
+
+fn compile_benchmark(args: &[String]) -> Result<(), String> {
+    let config = config(args)?;
+    let runs = option(args, "--runs", 5)?;
+    let dir = std::env::temp_dir().join(format!(
+        "polctl-bench-{}-{}",
+        config.rules,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    write_set(&dir, &config)?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut times = Vec::new();
+    let mut last = String::new();
+    for _ in 0..runs {
+        let output = std::process::Command::new(&exe)
+            .arg("measure-compile")
+            .arg(&dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        last = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let seconds: f64 = last
+            .split_whitespace()
+            .nth(3)
+            .and_then(|s| s.parse().ok())
+            .ok_or("unexpected measure output")?;
+        times.push(seconds);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    times.sort_by(f64::total_cmp);
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    let (files, rules, bytes, peak) = (fields[0], fields[1], fields[2], fields[4]);
+    let median = times[times.len() / 2];
+    println!("| files | rules | source size | median s | min s | max s | peak RSS |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {files} | {rules} | {:.1} MiB | {median:.3} | {:.3} | {:.3} | {:.1} MiB |",
+        bytes.parse::<f64>().unwrap_or(0.0) / 1_048_576.0,
+        times[0],
+        times[times.len() - 1],
+        peak.parse::<f64>().unwrap_or(0.0) / 1024.0
+    );
+    Ok(())
+}
