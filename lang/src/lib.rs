@@ -8,6 +8,7 @@ pub mod check;
 pub mod decimal;
 pub mod diagnostic;
 pub mod display;
+pub mod eval;
 pub mod format;
 pub mod ir;
 pub mod lexer;

@@ -135,6 +135,24 @@ impl SourceSet {
             .map(|(i, f)| (FileId(i as u32), f))
     }
 
+    /// `sha256:<hex>` over every file's set-relative path and text, in path order: the same
+    /// sources give the same revision on any machine. Used as a decision's `policy_version`.
+    pub fn revision(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        let mut files: Vec<&SourceFile> = self.files.iter().collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        for file in files {
+            hasher.update((file.path.len() as u64).to_be_bytes());
+            hasher.update(file.path.as_bytes());
+            hasher.update((file.text.len() as u64).to_be_bytes());
+            hasher.update(file.text.as_bytes());
+        }
+        let digest = hasher.finalize();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
     pub fn len(&self) -> usize {
         self.files.len()
     }

@@ -192,3 +192,80 @@ mod tests {
         }
     }
 }
+
+/// The pattern to hand to Rust's `regex`: the same pattern with `\d`, `\w`, `\s` (and their
+/// negations) spelt as ASCII classes, which is what they mean in policies (docs/language.md).
+/// The solver encodes the same classes, so both sides agree on non-ASCII input.
+pub fn executable_regex(pattern: &str) -> String {
+    let prefix = if pattern.starts_with("(?i)") { 4 } else { 0 };
+    let Ok(parsed) = ast::parse::Parser::new().parse(&pattern[prefix..]) else {
+        return pattern.to_owned();
+    };
+    let mut classes = Vec::new();
+    collect_perl_classes(&parsed, &mut classes);
+    classes.sort_by_key(|(start, _, _)| *start);
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut copied = 0;
+    for (start, end, replacement) in classes {
+        out.push_str(&pattern[copied..prefix + start]);
+        out.push_str(replacement);
+        copied = prefix + end;
+    }
+    out.push_str(&pattern[copied..]);
+    out
+}
+
+fn ascii_class(class: &ast::ClassPerl) -> &'static str {
+    match (&class.kind, class.negated) {
+        (ast::ClassPerlKind::Digit, false) => "[0-9]",
+        (ast::ClassPerlKind::Digit, true) => "[^0-9]",
+        (ast::ClassPerlKind::Space, false) => "[\\t\\n\\x0B\\x0C\\r ]",
+        (ast::ClassPerlKind::Space, true) => "[^\\t\\n\\x0B\\x0C\\r ]",
+        (ast::ClassPerlKind::Word, false) => "[0-9A-Za-z_]",
+        (ast::ClassPerlKind::Word, true) => "[^0-9A-Za-z_]",
+    }
+}
+
+fn collect_perl_classes(node: &Ast, out: &mut Vec<(usize, usize, &'static str)>) {
+    match node {
+        Ast::ClassPerl(class) => out.push((class.span.start.offset, class.span.end.offset, ascii_class(class))),
+        Ast::ClassBracketed(class) => collect_in_set(&class.kind, out),
+        Ast::Repetition(repetition) => collect_perl_classes(&repetition.ast, out),
+        Ast::Group(group) => collect_perl_classes(&group.ast, out),
+        Ast::Alternation(alternation) => alternation.asts.iter().for_each(|a| collect_perl_classes(a, out)),
+        Ast::Concat(concat) => concat.asts.iter().for_each(|a| collect_perl_classes(a, out)),
+        _ => {}
+    }
+}
+
+fn collect_in_set(set: &ClassSet, out: &mut Vec<(usize, usize, &'static str)>) {
+    match set {
+        ClassSet::Item(item) => collect_in_item(item, out),
+        ClassSet::BinaryOp(op) => {
+            collect_in_set(&op.lhs, out);
+            collect_in_set(&op.rhs, out);
+        }
+    }
+}
+
+fn collect_in_item(item: &ClassSetItem, out: &mut Vec<(usize, usize, &'static str)>) {
+    match item {
+        ClassSetItem::Perl(class) => out.push((class.span.start.offset, class.span.end.offset, ascii_class(class))),
+        ClassSetItem::Bracketed(inner) => collect_in_set(&inner.kind, out),
+        ClassSetItem::Union(union) => union.items.iter().for_each(|i| collect_in_item(i, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod executable_tests {
+    use super::executable_regex;
+
+    #[test]
+    fn perl_classes_become_ascii_classes() {
+        assert_eq!(executable_regex("^\\d{3}$"), "^[0-9]{3}$");
+        assert_eq!(executable_regex("(?i)[\\w.]+@"), "(?i)[[0-9A-Za-z_].]+@");
+        assert_eq!(executable_regex("a\\\\d"), "a\\\\d");
+        assert_eq!(executable_regex("\\S+"), "[^\\t\\n\\x0B\\x0C\\r ]+");
+    }
+}

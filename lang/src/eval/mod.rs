@@ -1,0 +1,505 @@
+//! The reference evaluator: exactly the decision semantics of language.md §3.
+//!
+//! [`Evaluator::new`] compiles a [`PolicySet`] into a plan once; [`Evaluator::decide`] then
+//! decides a decoded [`Request`] without allocating beyond the result. [`Evaluator::explain`]
+//! is the slow path behind `polctl eval`'s human output and reuses the same compiled conditions,
+//! so explanations cannot disagree with decisions.
+
+mod plan;
+mod request;
+
+pub use plan::PlanError;
+pub use request::{decode_request, decode_value, CounterIndex, Request, RequestError, Value};
+
+use crate::display::duration;
+use crate::ir::{Cond, Effect, PolicySet, Scope, ScopeTerm, Type};
+use plan::{compile, Target, C};
+use serde::Serialize;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Allow,
+    Deny,
+    RequireApproval,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::RequireApproval => "require_approval",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        match text {
+            "allow" => Some(Outcome::Allow),
+            "deny" => Some(Outcome::Deny),
+            "require_approval" => Some(Outcome::RequireApproval),
+            _ => None,
+        }
+    }
+}
+
+/// Why a deny was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyCause {
+    /// Matching deny rules.
+    Rules,
+    /// No allow rule matched: the rule is `default`.
+    Default,
+    /// A limit was reached.
+    Limit,
+}
+
+/// A decision with rule indexes; [`Evaluator::render`] turns it into the JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// The deciding rules (indexes into `PolicySet::rules`), ordered by rule id.
+    pub rules: Vec<usize>,
+    /// For `require_approval`: the missing approver groups (indexes), in schema order.
+    pub approvers: Vec<usize>,
+    pub cause: Option<DenyCause>,
+}
+
+/// A decision in the JSON shape of language.md §1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionJson {
+    pub decision: Outcome,
+    pub rules: Vec<String>,
+    pub reasons: Vec<String>,
+    pub approvers: Vec<String>,
+    pub obligations: Vec<ObligationJson>,
+    pub policy_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObligationJson {
+    pub rule: String,
+    pub name: String,
+    pub text: String,
+}
+
+/// A rule that can match a tool, with its conditions compiled for that tool.
+struct Candidate {
+    rule: usize,
+    policy: usize,
+    when: Option<C>,
+    unless: Option<C>,
+}
+
+#[derive(Default)]
+struct ToolPlan {
+    denies: Vec<Candidate>,
+    approvals: Vec<Candidate>,
+    allows: Vec<Candidate>,
+    limits: Vec<Candidate>,
+}
+
+/// A scope term with its string interned.
+enum ScopeTest {
+    Tenant(u32),
+    Agent(u32),
+    Role(u32),
+}
+
+/// The interned scope-relevant attributes of one request.
+struct ScopeKey {
+    tenant: Option<u32>,
+    agent: Option<u32>,
+    role: Option<u32>,
+}
+
+pub struct Evaluator {
+    set: PolicySet,
+    by_tool: Vec<ToolPlan>,
+    /// Per policy: `None` for `applies to all`.
+    scopes: Vec<Option<Vec<ScopeTest>>>,
+    /// Scope strings (tenants and agent ids) to their interned ids.
+    interned: HashMap<String, u32>,
+    tenant_attribute: Option<usize>,
+    agent_id_attribute: Option<usize>,
+    role_attribute: Option<usize>,
+    /// Per rule: its position in id order, so decisions list rules deterministically.
+    rank: Vec<u32>,
+    counters: CounterIndex,
+    policy_version: String,
+}
+
+impl Evaluator {
+    /// Compiles the plan. Fails only if a regex exceeds the `regex` crate's limits.
+    pub fn new(set: PolicySet, policy_version: impl Into<String>) -> Result<Evaluator, PlanError> {
+        let schema = &set.schema;
+        let attribute = |name: &str| schema.agent.iter().position(|a| a.name == name);
+        let (tenant_attribute, agent_id_attribute, role_attribute) =
+            (attribute("tenant"), attribute("id"), attribute("role"));
+        let mut interned: HashMap<String, u32> = HashMap::new();
+        let mut intern = |text: &str| {
+            let next = interned.len() as u32;
+            *interned.entry(text.to_owned()).or_insert(next)
+        };
+        let role_members: &[String] = match role_attribute.map(|i| &schema.agent[i].ty) {
+            Some(Type::Enum { members }) => members,
+            _ => &[],
+        };
+        let scopes = set
+            .policies
+            .iter()
+            .map(|policy| match &policy.scope {
+                Scope::All => None,
+                Scope::Any(terms) => Some(
+                    terms
+                        .iter()
+                        .filter_map(|term| match term {
+                            ScopeTerm::Tenant(t) => Some(ScopeTest::Tenant(intern(t))),
+                            ScopeTerm::Agent(a) => Some(ScopeTest::Agent(intern(a))),
+                            ScopeTerm::Role(r) => role_members
+                                .iter()
+                                .position(|m| m == r)
+                                .map(|i| ScopeTest::Role(i as u32)),
+                        })
+                        .collect(),
+                ),
+            })
+            .collect();
+
+        let mut by_tool: Vec<ToolPlan> = (0..schema.tools.len()).map(|_| ToolPlan::default()).collect();
+        for (index, rule) in set.rules.iter().enumerate() {
+            for &tool in &rule.tools {
+                let Some(tool_decl) = schema.tools.get(tool) else { continue };
+                let target = Target { set: &set, tool: tool_decl };
+                let compiled = |cond: &Option<Cond>| -> Result<Option<C>, PlanError> {
+                    cond.as_ref()
+                        .map(|c| compile(c, &target))
+                        .transpose()
+                        .map_err(|message| PlanError { rule: rule.id.clone(), message })
+                };
+                let candidate = Candidate {
+                    rule: index,
+                    policy: rule.policy,
+                    when: compiled(&rule.when)?,
+                    unless: compiled(&rule.unless)?,
+                };
+                // A condition that folded to a constant false can never match this tool.
+                if matches!(candidate.when, Some(C::Const(false))) || matches!(candidate.unless, Some(C::Const(true))) {
+                    continue;
+                }
+                let plan = &mut by_tool[tool];
+                match rule.effect {
+                    Effect::Deny { .. } => plan.denies.push(candidate),
+                    Effect::RequireApproval { .. } => plan.approvals.push(candidate),
+                    Effect::Allow { .. } => plan.allows.push(candidate),
+                    Effect::Limit(_) => plan.limits.push(candidate),
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..set.rules.len()).collect();
+        order.sort_by(|a, b| set.rules[*a].id.cmp(&set.rules[*b].id));
+        let mut rank = vec![0u32; set.rules.len()];
+        for (position, rule) in order.into_iter().enumerate() {
+            rank[rule] = position as u32;
+        }
+        let counters = CounterIndex::new(&set);
+        Ok(Evaluator {
+            set,
+            by_tool,
+            scopes,
+            interned,
+            tenant_attribute,
+            agent_id_attribute,
+            role_attribute,
+            rank,
+            counters,
+            policy_version: policy_version.into(),
+        })
+    }
+
+    pub fn set(&self) -> &PolicySet {
+        &self.set
+    }
+
+    /// Decodes a JSON request against this evaluator's schema.
+    pub fn decode(&self, json: &serde_json::Value) -> Result<Request, RequestError> {
+        decode_request(&self.set, &self.counters, json)
+    }
+
+    fn interned_string(&self, request: &Request, attribute: Option<usize>) -> Option<u32> {
+        let value = request.agent.get(attribute?)?;
+        let text = match value {
+            Value::Str(s) => s.as_str(),
+            Value::Enum(i) => match &self.set.schema.agent[attribute?].ty {
+                Type::Enum { members } => members.get(*i as usize)?.as_str(),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        self.interned.get(text).copied()
+    }
+
+    fn scope_key(&self, request: &Request) -> ScopeKey {
+        ScopeKey {
+            tenant: self.interned_string(request, self.tenant_attribute),
+            agent: self.interned_string(request, self.agent_id_attribute),
+            role: match self.role_attribute.and_then(|i| request.agent.get(i)) {
+                Some(Value::Enum(member)) => Some(*member),
+                _ => None,
+            },
+        }
+    }
+
+    fn in_scope(&self, policy: usize, key: &ScopeKey) -> bool {
+        match self.scopes.get(policy) {
+            Some(None) => true,
+            Some(Some(terms)) => terms.iter().any(|term| match term {
+                ScopeTest::Tenant(t) => key.tenant == Some(*t),
+                ScopeTest::Agent(a) => key.agent == Some(*a),
+                ScopeTest::Role(r) => key.role == Some(*r),
+            }),
+            None => false,
+        }
+    }
+
+    fn matches(&self, candidate: &Candidate, request: &Request, key: &ScopeKey) -> bool {
+        self.in_scope(candidate.policy, key)
+            && candidate.when.as_ref().is_none_or(|c| c.eval(request, None))
+            && !candidate.unless.as_ref().is_some_and(|c| c.eval(request, None))
+    }
+
+    fn sorted(&self, mut rules: Vec<usize>) -> Vec<usize> {
+        rules.sort_by_key(|r| self.rank[*r]);
+        rules
+    }
+
+    /// Decides one request (language.md §3).
+    pub fn decide(&self, request: &Request) -> Decision {
+        let deny_default = || Decision {
+            outcome: Outcome::Deny,
+            rules: Vec::new(),
+            approvers: Vec::new(),
+            cause: Some(DenyCause::Default),
+        };
+        let Some(plan) = self.by_tool.get(request.tool) else { return deny_default() };
+        let key = self.scope_key(request);
+
+        // 2. Any matching deny denies; every matching deny is reported.
+        let denies: Vec<usize> = plan
+            .denies
+            .iter()
+            .filter(|c| self.matches(c, request, &key))
+            .map(|c| c.rule)
+            .collect();
+        if !denies.is_empty() {
+            return Decision {
+                outcome: Outcome::Deny,
+                rules: self.sorted(denies),
+                approvers: Vec::new(),
+                cause: Some(DenyCause::Rules),
+            };
+        }
+
+        // 3. Any matching approval rule whose groups have not all approved.
+        let mut waiting = Vec::new();
+        let mut missing = Vec::new();
+        for candidate in plan.approvals.iter().filter(|c| self.matches(c, request, &key)) {
+            let Effect::RequireApproval { groups } = &self.set.rules[candidate.rule].effect else { continue };
+            let before = missing.len();
+            for group in groups {
+                if let Some(index) = self.set.schema.approvers.iter().position(|g| g == group) {
+                    if !request.approvals.get(index).copied().unwrap_or(false) {
+                        missing.push(index);
+                    }
+                }
+            }
+            if missing.len() > before {
+                waiting.push(candidate.rule);
+            }
+        }
+        if !waiting.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            return Decision {
+                outcome: Outcome::RequireApproval,
+                rules: self.sorted(waiting),
+                approvers: missing,
+                cause: None,
+            };
+        }
+
+        // 4. A matching allow is a candidate allow; none is a default deny.
+        let allows: Vec<usize> = plan
+            .allows
+            .iter()
+            .filter(|c| self.matches(c, request, &key))
+            .map(|c| c.rule)
+            .collect();
+        if allows.is_empty() {
+            return deny_default();
+        }
+
+        // 5. Every matching limit whose counter already holds its maximum denies.
+        let reached: Vec<usize> = plan
+            .limits
+            .iter()
+            .filter(|c| {
+                let Effect::Limit(limit) = &self.set.rules[c.rule].effect else { return false };
+                let count = request
+                    .counters
+                    .iter()
+                    .find(|(rule, _)| *rule == c.rule)
+                    .map_or(0, |(_, count)| *count);
+                count >= limit.max && self.matches(c, request, &key)
+            })
+            .map(|c| c.rule)
+            .collect();
+        if !reached.is_empty() {
+            return Decision {
+                outcome: Outcome::Deny,
+                rules: self.sorted(reached),
+                approvers: Vec::new(),
+                cause: Some(DenyCause::Limit),
+            };
+        }
+        Decision {
+            outcome: Outcome::Allow,
+            rules: self.sorted(allows),
+            approvers: Vec::new(),
+            cause: None,
+        }
+    }
+
+    /// The limit rules that match this request and would count it if it is allowed.
+    pub fn matching_limits(&self, request: &Request) -> Vec<usize> {
+        let Some(plan) = self.by_tool.get(request.tool) else { return Vec::new() };
+        let key = self.scope_key(request);
+        plan.limits.iter().filter(|c| self.matches(c, request, &key)).map(|c| c.rule).collect()
+    }
+
+    /// The decision in the JSON shape of language.md §1.
+    pub fn render(&self, decision: &Decision) -> DecisionJson {
+        let rules = &self.set.rules;
+        let reasons = match decision.cause {
+            Some(DenyCause::Default) => vec!["no rule allows this request".to_owned()],
+            _ => decision
+                .rules
+                .iter()
+                .filter_map(|&r| {
+                    let rule = &rules[r];
+                    match (&rule.because, &rule.effect) {
+                        (Some(because), _) => Some(because.clone()),
+                        (None, Effect::Limit(limit)) => Some(format!(
+                            "limit of {} per {} reached",
+                            limit.max,
+                            duration(limit.window_seconds)
+                        )),
+                        (None, _) => None,
+                    }
+                })
+                .collect(),
+        };
+        let obligations = if decision.outcome == Outcome::Allow {
+            decision
+                .rules
+                .iter()
+                .flat_map(|&r| match &rules[r].effect {
+                    Effect::Allow { obligations } => obligations
+                        .iter()
+                        .map(|o| ObligationJson {
+                            rule: rules[r].id.clone(),
+                            name: o.name.clone(),
+                            text: o.text.clone(),
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        DecisionJson {
+            decision: decision.outcome,
+            rules: match decision.cause {
+                Some(DenyCause::Default) => vec!["default".to_owned()],
+                _ => decision.rules.iter().map(|&r| rules[r].id.clone()).collect(),
+            },
+            reasons,
+            approvers: decision
+                .approvers
+                .iter()
+                .map(|&g| self.set.schema.approvers[g].clone())
+                .collect(),
+            obligations,
+            policy_version: self.policy_version.clone(),
+        }
+    }
+
+    /// How every rule that names the request's tool fared: the slow path behind human output.
+    pub fn explain(&self, request: &Request) -> Vec<RuleTrace> {
+        let Some(plan) = self.by_tool.get(request.tool) else { return Vec::new() };
+        let key = self.scope_key(request);
+        let tool = &self.set.schema.tools[request.tool];
+        let mut traces = Vec::new();
+        for candidate in plan.denies.iter().chain(&plan.approvals).chain(&plan.allows).chain(&plan.limits) {
+            let rule = &self.set.rules[candidate.rule];
+            let status = if !self.in_scope(candidate.policy, &key) {
+                RuleStatus::OutOfScope
+            } else if candidate.when.as_ref().is_some_and(|c| !c.eval(request, None)) {
+                RuleStatus::WhenFailed(first_failing(rule.when.as_ref(), &self.set, tool, request))
+            } else if candidate.unless.as_ref().is_some_and(|c| c.eval(request, None)) {
+                RuleStatus::UnlessHeld(rule.unless.as_ref().map(|c| c.to_string()).unwrap_or_default())
+            } else {
+                match &rule.effect {
+                    Effect::Limit(limit) => {
+                        let count = request
+                            .counters
+                            .iter()
+                            .find(|(r, _)| *r == candidate.rule)
+                            .map_or(0, |(_, c)| *c);
+                        RuleStatus::Limit { count, max: limit.max }
+                    }
+                    _ => RuleStatus::Matched,
+                }
+            };
+            traces.push(RuleTrace { rule: candidate.rule, status });
+        }
+        traces.sort_by_key(|t| self.rank[t.rule]);
+        traces
+    }
+}
+
+/// The first top-level conjunct of `when` that is false for this request, as source text.
+fn first_failing(when: Option<&Cond>, set: &PolicySet, tool: &crate::ir::Tool, request: &Request) -> String {
+    let Some(when) = when else { return String::new() };
+    let target = Target { set, tool };
+    let conjuncts: Vec<&Cond> = match when {
+        Cond::And(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    conjuncts
+        .into_iter()
+        .find(|c| compile(c, &target).is_ok_and(|c| !c.eval(request, None)))
+        .unwrap_or(when)
+        .to_string()
+}
+
+/// How one rule fared on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleTrace {
+    pub rule: usize,
+    pub status: RuleStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleStatus {
+    OutOfScope,
+    /// The first condition of `when` that does not hold.
+    WhenFailed(String),
+    /// The `unless` condition that holds.
+    UnlessHeld(String),
+    Matched,
+    /// A matching limit and its counter.
+    Limit { count: u64, max: u64 },
+}

@@ -1,0 +1,314 @@
+//! Requests: the JSON shape of language.md §1, decoded strictly against the schema.
+//!
+//! Decoding happens once per request, before evaluation; a request that does not fit the
+//! schema (unknown tool, missing required argument, wrong type, unknown enum member, a value
+//! outside a declared range, an unknown attribute) gets a precise error naming the path, never
+//! a guess. After decoding, evaluation cannot meet a value of the wrong type.
+
+use crate::decimal::Decimal;
+use crate::ir::{Attribute, Effect, PolicySet, Type};
+use crate::suggest::help_did_you_mean;
+use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
+use std::fmt;
+
+/// A decoded value. Enum members are indexes into their declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Decimal(Decimal),
+    Bool(bool),
+    Enum(u32),
+    List(Vec<String>),
+}
+
+/// A request decoded against a schema: attributes and arguments by declaration index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub agent: Vec<Value>,
+    pub context: Vec<Value>,
+    /// Index into `Schema::tools`.
+    pub tool: usize,
+    /// By the tool's argument index; `None` for an absent optional argument.
+    pub args: Vec<Option<Value>>,
+    pub session: String,
+    /// By approver group index: whether the group already approved this action.
+    pub approvals: Vec<bool>,
+    /// `(limit rule index, current count in its window for this request's key)`.
+    pub counters: Vec<(usize, u64)>,
+}
+
+/// Why a request does not fit the schema: the path and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    pub path: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)?;
+        } else {
+            write!(f, "`{}`: {}", self.path, self.message)?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, " ({help})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+fn error(path: impl Into<String>, message: impl Into<String>) -> RequestError {
+    RequestError {
+        path: path.into(),
+        message: message.into(),
+        help: None,
+    }
+}
+
+fn describe(json: &Json) -> String {
+    match json {
+        Json::Null => "null".to_owned(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => format!("{s:?}"),
+        Json::Array(_) => "a list".to_owned(),
+        Json::Object(_) => "an object".to_owned(),
+    }
+}
+
+/// Decodes one value of a declared type.
+pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, RequestError> {
+    let mismatch = |expected: &str| error(path, format!("expected {expected}, found {}", describe(json)));
+    match ty {
+        Type::String => json
+            .as_str()
+            .map(|s| Value::Str(s.to_owned()))
+            .ok_or_else(|| mismatch("a string")),
+        Type::Bool => json.as_bool().map(Value::Bool).ok_or_else(|| mismatch("true or false")),
+        Type::Int { range } => {
+            let value = json.as_i64().ok_or_else(|| mismatch("an integer"))?;
+            if let Some((low, high)) = range {
+                if value < *low || value > *high {
+                    return Err(error(path, format!("{value} is outside the declared range {low}..{high}")));
+                }
+            }
+            Ok(Value::Int(value))
+        }
+        Type::Decimal { range } => {
+            let text = match json {
+                Json::Number(n) => n.to_string(),
+                Json::String(s) => s.clone(),
+                _ => return Err(mismatch("a decimal number")),
+            };
+            let value = Decimal::parse(&text)
+                .or_else(|_| {
+                    // serde_json prints floats like `1e-7`; read them exactly through f64 text.
+                    text.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .map(|f| format!("{f:.7}").trim_end_matches('0').trim_end_matches('.').to_owned())
+                        .ok_or(())
+                        .and_then(|t| Decimal::parse(&t).map_err(|_| ()))
+                })
+                .map_err(|()| {
+                    error(path, format!("{text} is not a decimal with at most 6 fractional digits"))
+                })?;
+            if let Some((low, high)) = range {
+                if value < *low || value > *high {
+                    return Err(error(path, format!("{text} is outside the declared range {low}..{high}")));
+                }
+            }
+            Ok(Value::Decimal(value))
+        }
+        Type::Enum { members } => {
+            let text = json.as_str().ok_or_else(|| mismatch("an enum member as a string"))?;
+            match members.iter().position(|m| m == text) {
+                Some(index) => Ok(Value::Enum(index as u32)),
+                None => Err(RequestError {
+                    path: path.to_owned(),
+                    message: format!("`{text}` is not one of {}", members.join(", ")),
+                    help: help_did_you_mean(text, members.iter().map(String::as_str)),
+                }),
+            }
+        }
+        Type::StringList => {
+            let items = json.as_array().ok_or_else(|| mismatch("a list of strings"))?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| error(format!("{path}[{i}]"), format!("expected a string, found {}", describe(item))))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::List)
+        }
+    }
+}
+
+/// Decodes an object of attributes (agent, context or a tool's arguments) by declaration.
+fn decode_object(
+    prefix: &str,
+    declared: &[Attribute],
+    json: Option<&Json>,
+) -> Result<Vec<Option<Value>>, RequestError> {
+    let empty = Map::new();
+    let object = match json {
+        None | Some(Json::Null) => &empty,
+        Some(Json::Object(object)) => object,
+        Some(other) => return Err(error(prefix, format!("expected an object, found {}", describe(other)))),
+    };
+    for key in object.keys() {
+        if !declared.iter().any(|a| &a.name == key) {
+            return Err(RequestError {
+                path: format!("{prefix}.{key}"),
+                message: "not declared in the schema".to_owned(),
+                help: help_did_you_mean(key, declared.iter().map(|a| a.name.as_str())),
+            });
+        }
+    }
+    declared
+        .iter()
+        .map(|attribute| {
+            let path = format!("{prefix}.{}", attribute.name);
+            match object.get(&attribute.name) {
+                None | Some(Json::Null) if attribute.optional => Ok(None),
+                None | Some(Json::Null) => Err(error(path, "is required but missing")),
+                Some(json) => decode_value(&path, &attribute.ty, json).map(Some),
+            }
+        })
+        .collect()
+}
+
+/// Agent and context attributes are never optional; every one must be present.
+fn all_present(prefix: &str, declared: &[Attribute], values: Vec<Option<Value>>) -> Result<Vec<Value>, RequestError> {
+    values
+        .into_iter()
+        .zip(declared)
+        .map(|(value, attribute)| {
+            value.ok_or_else(|| error(format!("{prefix}.{}", attribute.name), "is required but missing"))
+        })
+        .collect()
+}
+
+/// Rule ids of limit rules, for decoding `counters`.
+pub struct CounterIndex {
+    limits: HashMap<String, usize>,
+    others: HashMap<String, usize>,
+}
+
+impl CounterIndex {
+    pub fn new(set: &PolicySet) -> CounterIndex {
+        let mut limits = HashMap::new();
+        let mut others = HashMap::new();
+        for (index, rule) in set.rules.iter().enumerate() {
+            if matches!(rule.effect, Effect::Limit(_)) {
+                limits.insert(rule.id.clone(), index);
+            } else {
+                others.insert(rule.id.clone(), index);
+            }
+        }
+        CounterIndex { limits, others }
+    }
+}
+
+/// Decodes a JSON request against a compiled set.
+pub fn decode_request(set: &PolicySet, counters: &CounterIndex, json: &Json) -> Result<Request, RequestError> {
+    let object = json
+        .as_object()
+        .ok_or_else(|| error("", format!("a request is a JSON object, found {}", describe(json))))?;
+    const FIELDS: [&str; 7] = ["agent", "tool", "args", "context", "session", "approvals", "counters"];
+    for key in object.keys() {
+        if !FIELDS.contains(&key.as_str()) {
+            return Err(RequestError {
+                path: key.clone(),
+                message: "is not a request field".to_owned(),
+                help: help_did_you_mean(key, FIELDS).or_else(|| Some(format!("the fields are {}", FIELDS.join(", ")))),
+            });
+        }
+    }
+    let schema = &set.schema;
+    let tool_name = object
+        .get("tool")
+        .ok_or_else(|| error("tool", "is required but missing"))?
+        .as_str()
+        .ok_or_else(|| error("tool", "expected a tool name as a string"))?;
+    let tool = schema.tool_index(tool_name).ok_or_else(|| RequestError {
+        path: "tool".to_owned(),
+        message: format!("unknown tool `{tool_name}`"),
+        help: help_did_you_mean(tool_name, schema.tools.iter().map(|t| t.name.as_str())),
+    })?;
+    let agent = all_present("agent", &schema.agent, decode_object("agent", &schema.agent, object.get("agent"))?)?;
+    let context = all_present(
+        "context",
+        &schema.context,
+        decode_object("context", &schema.context, object.get("context"))?,
+    )?;
+    let args = decode_object("args", &schema.tools[tool].args, object.get("args"))?;
+    let session = match object.get("session") {
+        None | Some(Json::Null) => String::new(),
+        Some(Json::String(s)) => s.clone(),
+        Some(other) => return Err(error("session", format!("expected a string, found {}", describe(other)))),
+    };
+    let mut approvals = vec![false; schema.approvers.len()];
+    match object.get("approvals") {
+        None | Some(Json::Null) => {}
+        Some(Json::Array(groups)) => {
+            for (i, group) in groups.iter().enumerate() {
+                let name = group
+                    .as_str()
+                    .ok_or_else(|| error(format!("approvals[{i}]"), "expected an approver group name"))?;
+                let index = schema.approvers.iter().position(|g| g == name).ok_or_else(|| RequestError {
+                    path: format!("approvals[{i}]"),
+                    message: format!("unknown approver group `{name}`"),
+                    help: help_did_you_mean(name, schema.approvers.iter().map(String::as_str)),
+                })?;
+                approvals[index] = true;
+            }
+        }
+        Some(other) => return Err(error("approvals", format!("expected a list of group names, found {}", describe(other)))),
+    }
+    let mut decoded_counters = Vec::new();
+    match object.get("counters") {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(entries)) => {
+            for (id, count) in entries {
+                let path = format!("counters.{id}");
+                let rule = match counters.limits.get(id) {
+                    Some(&rule) => rule,
+                    None if counters.others.contains_key(id) => {
+                        return Err(error(path, "is not a `limit` rule, so it has no counter"))
+                    }
+                    None => {
+                        return Err(RequestError {
+                            path,
+                            message: "names no limit rule".to_owned(),
+                            help: help_did_you_mean(id, counters.limits.keys().map(String::as_str)),
+                        })
+                    }
+                };
+                let count = count
+                    .as_u64()
+                    .ok_or_else(|| error(format!("counters.{id}"), "expected a count (a whole number, 0 or more)"))?;
+                decoded_counters.push((rule, count));
+            }
+        }
+        Some(other) => return Err(error("counters", format!("expected an object of rule id to count, found {}", describe(other)))),
+    }
+    Ok(Request {
+        agent,
+        context,
+        tool,
+        args,
+        session,
+        approvals,
+        counters: decoded_counters,
+    })
+}
