@@ -9,7 +9,6 @@ pub enum Exit {
     Usage = 1,
     /// Findings at or above the failing severity.
     Findings = 2,
-    #[allow(dead_code)] // used once `polctl test` lands
     TestFailures = 3,
     #[allow(dead_code)] // used once bundles land
     Verification = 4,

@@ -3,7 +3,10 @@
 //! All file IO of the front end happens here, so `polctl-lang` stays pure.
 
 use crate::exit::CliError;
-use polctl_lang::SourceSet;
+use crate::output::ColorChoice;
+use polctl_lang::diagnostic::render_human;
+use polctl_lang::ir::PolicySet;
+use polctl_lang::{compile, SourceSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -53,7 +56,30 @@ pub fn find_policy_files(path: &Path) -> Result<PolicyFiles, CliError> {
     })
 }
 
+/// Files under `root` whose name ends with `suffix`, as `(path on disk, path in the set)`.
+pub fn find_files_with_suffix(
+    root: &Path,
+    suffix: &str,
+) -> Result<Vec<(PathBuf, String)>, CliError> {
+    let mut files = Vec::new();
+    if root.is_file() {
+        return Ok(files);
+    }
+    walk_matching(root, root, &|name| name.ends_with(suffix), &mut files)?;
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(files)
+}
+
 fn walk(root: &Path, dir: &Path, files: &mut Vec<(PathBuf, String)>) -> Result<(), CliError> {
+    walk_matching(root, dir, &|name| name.ends_with(".pol"), files)
+}
+
+fn walk_matching(
+    root: &Path,
+    dir: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+    files: &mut Vec<(PathBuf, String)>,
+) -> Result<(), CliError> {
     let entries = fs::read_dir(dir)
         .map_err(|error| CliError::new(format!("cannot list `{}`: {error}", dir.display())))?;
     for entry in entries {
@@ -66,11 +92,9 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<(PathBuf, String)>) -> Result<(
             .map_err(|error| CliError::new(format!("cannot read `{}`: {error}", path.display())))?;
         if file_type.is_dir() {
             if !name.starts_with('.') && name != "target" {
-                walk(root, &path, files)?;
+                walk_matching(root, &path, wanted, files)?;
             }
-        } else if path.extension().and_then(|e| e.to_str()) == Some("pol")
-            && (file_type.is_file() || path.is_file())
-        {
+        } else if wanted(&name) && (file_type.is_file() || path.is_file()) {
             let relative = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
@@ -111,4 +135,30 @@ pub fn load_policy_set(path: &Path) -> Result<SourceSet, CliError> {
         files.push((relative.clone(), read_text(disk_path)?));
     }
     Ok(SourceSet::from_files(files).with_display_root(found.root.to_string_lossy()))
+}
+
+/// Loads and compiles a set for a command that needs its IR. When the set does not compile,
+/// its diagnostics are printed and `None` is returned (the command exits 2).
+pub fn compile_or_report(
+    path: &Path,
+    color: ColorChoice,
+) -> Result<Option<(SourceSet, PolicySet)>, CliError> {
+    let sources = load_policy_set(path)?;
+    let compilation = compile(&sources);
+    match compilation.set {
+        Some(set) => Ok(Some((sources, set))),
+        None => {
+            let color = color.enabled_for_stdout();
+            for diagnostic in &compilation.diagnostics {
+                println!("{}", render_human(diagnostic, &sources, color));
+            }
+            println!(
+                "error: `{}` does not compile ({} errors); run `polctl check {}`",
+                path.display(),
+                compilation.errors(),
+                path.display()
+            );
+            Ok(None)
+        }
+    }
 }

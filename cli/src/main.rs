@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     Check(commands::check::CheckArgs),
     Fmt(commands::fmt::FmtArgs),
+    Eval(commands::eval::EvalArgs),
+    Test(commands::test::TestArgs),
     Completions(commands::completions::CompletionsArgs),
 }
 
@@ -51,6 +53,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Check(args) => commands::check::run(args),
         Command::Fmt(args) => commands::fmt::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Test(args) => commands::test::run_tests(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };
     match result {

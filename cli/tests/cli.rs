@@ -49,7 +49,7 @@ fn copy_tree(from: &Path, to: &Path) {
 fn the_example_checks_clean() {
     let output = polctl(&["check", "examples/support-fleet"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
-    assert!(stdout(&output).contains("11 files, 9 policies, 53 rules: no problems"));
+    assert!(stdout(&output).contains("11 files, 9 policies, 55 rules: no problems"));
     let output = polctl(&[
         "check",
         "examples/support-fleet",

@@ -161,13 +161,13 @@ impl Formatter<'_> {
                 Item::Policy(policy) => self.policy(policy),
                 Item::Let(decl) => {
                     self.hoist_inner(decl.span, 0);
-                    let value = value(&decl.value);
+                    let value = value(self.source, &decl.value);
                     let text = format!("let {} = {value}", name(&decl.name));
                     if text.len() > MAX_WIDTH {
                         if let ValueKind::List(items) = &decl.value.kind {
                             self.line(0, &format!("let {} = [", name(&decl.name)));
                             for item in items {
-                                self.line(1, &format!("{},", self::value(item)));
+                                self.line(1, &format!("{},", self::value(self.source, item)));
                             }
                             self.line(0, "]");
                         } else {
@@ -264,10 +264,11 @@ impl Formatter<'_> {
                     self.line(1, &format!("owner {}", string(&text.value)))
                 }
                 PolicyMember::Description(text, _) => {
-                    self.line(1, &format!("description {}", string(&text.value)))
+                    self.line(1, &format!("description {}", literal(self.source, text)))
                 }
                 PolicyMember::AppliesTo(scopes, _) => {
-                    let scopes: Vec<String> = scopes.iter().map(scope).collect();
+                    let scopes: Vec<String> =
+                        scopes.iter().map(|s| scope(self.source, s)).collect();
                     self.line(1, &format!("applies to {}", scopes.join(" or ")));
                 }
                 PolicyMember::OnFailure(mode, _) => {
@@ -300,7 +301,7 @@ impl Formatter<'_> {
             .collect();
         let mut first = head.clone();
         for (keyword, condition) in &conditions {
-            first.push_str(&format!(" {keyword} {}", expr(condition)));
+            first.push_str(&format!(" {keyword} {}", expr(self.source, condition)));
         }
         if indent(2).len() + first.len() <= MAX_WIDTH {
             self.line(2, &first);
@@ -312,7 +313,10 @@ impl Formatter<'_> {
         }
         for clause in find("with") {
             if let Clause::With { name: n, text, .. } = clause {
-                self.line(2, &format!("with {} {}", name(n), string(&text.value)));
+                self.line(
+                    2,
+                    &format!("with {} {}", name(n), literal(self.source, text)),
+                );
             }
         }
         for clause in find("overrides") {
@@ -323,14 +327,14 @@ impl Formatter<'_> {
         }
         for clause in find("because") {
             if let Clause::Because(text, _) = clause {
-                self.line(2, &format!("because {}", string(&text.value)));
+                self.line(2, &format!("because {}", literal(self.source, text)));
             }
         }
     }
 
     /// `when COND` on its own line, broken at top-level `and`/`or` when it is still too long.
     fn condition_lines(&mut self, keyword: &str, condition: &Expr) {
-        let one_line = format!("{keyword} {}", expr(condition));
+        let one_line = format!("{keyword} {}", expr(self.source, condition));
         let (joiner, items) = match &condition.kind {
             ExprKind::And(items) => ("and", items),
             ExprKind::Or(items) => ("or", items),
@@ -343,11 +347,26 @@ impl Formatter<'_> {
             self.line(3, &one_line);
             return;
         }
-        self.line(3, &format!("{keyword} {}", expr(&items[0])));
+        self.line(3, &format!("{keyword} {}", expr(self.source, &items[0])));
         for item in &items[1..] {
-            self.line(4, &format!("{joiner} {}", expr(item)));
+            self.line(4, &format!("{joiner} {}", expr(self.source, item)));
         }
     }
+}
+
+/// A string literal as the author wrote it (escapes kept), or re-escaped if the span does not
+/// hold a string (which the parser rules out).
+fn source_string(src: &str, span: Span, value: &str) -> String {
+    match src.get(span.range()) {
+        Some(text) if text.starts_with('"') && text.ends_with('"') && text.len() >= 2 => {
+            text.to_owned()
+        }
+        _ => string(value),
+    }
+}
+
+fn literal(src: &str, text: &StrLit) -> String {
+    source_string(src, text.span, &text.value)
 }
 
 fn name(name: &Name) -> String {
@@ -390,11 +409,11 @@ fn type_expr(ty: &TypeExpr) -> String {
     }
 }
 
-fn scope(scope: &ScopeExpr) -> String {
+fn scope(src: &str, scope: &ScopeExpr) -> String {
     match scope {
         ScopeExpr::All(_) => "all".to_owned(),
-        ScopeExpr::Tenant(t, _) => format!("tenant {}", string(&t.value)),
-        ScopeExpr::Agent(a, _) => format!("agent {}", string(&a.value)),
+        ScopeExpr::Tenant(t, _) => format!("tenant {}", literal(src, t)),
+        ScopeExpr::Agent(a, _) => format!("agent {}", literal(src, a)),
         ScopeExpr::Role(r, _) => format!("role {}", name(r)),
     }
 }
@@ -447,25 +466,33 @@ fn path(path: &Path) -> String {
     }
 }
 
-fn value(value: &ValueExpr) -> String {
+fn value(src: &str, value: &ValueExpr) -> String {
     match &value.kind {
-        ValueKind::Str(s) => string(s),
+        ValueKind::Str(s) => source_string(src, value.span, s),
         ValueKind::Number(n) => n.text.clone(),
         ValueKind::Bool(b) => b.to_string(),
         ValueKind::Name(n) => name(n),
         ValueKind::List(items) => {
-            let items: Vec<String> = items.iter().map(self::value).collect();
+            let items: Vec<String> = items.iter().map(|i| self::value(src, i)).collect();
             format!("[{}]", items.join(", "))
         }
     }
 }
 
-fn expr(e: &Expr) -> String {
+fn expr(src: &str, e: &Expr) -> String {
     match &e.kind {
-        ExprKind::And(items) => items.iter().map(expr).collect::<Vec<_>>().join(" and "),
-        ExprKind::Or(items) => items.iter().map(expr).collect::<Vec<_>>().join(" or "),
-        ExprKind::Not(inner) => format!("not {}", expr(inner)),
-        ExprKind::Paren(inner) => format!("({})", expr(inner)),
+        ExprKind::And(items) => items
+            .iter()
+            .map(|i| expr(src, i))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        ExprKind::Or(items) => items
+            .iter()
+            .map(|i| expr(src, i))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        ExprKind::Not(inner) => format!("not {}", expr(src, inner)),
+        ExprKind::Paren(inner) => format!("({})", expr(src, inner)),
         ExprKind::Has(p) => format!("has {}", path(p)),
         ExprKind::Compare {
             path: p,
@@ -473,7 +500,7 @@ fn expr(e: &Expr) -> String {
             value: v,
             ..
         } => {
-            format!("{} {} {}", path(p), op.as_str(), value(v))
+            format!("{} {} {}", path(p), op.as_str(), value(src, v))
         }
         ExprKind::Quantified {
             quantifier,
@@ -489,7 +516,7 @@ fn expr(e: &Expr) -> String {
             },
             path(p),
             op.as_str(),
-            value(v)
+            value(src, v)
         ),
         ExprKind::Count {
             path: p,
@@ -497,7 +524,7 @@ fn expr(e: &Expr) -> String {
             value: v,
             ..
         } => {
-            format!("count {} {} {}", path(p), op.as_str(), value(v))
+            format!("count {} {} {}", path(p), op.as_str(), value(src, v))
         }
     }
 }

@@ -64,6 +64,37 @@ pub fn parse_file(file: FileId, source: &str) -> Parsed {
     }
 }
 
+/// Parses one standalone condition (a test file's `forall`), reporting every error.
+pub fn parse_condition(file: FileId, source: &str) -> (Option<Expr>, Vec<Diagnostic>) {
+    let lexed = lexer::lex(source);
+    let mut diagnostics: Vec<Diagnostic> = lexed
+        .errors
+        .iter()
+        .map(|error| {
+            let mut diagnostic = Diagnostic::error(
+                DiagnosticKind::Syntax,
+                crate::check::codes::LEXICAL,
+                Span::new(file, error.start, error.end),
+                error.message.clone(),
+            );
+            diagnostic.help = error.help.clone();
+            diagnostic
+        })
+        .collect();
+    let eoi = SimpleSpan::from(source.len()..source.len());
+    let (expr, errors) = condition(file)
+        .then_ignore(end())
+        .parse(
+            lexed
+                .tokens
+                .as_slice()
+                .map(eoi, |(token, span)| (token, span)),
+        )
+        .into_output_errors();
+    diagnostics.extend(errors.into_iter().map(|e| convert_error(file, source, e)));
+    (expr, diagnostics)
+}
+
 fn to_span(file: FileId, span: SimpleSpan) -> Span {
     Span::new(file, span.start, span.end)
 }

@@ -24,8 +24,14 @@ fn evaluator(policies: &str) -> Evaluator {
         ("policies.pol".to_owned(), policies.to_owned()),
     ]);
     let compilation = compile(&sources);
-    let messages: Vec<_> = compilation.diagnostics.iter().map(|d| d.message.clone()).collect();
-    let set = compilation.set.unwrap_or_else(|| panic!("does not compile: {messages:?}"));
+    let messages: Vec<_> = compilation
+        .diagnostics
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    let set = compilation
+        .set
+        .unwrap_or_else(|| panic!("does not compile: {messages:?}"));
     Evaluator::new(set, "test").expect("plan")
 }
 
@@ -75,7 +81,10 @@ fn deny_beats_approval() {
     let e = evaluator(
         "policy p {\n  rule a:\n    allow refund\n  rule big:\n    require approval from finance for refund\n  rule d:\n    deny refund when args.amount > 10\n}\n",
     );
-    let (outcome, rules, _) = decide(&e, &request("refund", json!({ "order_id": "o", "amount": 50 })));
+    let (outcome, rules, _) = decide(
+        &e,
+        &request("refund", json!({ "order_id": "o", "amount": 50 })),
+    );
     assert_eq!((outcome, rules), (Outcome::Deny, vec!["p.d".to_owned()]));
 }
 
@@ -91,12 +100,18 @@ fn approval_then_allow() {
     assert_eq!(approvers, ["finance", "security"]);
     // One group approved: the other is still missing.
     let (outcome, _, approvers) = decide(&e, &with(big.clone(), "approvals", json!(["finance"])));
-    assert_eq!((outcome, approvers), (Outcome::RequireApproval, vec!["security".to_owned()]));
+    assert_eq!(
+        (outcome, approvers),
+        (Outcome::RequireApproval, vec!["security".to_owned()])
+    );
     // Both approved: the allow decides.
     let (outcome, rules, _) = decide(&e, &with(big, "approvals", json!(["security", "finance"])));
     assert_eq!((outcome, rules), (Outcome::Allow, vec!["p.a".to_owned()]));
     // Below the threshold no approval is needed.
-    let (outcome, _, _) = decide(&e, &request("refund", json!({ "order_id": "o", "amount": 100 })));
+    let (outcome, _, _) = decide(
+        &e,
+        &request("refund", json!({ "order_id": "o", "amount": 100 })),
+    );
     assert_eq!(outcome, Outcome::Allow);
 }
 
@@ -109,7 +124,10 @@ fn approval_alone_does_not_allow() {
         json!(["finance"]),
     );
     let (outcome, rules, _) = decide(&e, &approved);
-    assert_eq!((outcome, rules), (Outcome::Deny, vec!["default".to_owned()]));
+    assert_eq!(
+        (outcome, rules),
+        (Outcome::Deny, vec!["default".to_owned()])
+    );
 }
 
 #[test]
@@ -117,11 +135,28 @@ fn limits_admit_n_actions_per_window() {
     let e = evaluator(
         "policy p {\n  rule a:\n    allow send_email\n  rule budget:\n    limit send_email to 100 per 1d per agent.id\n}\n",
     );
-    let at = |n: u64| with(request("send_email", MAIL()), "counters", json!({ "p.budget": n }));
-    assert_eq!(decide(&e, &at(99)).0, Outcome::Allow, "the 100th action is admitted");
+    let at = |n: u64| {
+        with(
+            request("send_email", MAIL()),
+            "counters",
+            json!({ "p.budget": n }),
+        )
+    };
+    assert_eq!(
+        decide(&e, &at(99)).0,
+        Outcome::Allow,
+        "the 100th action is admitted"
+    );
     let (outcome, rules, _) = decide(&e, &at(100));
-    assert_eq!((outcome, rules), (Outcome::Deny, vec!["p.budget".to_owned()]));
-    assert_eq!(decide(&e, &request("send_email", MAIL())).0, Outcome::Allow, "no counter is 0");
+    assert_eq!(
+        (outcome, rules),
+        (Outcome::Deny, vec!["p.budget".to_owned()])
+    );
+    assert_eq!(
+        decide(&e, &request("send_email", MAIL())).0,
+        Outcome::Allow,
+        "no counter is 0"
+    );
 }
 
 #[test]
@@ -130,7 +165,11 @@ fn limits_only_bind_allowed_actions_and_their_conditions() {
         "policy p {\n  rule budget:\n    limit send_email to 1 per 1h when args.subject == \"bulk\"\n  rule a:\n    allow send_email\n}\n",
     );
     let full = json!({ "p.budget": 5 });
-    let bulk = with(request("send_email", json!({ "to": "b", "subject": "bulk" })), "counters", full.clone());
+    let bulk = with(
+        request("send_email", json!({ "to": "b", "subject": "bulk" })),
+        "counters",
+        full.clone(),
+    );
     let other = with(request("send_email", MAIL()), "counters", full);
     assert_eq!(decide(&e, &bulk).0, Outcome::Deny);
     assert_eq!(decide(&e, &other).0, Outcome::Allow);
@@ -165,11 +204,19 @@ fn optional_arguments_and_has() {
     let e = evaluator(
         "policy p {\n  rule a:\n    allow send_email\n  rule cc:\n    deny send_email when has args.cc and args.cc ends with \"@evil.example\"\n}\n",
     );
-    assert_eq!(decide(&e, &request("send_email", MAIL())).0, Outcome::Allow, "missing cc: `has` is false");
+    assert_eq!(
+        decide(&e, &request("send_email", MAIL())).0,
+        Outcome::Allow,
+        "missing cc: `has` is false"
+    );
     let evil = json!({ "to": "b@acme.example", "subject": "s", "cc": "x@evil.example" });
     assert_eq!(decide(&e, &request("send_email", evil)).0, Outcome::Deny);
     let fine = json!({ "to": "b@acme.example", "subject": "s", "cc": null });
-    assert_eq!(decide(&e, &request("send_email", fine)).0, Outcome::Allow, "null is absent");
+    assert_eq!(
+        decide(&e, &request("send_email", fine)).0,
+        Outcome::Allow,
+        "null is absent"
+    );
 }
 
 #[test]
@@ -177,10 +224,19 @@ fn obligations_of_every_matching_allow_are_merged() {
     let e = evaluator(
         "policy p {\n  rule a:\n    allow search_kb with disclaimer \"Not advice\"\n  rule b:\n    allow search_kb when agent.tier == pro with audit \"pro lookup\" with banner \"Pro\"\n}\n",
     );
-    let decoded = e.decode(&request("search_kb", json!({ "query": "q" }))).expect("fits");
+    let decoded = e
+        .decode(&request("search_kb", json!({ "query": "q" })))
+        .expect("fits");
     let json = e.render(&e.decide(&decoded));
-    let names: Vec<_> = json.obligations.iter().map(|o| (o.rule.as_str(), o.name.as_str())).collect();
-    assert_eq!(names, [("p.a", "disclaimer"), ("p.b", "audit"), ("p.b", "banner")]);
+    let names: Vec<_> = json
+        .obligations
+        .iter()
+        .map(|o| (o.rule.as_str(), o.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("p.a", "disclaimer"), ("p.b", "audit"), ("p.b", "banner")]
+    );
     assert_eq!(json.rules, ["p.a", "p.b"]);
 }
 
@@ -219,22 +275,59 @@ policy p {
 "#,
     );
     let share = |list: Value| request("share_doc", json!({ "shared_with": list }));
-    assert_eq!(decide(&e, &share(json!([]))).0, Outcome::Allow, "every over an empty list is true");
-    assert_eq!(decide(&e, &share(json!(["a@acme.example", "b@acme.example"]))).0, Outcome::Allow);
-    assert_eq!(decide(&e, &share(json!(["a@acme.example", "b@acme.example", "c@acme.example"]))).0, Outcome::Deny);
-    assert_eq!(decide(&e, &share(json!(["a@acme.example", "x@gmail.com"]))).1, ["p.some_external"]);
+    assert_eq!(
+        decide(&e, &share(json!([]))).0,
+        Outcome::Allow,
+        "every over an empty list is true"
+    );
+    assert_eq!(
+        decide(&e, &share(json!(["a@acme.example", "b@acme.example"]))).0,
+        Outcome::Allow
+    );
+    assert_eq!(
+        decide(
+            &e,
+            &share(json!([
+                "a@acme.example",
+                "b@acme.example",
+                "c@acme.example"
+            ]))
+        )
+        .0,
+        Outcome::Deny
+    );
+    assert_eq!(
+        decide(&e, &share(json!(["a@acme.example", "x@gmail.com"]))).1,
+        ["p.some_external"]
+    );
 
     let transfer = |amount: Value| request("transfer", json!({ "amount": amount }));
     assert_eq!(decide(&e, &transfer(json!(99.99))).0, Outcome::Allow);
     assert_eq!(decide(&e, &transfer(json!(99.991))).0, Outcome::Deny);
-    assert_eq!(decide(&e, &transfer(json!(5))).0, Outcome::Allow, "an integer for a decimal");
+    assert_eq!(
+        decide(&e, &transfer(json!(5))).0,
+        Outcome::Allow,
+        "an integer for a decimal"
+    );
 
-    let mail = |to: &str, subject: &str| request("send_email", json!({ "to": to, "subject": subject }));
-    assert_eq!(decide(&e, &mail("bob@partner.example", "hi")).0, Outcome::Allow);
-    assert_eq!(decide(&e, &mail("bob@partner.example", "spam")).0, Outcome::Deny);
-    assert_eq!(decide(&e, &mail("Bob@partner.example", "hi")).0, Outcome::Deny, "regex is case-sensitive");
+    let mail =
+        |to: &str, subject: &str| request("send_email", json!({ "to": to, "subject": subject }));
+    assert_eq!(
+        decide(&e, &mail("bob@partner.example", "hi")).0,
+        Outcome::Allow
+    );
+    assert_eq!(
+        decide(&e, &mail("bob@partner.example", "spam")).0,
+        Outcome::Deny
+    );
+    assert_eq!(
+        decide(&e, &mail("Bob@partner.example", "hi")).0,
+        Outcome::Deny,
+        "regex is case-sensitive"
+    );
 
-    let refund = |id: &str, amount: i64| request("refund", json!({ "order_id": id, "amount": amount }));
+    let refund =
+        |id: &str, amount: i64| request("refund", json!({ "order_id": id, "amount": amount }));
     assert_eq!(decide(&e, &refund("o-1", 2)).0, Outcome::Allow);
     assert_eq!(decide(&e, &refund("o-1", 4)).0, Outcome::Deny);
     assert_eq!(decide(&e, &refund("o-1", 1000)).0, Outcome::Allow);
@@ -250,15 +343,50 @@ policy p {
 fn requests_that_do_not_fit_the_schema_get_precise_errors() {
     let e = evaluator("policy p {\n  rule kb:\n    allow search_kb\n  rule l:\n    limit search_kb to 1 per 1h\n}\n");
     let cases = [
-        (request("serch_kb", json!({ "query": "q" })), "`tool`: unknown tool `serch_kb` (did you mean `search_kb`?)"),
-        (request("refund", json!({ "order_id": "o" })), "`args.amount`: is required but missing"),
-        (request("refund", json!({ "order_id": "o", "amount": "5" })), "`args.amount`: expected an integer, found \"5\""),
-        (request("refund", json!({ "order_id": "o", "amount": 2000000 })), "`args.amount`: 2000000 is outside the declared range 0..1000000"),
-        (request("transfer", json!({ "amount": 1.1234567 })), "`args.amount`: 1.1234567 is not a decimal with at most 6 fractional digits"),
-        (request("search_kb", json!({ "query": "q", "qeury": "x" })), "`args.qeury`: not declared in the schema (did you mean `query`?)"),
-        (with(request("search_kb", json!({ "query": "q" })), "approvals", json!(["finanse"])), "`approvals[0]`: unknown approver group `finanse` (did you mean `finance`?)"),
-        (with(request("search_kb", json!({ "query": "q" })), "counters", json!({ "p.kb": 1 })), "`counters.p.kb`: is not a `limit` rule, so it has no counter"),
-        (json!({ "tool": "search_kb", "args": { "query": "q" } }), "`agent.id`: is required but missing"),
+        (
+            request("serch_kb", json!({ "query": "q" })),
+            "`tool`: unknown tool `serch_kb` (did you mean `search_kb`?)",
+        ),
+        (
+            request("refund", json!({ "order_id": "o" })),
+            "`args.amount`: is required but missing",
+        ),
+        (
+            request("refund", json!({ "order_id": "o", "amount": "5" })),
+            "`args.amount`: expected an integer, found \"5\"",
+        ),
+        (
+            request("refund", json!({ "order_id": "o", "amount": 2000000 })),
+            "`args.amount`: 2000000 is outside the declared range 0..1000000",
+        ),
+        (
+            request("transfer", json!({ "amount": 1.1234567 })),
+            "`args.amount`: 1.1234567 is not a decimal with at most 6 fractional digits",
+        ),
+        (
+            request("search_kb", json!({ "query": "q", "qeury": "x" })),
+            "`args.qeury`: not declared in the schema (did you mean `query`?)",
+        ),
+        (
+            with(
+                request("search_kb", json!({ "query": "q" })),
+                "approvals",
+                json!(["finanse"]),
+            ),
+            "`approvals[0]`: unknown approver group `finanse` (did you mean `finance`?)",
+        ),
+        (
+            with(
+                request("search_kb", json!({ "query": "q" })),
+                "counters",
+                json!({ "p.kb": 1 }),
+            ),
+            "`counters.p.kb`: is not a `limit` rule, so it has no counter",
+        ),
+        (
+            json!({ "tool": "search_kb", "args": { "query": "q" } }),
+            "`agent.id`: is required but missing",
+        ),
     ];
     for (request, expected) in cases {
         let error = e.decode(&request).expect_err("does not fit");
@@ -267,7 +395,10 @@ fn requests_that_do_not_fit_the_schema_get_precise_errors() {
     let mut bad_enum = request("search_kb", json!({ "query": "q" }));
     bad_enum["context"]["mode"] = json!("readonly");
     let error = e.decode(&bad_enum).expect_err("bad enum").to_string();
-    assert!(error.starts_with("`context.mode`: `readonly` is not one of normal, read_only"), "{error}");
+    assert!(
+        error.starts_with("`context.mode`: `readonly` is not one of normal, read_only"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -275,9 +406,17 @@ fn explanations_name_the_first_failing_condition() {
     let e = evaluator(
         "policy p {\n  rule a:\n    allow refund when agent.role == support and args.amount < 100\n  rule d:\n    deny refund unless agent.tier == pro\n}\n",
     );
-    let decoded = e.decode(&request("refund", json!({ "order_id": "o", "amount": 500 }))).expect("fits");
+    let decoded = e
+        .decode(&request(
+            "refund",
+            json!({ "order_id": "o", "amount": 500 }),
+        ))
+        .expect("fits");
     let traces = e.explain(&decoded);
-    let described: Vec<String> = traces.iter().map(|t| format!("{}: {:?}", e.set().rules[t.rule].id, t.status)).collect();
+    let described: Vec<String> = traces
+        .iter()
+        .map(|t| format!("{}: {:?}", e.set().rules[t.rule].id, t.status))
+        .collect();
     assert_eq!(
         described,
         [

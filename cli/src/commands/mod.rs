@@ -2,4 +2,6 @@
 
 pub mod check;
 pub mod completions;
+pub mod eval;
 pub mod fmt;
+pub mod test;

@@ -85,6 +85,52 @@ pub(super) fn has_facts(expr: &ast::Expr) -> Vec<String> {
     }
 }
 
+/// The tools a standalone condition is about: those named by `tool.name == "x"` or
+/// `tool.name in [..]` in its top-level conjunction, or every tool.
+pub(super) fn tools_named(expr: &ast::Expr, schema: &crate::ir::Schema) -> Vec<usize> {
+    fn names(expr: &ast::Expr, out: &mut Option<Vec<String>>) {
+        match &expr.kind {
+            ExprKind::And(items) => items.iter().for_each(|i| names(i, out)),
+            ExprKind::Paren(inner) => names(inner, out),
+            ExprKind::Compare {
+                path, op, value, ..
+            } if path.root.text == "tool"
+                && path.field.as_ref().is_some_and(|f| f.text == "name")
+                && matches!(op, Operator::Eq | Operator::In) =>
+            {
+                let mut named = Vec::new();
+                let mut push = |v: &ast::ValueExpr| match &v.kind {
+                    ValueKind::Str(s) => named.push(s.clone()),
+                    ValueKind::Name(n) => named.push(n.text.clone()),
+                    _ => {}
+                };
+                match &value.kind {
+                    ValueKind::List(items) => items.iter().for_each(&mut push),
+                    _ => push(value),
+                }
+                // Several `tool.name` tests in one conjunction: the tools named by all of them.
+                *out = Some(match out.take() {
+                    None => named,
+                    Some(previous) => previous.into_iter().filter(|n| named.contains(n)).collect(),
+                });
+            }
+            _ => {}
+        }
+    }
+    let mut named = None;
+    names(expr, &mut named);
+    match named {
+        Some(named) => schema
+            .tools
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| named.contains(&t.name))
+            .map(|(i, _)| i)
+            .collect(),
+        None => (0..schema.tools.len()).collect(),
+    }
+}
+
 fn cmp_op(op: Operator) -> Option<CmpOp> {
     Some(match op {
         Operator::Eq => CmpOp::Eq,

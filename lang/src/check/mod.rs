@@ -298,6 +298,41 @@ pub fn compile(sources: &SourceSet) -> Compilation {
     }
 }
 
+/// Parses and type-checks a standalone condition against a compiled set's schema (a test file's
+/// `[[property]] forall`). `args.X` may be read when every tool the condition can be about
+/// declares it: the tools named by top-level `tool.name == ..`/`in [..]` tests, or all tools.
+/// `let` names are not available here (they are inlined in the IR).
+pub fn compile_condition(
+    set: &PolicySet,
+    source: &str,
+) -> Result<crate::ir::Cond, Vec<Diagnostic>> {
+    let file = crate::source::FileId(0);
+    let (expr, diagnostics) = crate::parser::parse_condition(file, source);
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+    let Some(expr) = expr else {
+        return Err(Vec::new());
+    };
+    let tools = conditions::tools_named(&expr, &set.schema);
+    let mut checker = Checker {
+        diagnostics: Vec::new(),
+        schema_incomplete: false,
+        schema: set.schema.clone(),
+        lets: HashMap::new(),
+        current_rule: None,
+    };
+    let env = conditions::Env {
+        tools: &tools,
+        known_present: conditions::has_facts(&expr),
+    };
+    let cond = checker.lower_condition(&expr, &env);
+    match cond {
+        Some(cond) if checker.diagnostics.is_empty() => Ok(cond),
+        _ => Err(checker.diagnostics),
+    }
+}
+
 impl<'a> Checker<'a> {
     fn collect_lets(&mut self, files: &'a [ast::File]) {
         for decl in files.iter().flat_map(|f| &f.items).filter_map(|i| match i {

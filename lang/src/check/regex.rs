@@ -228,12 +228,22 @@ fn ascii_class(class: &ast::ClassPerl) -> &'static str {
 
 fn collect_perl_classes(node: &Ast, out: &mut Vec<(usize, usize, &'static str)>) {
     match node {
-        Ast::ClassPerl(class) => out.push((class.span.start.offset, class.span.end.offset, ascii_class(class))),
+        Ast::ClassPerl(class) => out.push((
+            class.span.start.offset,
+            class.span.end.offset,
+            ascii_class(class),
+        )),
         Ast::ClassBracketed(class) => collect_in_set(&class.kind, out),
         Ast::Repetition(repetition) => collect_perl_classes(&repetition.ast, out),
         Ast::Group(group) => collect_perl_classes(&group.ast, out),
-        Ast::Alternation(alternation) => alternation.asts.iter().for_each(|a| collect_perl_classes(a, out)),
-        Ast::Concat(concat) => concat.asts.iter().for_each(|a| collect_perl_classes(a, out)),
+        Ast::Alternation(alternation) => alternation
+            .asts
+            .iter()
+            .for_each(|a| collect_perl_classes(a, out)),
+        Ast::Concat(concat) => concat
+            .asts
+            .iter()
+            .for_each(|a| collect_perl_classes(a, out)),
         _ => {}
     }
 }
@@ -250,7 +260,11 @@ fn collect_in_set(set: &ClassSet, out: &mut Vec<(usize, usize, &'static str)>) {
 
 fn collect_in_item(item: &ClassSetItem, out: &mut Vec<(usize, usize, &'static str)>) {
     match item {
-        ClassSetItem::Perl(class) => out.push((class.span.start.offset, class.span.end.offset, ascii_class(class))),
+        ClassSetItem::Perl(class) => out.push((
+            class.span.start.offset,
+            class.span.end.offset,
+            ascii_class(class),
+        )),
         ClassSetItem::Bracketed(inner) => collect_in_set(&inner.kind, out),
         ClassSetItem::Union(union) => union.items.iter().for_each(|i| collect_in_item(i, out)),
         _ => {}

@@ -167,16 +167,26 @@ impl Evaluator {
             })
             .collect();
 
-        let mut by_tool: Vec<ToolPlan> = (0..schema.tools.len()).map(|_| ToolPlan::default()).collect();
+        let mut by_tool: Vec<ToolPlan> = (0..schema.tools.len())
+            .map(|_| ToolPlan::default())
+            .collect();
         for (index, rule) in set.rules.iter().enumerate() {
             for &tool in &rule.tools {
-                let Some(tool_decl) = schema.tools.get(tool) else { continue };
-                let target = Target { set: &set, tool: tool_decl };
+                let Some(tool_decl) = schema.tools.get(tool) else {
+                    continue;
+                };
+                let target = Target {
+                    set: &set,
+                    tool: tool_decl,
+                };
                 let compiled = |cond: &Option<Cond>| -> Result<Option<C>, PlanError> {
                     cond.as_ref()
                         .map(|c| compile(c, &target))
                         .transpose()
-                        .map_err(|message| PlanError { rule: rule.id.clone(), message })
+                        .map_err(|message| PlanError {
+                            rule: rule.id.clone(),
+                            message,
+                        })
                 };
                 let candidate = Candidate {
                     rule: index,
@@ -185,7 +195,9 @@ impl Evaluator {
                     unless: compiled(&rule.unless)?,
                 };
                 // A condition that folded to a constant false can never match this tool.
-                if matches!(candidate.when, Some(C::Const(false))) || matches!(candidate.unless, Some(C::Const(true))) {
+                if matches!(candidate.when, Some(C::Const(false)))
+                    || matches!(candidate.unless, Some(C::Const(true)))
+                {
                     continue;
                 }
                 let plan = &mut by_tool[tool];
@@ -265,8 +277,14 @@ impl Evaluator {
 
     fn matches(&self, candidate: &Candidate, request: &Request, key: &ScopeKey) -> bool {
         self.in_scope(candidate.policy, key)
-            && candidate.when.as_ref().is_none_or(|c| c.eval(request, None))
-            && !candidate.unless.as_ref().is_some_and(|c| c.eval(request, None))
+            && candidate
+                .when
+                .as_ref()
+                .is_none_or(|c| c.eval(request, None))
+            && !candidate
+                .unless
+                .as_ref()
+                .is_some_and(|c| c.eval(request, None))
     }
 
     fn sorted(&self, mut rules: Vec<usize>) -> Vec<usize> {
@@ -282,7 +300,9 @@ impl Evaluator {
             approvers: Vec::new(),
             cause: Some(DenyCause::Default),
         };
-        let Some(plan) = self.by_tool.get(request.tool) else { return deny_default() };
+        let Some(plan) = self.by_tool.get(request.tool) else {
+            return deny_default();
+        };
         let key = self.scope_key(request);
 
         // 2. Any matching deny denies; every matching deny is reported.
@@ -304,8 +324,14 @@ impl Evaluator {
         // 3. Any matching approval rule whose groups have not all approved.
         let mut waiting = Vec::new();
         let mut missing = Vec::new();
-        for candidate in plan.approvals.iter().filter(|c| self.matches(c, request, &key)) {
-            let Effect::RequireApproval { groups } = &self.set.rules[candidate.rule].effect else { continue };
+        for candidate in plan
+            .approvals
+            .iter()
+            .filter(|c| self.matches(c, request, &key))
+        {
+            let Effect::RequireApproval { groups } = &self.set.rules[candidate.rule].effect else {
+                continue;
+            };
             let before = missing.len();
             for group in groups {
                 if let Some(index) = self.set.schema.approvers.iter().position(|g| g == group) {
@@ -345,7 +371,9 @@ impl Evaluator {
             .limits
             .iter()
             .filter(|c| {
-                let Effect::Limit(limit) = &self.set.rules[c.rule].effect else { return false };
+                let Effect::Limit(limit) = &self.set.rules[c.rule].effect else {
+                    return false;
+                };
                 let count = request
                     .counters
                     .iter()
@@ -373,9 +401,15 @@ impl Evaluator {
 
     /// The limit rules that match this request and would count it if it is allowed.
     pub fn matching_limits(&self, request: &Request) -> Vec<usize> {
-        let Some(plan) = self.by_tool.get(request.tool) else { return Vec::new() };
+        let Some(plan) = self.by_tool.get(request.tool) else {
+            return Vec::new();
+        };
         let key = self.scope_key(request);
-        plan.limits.iter().filter(|c| self.matches(c, request, &key)).map(|c| c.rule).collect()
+        plan.limits
+            .iter()
+            .filter(|c| self.matches(c, request, &key))
+            .map(|c| c.rule)
+            .collect()
     }
 
     /// The decision in the JSON shape of language.md §1.
@@ -423,7 +457,11 @@ impl Evaluator {
             decision: decision.outcome,
             rules: match decision.cause {
                 Some(DenyCause::Default) => vec!["default".to_owned()],
-                _ => decision.rules.iter().map(|&r| rules[r].id.clone()).collect(),
+                _ => decision
+                    .rules
+                    .iter()
+                    .map(|&r| rules[r].id.clone())
+                    .collect(),
             },
             reasons,
             approvers: decision
@@ -438,18 +476,39 @@ impl Evaluator {
 
     /// How every rule that names the request's tool fared: the slow path behind human output.
     pub fn explain(&self, request: &Request) -> Vec<RuleTrace> {
-        let Some(plan) = self.by_tool.get(request.tool) else { return Vec::new() };
+        let Some(plan) = self.by_tool.get(request.tool) else {
+            return Vec::new();
+        };
         let key = self.scope_key(request);
         let tool = &self.set.schema.tools[request.tool];
         let mut traces = Vec::new();
-        for candidate in plan.denies.iter().chain(&plan.approvals).chain(&plan.allows).chain(&plan.limits) {
+        for candidate in plan
+            .denies
+            .iter()
+            .chain(&plan.approvals)
+            .chain(&plan.allows)
+            .chain(&plan.limits)
+        {
             let rule = &self.set.rules[candidate.rule];
             let status = if !self.in_scope(candidate.policy, &key) {
                 RuleStatus::OutOfScope
-            } else if candidate.when.as_ref().is_some_and(|c| !c.eval(request, None)) {
+            } else if candidate
+                .when
+                .as_ref()
+                .is_some_and(|c| !c.eval(request, None))
+            {
                 RuleStatus::WhenFailed(first_failing(rule.when.as_ref(), &self.set, tool, request))
-            } else if candidate.unless.as_ref().is_some_and(|c| c.eval(request, None)) {
-                RuleStatus::UnlessHeld(rule.unless.as_ref().map(|c| c.to_string()).unwrap_or_default())
+            } else if candidate
+                .unless
+                .as_ref()
+                .is_some_and(|c| c.eval(request, None))
+            {
+                RuleStatus::UnlessHeld(
+                    rule.unless
+                        .as_ref()
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                )
             } else {
                 match &rule.effect {
                     Effect::Limit(limit) => {
@@ -458,12 +517,18 @@ impl Evaluator {
                             .iter()
                             .find(|(r, _)| *r == candidate.rule)
                             .map_or(0, |(_, c)| *c);
-                        RuleStatus::Limit { count, max: limit.max }
+                        RuleStatus::Limit {
+                            count,
+                            max: limit.max,
+                        }
                     }
                     _ => RuleStatus::Matched,
                 }
             };
-            traces.push(RuleTrace { rule: candidate.rule, status });
+            traces.push(RuleTrace {
+                rule: candidate.rule,
+                status,
+            });
         }
         traces.sort_by_key(|t| self.rank[t.rule]);
         traces
@@ -471,8 +536,15 @@ impl Evaluator {
 }
 
 /// The first top-level conjunct of `when` that is false for this request, as source text.
-fn first_failing(when: Option<&Cond>, set: &PolicySet, tool: &crate::ir::Tool, request: &Request) -> String {
-    let Some(when) = when else { return String::new() };
+fn first_failing(
+    when: Option<&Cond>,
+    set: &PolicySet,
+    tool: &crate::ir::Tool,
+    request: &Request,
+) -> String {
+    let Some(when) = when else {
+        return String::new();
+    };
     let target = Target { set, tool };
     let conjuncts: Vec<&Cond> = match when {
         Cond::And(items) => items.iter().collect(),
@@ -501,5 +573,8 @@ pub enum RuleStatus {
     UnlessHeld(String),
     Matched,
     /// A matching limit and its counter.
-    Limit { count: u64, max: u64 },
+    Limit {
+        count: u64,
+        max: u64,
+    },
 }

@@ -57,22 +57,73 @@ pub(crate) enum C {
     Or(Box<[C]>),
     Not(Box<C>),
     Has(usize),
-    StrEq { src: Src, value: Box<str>, equal: bool },
-    StrIn { src: Src, set: StrSet },
+    StrEq {
+        src: Src,
+        value: Box<str>,
+        equal: bool,
+    },
+    StrIn {
+        src: Src,
+        set: StrSet,
+    },
     /// Ints, and decimals as millionths: each path has one type, so they never meet.
-    Num { src: Src, op: CmpOp, value: i64 },
-    NumIn { src: Src, values: Box<[i64]> },
-    Bool { src: Src, value: bool, equal: bool },
-    EnumEq { src: Src, member: u32, equal: bool },
-    EnumIn { src: Src, members: Box<[bool]> },
-    Text { src: Src, op: TextOp, pattern: Box<str> },
-    Regex { src: Src, regex: Box<regex::Regex> },
-    ContainsAny { src: Src, needles: Box<[Box<str>]> },
-    ListContains { src: Src, value: Box<str> },
-    ListContainsAny { src: Src, set: StrSet },
-    Every { src: Src, inner: Box<C> },
-    Some { src: Src, inner: Box<C> },
-    Count { src: Src, op: CmpOp, value: i64 },
+    Num {
+        src: Src,
+        op: CmpOp,
+        value: i64,
+    },
+    NumIn {
+        src: Src,
+        values: Box<[i64]>,
+    },
+    Bool {
+        src: Src,
+        value: bool,
+        equal: bool,
+    },
+    EnumEq {
+        src: Src,
+        member: u32,
+        equal: bool,
+    },
+    EnumIn {
+        src: Src,
+        members: Box<[bool]>,
+    },
+    Text {
+        src: Src,
+        op: TextOp,
+        pattern: Box<str>,
+    },
+    Regex {
+        src: Src,
+        regex: Box<regex::Regex>,
+    },
+    ContainsAny {
+        src: Src,
+        needles: Box<[Box<str>]>,
+    },
+    ListContains {
+        src: Src,
+        value: Box<str>,
+    },
+    ListContainsAny {
+        src: Src,
+        set: StrSet,
+    },
+    Every {
+        src: Src,
+        inner: Box<C>,
+    },
+    Some {
+        src: Src,
+        inner: Box<C>,
+    },
+    Count {
+        src: Src,
+        op: CmpOp,
+        value: i64,
+    },
 }
 
 fn compare<T: Ord>(left: T, op: CmpOp, right: T) -> bool {
@@ -134,8 +185,12 @@ impl C {
             C::StrEq { src, value, equal } => {
                 string(request, *src, element).is_some_and(|s| (s == &**value) == *equal)
             }
-            C::StrIn { src, set } => string(request, *src, element).is_some_and(|s| set.contains(s)),
-            C::Num { src, op, value } => number(request, *src).is_some_and(|n| compare(n, *op, *value)),
+            C::StrIn { src, set } => {
+                string(request, *src, element).is_some_and(|s| set.contains(s))
+            }
+            C::Num { src, op, value } => {
+                number(request, *src).is_some_and(|n| compare(n, *op, *value))
+            }
             C::NumIn { src, values } => number(request, *src).is_some_and(|n| values.contains(&n)),
             C::Bool { src, value, equal } => {
                 matches!(self::value(request, *src), Some(Value::Bool(b)) if (b == value) == *equal)
@@ -147,16 +202,19 @@ impl C {
                 Some(Value::Enum(m)) => members.get(*m as usize).copied().unwrap_or(false),
                 _ => false,
             },
-            C::Text { src, op, pattern } => string(request, *src, element).is_some_and(|s| match op {
-                TextOp::StartsWith => s.starts_with(&**pattern),
-                TextOp::EndsWith => s.ends_with(&**pattern),
-                TextOp::Contains => s.contains(&**pattern),
-                TextOp::Matches => false,
-            }),
-            C::Regex { src, regex } => string(request, *src, element).is_some_and(|s| regex.is_match(s)),
-            C::ContainsAny { src, needles } => {
-                string(request, *src, element).is_some_and(|s| needles.iter().any(|n| s.contains(&**n)))
+            C::Text { src, op, pattern } => {
+                string(request, *src, element).is_some_and(|s| match op {
+                    TextOp::StartsWith => s.starts_with(&**pattern),
+                    TextOp::EndsWith => s.ends_with(&**pattern),
+                    TextOp::Contains => s.contains(&**pattern),
+                    TextOp::Matches => false,
+                })
             }
+            C::Regex { src, regex } => {
+                string(request, *src, element).is_some_and(|s| regex.is_match(s))
+            }
+            C::ContainsAny { src, needles } => string(request, *src, element)
+                .is_some_and(|s| needles.iter().any(|n| s.contains(&**n))),
             C::ListContains { src, value } => {
                 list(request, *src).is_some_and(|items| items.iter().any(|i| i == &**value))
             }
@@ -190,7 +248,15 @@ pub(crate) struct Target<'s> {
 fn enum_members<'s>(target: &Target<'s>, path: &Path) -> Option<&'s [String]> {
     let ty = match path {
         Path::Agent(name) => &target.set.schema.agent.iter().find(|a| &a.name == name)?.ty,
-        Path::Context(name) => &target.set.schema.context.iter().find(|a| &a.name == name)?.ty,
+        Path::Context(name) => {
+            &target
+                .set
+                .schema
+                .context
+                .iter()
+                .find(|a| &a.name == name)?
+                .ty
+        }
         Path::Arg(name) => &target.tool.arg(name)?.ty,
         _ => return None,
     };
@@ -202,8 +268,22 @@ fn enum_members<'s>(target: &Target<'s>, path: &Path) -> Option<&'s [String]> {
 
 fn source(target: &Target<'_>, path: &Path) -> Option<Src> {
     Some(match path {
-        Path::Agent(name) => Src::Agent(target.set.schema.agent.iter().position(|a| &a.name == name)?),
-        Path::Context(name) => Src::Context(target.set.schema.context.iter().position(|a| &a.name == name)?),
+        Path::Agent(name) => Src::Agent(
+            target
+                .set
+                .schema
+                .agent
+                .iter()
+                .position(|a| &a.name == name)?,
+        ),
+        Path::Context(name) => Src::Context(
+            target
+                .set
+                .schema
+                .context
+                .iter()
+                .position(|a| &a.name == name)?,
+        ),
         Path::Arg(name) => Src::Arg(target.tool.args.iter().position(|a| &a.name == name)?),
         Path::Session => Src::Session,
         Path::Element => Src::Element,
@@ -266,8 +346,18 @@ pub(crate) fn compile(cond: &Cond, target: &Target<'_>) -> Result<C, String> {
     // condition is then false rather than a panic.
     let missing = C::Const(false);
     Ok(match cond {
-        Cond::And(items) => fold_and(items.iter().map(|c| compile(c, target)).collect::<Result<_, _>>()?),
-        Cond::Or(items) => fold_or(items.iter().map(|c| compile(c, target)).collect::<Result<_, _>>()?),
+        Cond::And(items) => fold_and(
+            items
+                .iter()
+                .map(|c| compile(c, target))
+                .collect::<Result<_, _>>()?,
+        ),
+        Cond::Or(items) => fold_or(
+            items
+                .iter()
+                .map(|c| compile(c, target))
+                .collect::<Result<_, _>>()?,
+        ),
         Cond::Not(inner) => match compile(inner, target)? {
             C::Const(b) => C::Const(!b),
             other => C::Not(Box::new(other)),
@@ -278,32 +368,59 @@ pub(crate) fn compile(cond: &Cond, target: &Target<'_>) -> Result<C, String> {
         },
         Cond::Compare { path, op, value } => {
             if let Some(constant) = tool_constant(target, path, value) {
-                return Ok(C::Const(if *op == CmpOp::Eq { constant } else { !constant }));
+                return Ok(C::Const(if *op == CmpOp::Eq {
+                    constant
+                } else {
+                    !constant
+                }));
             }
-            let Some(src) = source(target, path) else { return Ok(missing) };
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
             let equal = *op == CmpOp::Eq;
             match value {
-                ir::Value::Str(s) => C::StrEq { src, value: s.clone().into_boxed_str(), equal },
-                ir::Value::Bool(b) => C::Bool { src, value: *b, equal },
+                ir::Value::Str(s) => C::StrEq {
+                    src,
+                    value: s.clone().into_boxed_str(),
+                    equal,
+                },
+                ir::Value::Bool(b) => C::Bool {
+                    src,
+                    value: *b,
+                    equal,
+                },
                 ir::Value::Enum(member) => {
-                    let Some(index) = enum_members(target, path).and_then(|m| m.iter().position(|x| x == member))
+                    let Some(index) =
+                        enum_members(target, path).and_then(|m| m.iter().position(|x| x == member))
                     else {
                         return Ok(missing);
                     };
-                    C::EnumEq { src, member: index as u32, equal }
+                    C::EnumEq {
+                        src,
+                        member: index as u32,
+                        equal,
+                    }
                 }
                 other => match literal_number(other) {
-                    Some(n) => C::Num { src, op: *op, value: n },
+                    Some(n) => C::Num {
+                        src,
+                        op: *op,
+                        value: n,
+                    },
                     None => missing,
                 },
             }
         }
         Cond::In { path, values } => {
             if matches!(path, Path::ToolName | Path::ToolKind) {
-                let any = values.iter().any(|v| tool_constant(target, path, v) == Some(true));
+                let any = values
+                    .iter()
+                    .any(|v| tool_constant(target, path, v) == Some(true));
                 return Ok(C::Const(any));
             }
-            let Some(src) = source(target, path) else { return Ok(missing) };
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
             match values.first() {
                 None => C::Const(false),
                 Some(ir::Value::Str(_)) => C::StrIn {
@@ -314,7 +431,9 @@ pub(crate) fn compile(cond: &Cond, target: &Target<'_>) -> Result<C, String> {
                     })),
                 },
                 Some(ir::Value::Enum(_)) => {
-                    let Some(members) = enum_members(target, path) else { return Ok(missing) };
+                    let Some(members) = enum_members(target, path) else {
+                        return Ok(missing);
+                    };
                     let mut mask = vec![false; members.len()];
                     for value in values {
                         if let ir::Value::Enum(member) = value {
@@ -323,44 +442,90 @@ pub(crate) fn compile(cond: &Cond, target: &Target<'_>) -> Result<C, String> {
                             }
                         }
                     }
-                    C::EnumIn { src, members: mask.into_boxed_slice() }
+                    C::EnumIn {
+                        src,
+                        members: mask.into_boxed_slice(),
+                    }
                 }
-                Some(_) => C::NumIn { src, values: values.iter().filter_map(literal_number).collect() },
+                Some(_) => C::NumIn {
+                    src,
+                    values: values.iter().filter_map(literal_number).collect(),
+                },
             }
         }
         Cond::Text { path, op, pattern } => {
-            let Some(src) = source(target, path) else { return Ok(missing) };
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
             if *op == TextOp::Matches {
                 let regex = regex::Regex::new(&executable_regex(pattern))
                     .map_err(|e| format!("regex `{pattern}` cannot be compiled: {e}"))?;
-                C::Regex { src, regex: Box::new(regex) }
+                C::Regex {
+                    src,
+                    regex: Box::new(regex),
+                }
             } else {
-                C::Text { src, op: *op, pattern: pattern.clone().into_boxed_str() }
+                C::Text {
+                    src,
+                    op: *op,
+                    pattern: pattern.clone().into_boxed_str(),
+                }
             }
         }
         Cond::ContainsAny { path, needles } => {
-            let Some(src) = source(target, path) else { return Ok(missing) };
-            C::ContainsAny { src, needles: needles.iter().map(|n| n.clone().into_boxed_str()).collect() }
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
+            C::ContainsAny {
+                src,
+                needles: needles.iter().map(|n| n.clone().into_boxed_str()).collect(),
+            }
         }
         Cond::ListContains { path, value } => {
-            let Some(src) = source(target, path) else { return Ok(missing) };
-            C::ListContains { src, value: value.clone().into_boxed_str() }
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
+            C::ListContains {
+                src,
+                value: value.clone().into_boxed_str(),
+            }
         }
         Cond::ListContainsAny { path, values } => {
-            let Some(src) = source(target, path) else { return Ok(missing) };
-            C::ListContainsAny { src, set: StrSet::new(values.iter().cloned()) }
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
+            C::ListContainsAny {
+                src,
+                set: StrSet::new(values.iter().cloned()),
+            }
         }
         Cond::Every { path, cond } => {
-            let Some(src) = source(target, path) else { return Ok(missing) };
-            C::Every { src, inner: Box::new(compile(cond, target)?) }
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
+            C::Every {
+                src,
+                inner: Box::new(compile(cond, target)?),
+            }
         }
         Cond::Some { path, cond } => {
-            let Some(src) = source(target, path) else { return Ok(missing) };
-            C::Some { src, inner: Box::new(compile(cond, target)?) }
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
+            C::Some {
+                src,
+                inner: Box::new(compile(cond, target)?),
+            }
         }
         Cond::Count { path, op, value } => {
-            let Some(src) = source(target, path) else { return Ok(missing) };
-            C::Count { src, op: *op, value: *value }
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
+            C::Count {
+                src,
+                op: *op,
+                value: *value,
+            }
         }
     })
 }

@@ -84,18 +84,29 @@ fn describe(json: &Json) -> String {
 
 /// Decodes one value of a declared type.
 pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, RequestError> {
-    let mismatch = |expected: &str| error(path, format!("expected {expected}, found {}", describe(json)));
+    let mismatch = |expected: &str| {
+        error(
+            path,
+            format!("expected {expected}, found {}", describe(json)),
+        )
+    };
     match ty {
         Type::String => json
             .as_str()
             .map(|s| Value::Str(s.to_owned()))
             .ok_or_else(|| mismatch("a string")),
-        Type::Bool => json.as_bool().map(Value::Bool).ok_or_else(|| mismatch("true or false")),
+        Type::Bool => json
+            .as_bool()
+            .map(Value::Bool)
+            .ok_or_else(|| mismatch("true or false")),
         Type::Int { range } => {
             let value = json.as_i64().ok_or_else(|| mismatch("an integer"))?;
             if let Some((low, high)) = range {
                 if value < *low || value > *high {
-                    return Err(error(path, format!("{value} is outside the declared range {low}..{high}")));
+                    return Err(error(
+                        path,
+                        format!("{value} is outside the declared range {low}..{high}"),
+                    ));
                 }
             }
             Ok(Value::Int(value))
@@ -112,22 +123,35 @@ pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, Request
                     text.parse::<f64>()
                         .ok()
                         .filter(|f| f.is_finite())
-                        .map(|f| format!("{f:.7}").trim_end_matches('0').trim_end_matches('.').to_owned())
+                        .map(|f| {
+                            format!("{f:.7}")
+                                .trim_end_matches('0')
+                                .trim_end_matches('.')
+                                .to_owned()
+                        })
                         .ok_or(())
                         .and_then(|t| Decimal::parse(&t).map_err(|_| ()))
                 })
                 .map_err(|()| {
-                    error(path, format!("{text} is not a decimal with at most 6 fractional digits"))
+                    error(
+                        path,
+                        format!("{text} is not a decimal with at most 6 fractional digits"),
+                    )
                 })?;
             if let Some((low, high)) = range {
                 if value < *low || value > *high {
-                    return Err(error(path, format!("{text} is outside the declared range {low}..{high}")));
+                    return Err(error(
+                        path,
+                        format!("{text} is outside the declared range {low}..{high}"),
+                    ));
                 }
             }
             Ok(Value::Decimal(value))
         }
         Type::Enum { members } => {
-            let text = json.as_str().ok_or_else(|| mismatch("an enum member as a string"))?;
+            let text = json
+                .as_str()
+                .ok_or_else(|| mismatch("an enum member as a string"))?;
             match members.iter().position(|m| m == text) {
                 Some(index) => Ok(Value::Enum(index as u32)),
                 None => Err(RequestError {
@@ -138,14 +162,19 @@ pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, Request
             }
         }
         Type::StringList => {
-            let items = json.as_array().ok_or_else(|| mismatch("a list of strings"))?;
+            let items = json
+                .as_array()
+                .ok_or_else(|| mismatch("a list of strings"))?;
             items
                 .iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    item.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| error(format!("{path}[{i}]"), format!("expected a string, found {}", describe(item))))
+                    item.as_str().map(str::to_owned).ok_or_else(|| {
+                        error(
+                            format!("{path}[{i}]"),
+                            format!("expected a string, found {}", describe(item)),
+                        )
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::List)
@@ -163,7 +192,12 @@ fn decode_object(
     let object = match json {
         None | Some(Json::Null) => &empty,
         Some(Json::Object(object)) => object,
-        Some(other) => return Err(error(prefix, format!("expected an object, found {}", describe(other)))),
+        Some(other) => {
+            return Err(error(
+                prefix,
+                format!("expected an object, found {}", describe(other)),
+            ))
+        }
     };
     for key in object.keys() {
         if !declared.iter().any(|a| &a.name == key) {
@@ -188,12 +222,21 @@ fn decode_object(
 }
 
 /// Agent and context attributes are never optional; every one must be present.
-fn all_present(prefix: &str, declared: &[Attribute], values: Vec<Option<Value>>) -> Result<Vec<Value>, RequestError> {
+fn all_present(
+    prefix: &str,
+    declared: &[Attribute],
+    values: Vec<Option<Value>>,
+) -> Result<Vec<Value>, RequestError> {
     values
         .into_iter()
         .zip(declared)
         .map(|(value, attribute)| {
-            value.ok_or_else(|| error(format!("{prefix}.{}", attribute.name), "is required but missing"))
+            value.ok_or_else(|| {
+                error(
+                    format!("{prefix}.{}", attribute.name),
+                    "is required but missing",
+                )
+            })
         })
         .collect()
 }
@@ -220,17 +263,33 @@ impl CounterIndex {
 }
 
 /// Decodes a JSON request against a compiled set.
-pub fn decode_request(set: &PolicySet, counters: &CounterIndex, json: &Json) -> Result<Request, RequestError> {
-    let object = json
-        .as_object()
-        .ok_or_else(|| error("", format!("a request is a JSON object, found {}", describe(json))))?;
-    const FIELDS: [&str; 7] = ["agent", "tool", "args", "context", "session", "approvals", "counters"];
+pub fn decode_request(
+    set: &PolicySet,
+    counters: &CounterIndex,
+    json: &Json,
+) -> Result<Request, RequestError> {
+    let object = json.as_object().ok_or_else(|| {
+        error(
+            "",
+            format!("a request is a JSON object, found {}", describe(json)),
+        )
+    })?;
+    const FIELDS: [&str; 7] = [
+        "agent",
+        "tool",
+        "args",
+        "context",
+        "session",
+        "approvals",
+        "counters",
+    ];
     for key in object.keys() {
         if !FIELDS.contains(&key.as_str()) {
             return Err(RequestError {
                 path: key.clone(),
                 message: "is not a request field".to_owned(),
-                help: help_did_you_mean(key, FIELDS).or_else(|| Some(format!("the fields are {}", FIELDS.join(", ")))),
+                help: help_did_you_mean(key, FIELDS)
+                    .or_else(|| Some(format!("the fields are {}", FIELDS.join(", ")))),
             });
         }
     }
@@ -245,7 +304,11 @@ pub fn decode_request(set: &PolicySet, counters: &CounterIndex, json: &Json) -> 
         message: format!("unknown tool `{tool_name}`"),
         help: help_did_you_mean(tool_name, schema.tools.iter().map(|t| t.name.as_str())),
     })?;
-    let agent = all_present("agent", &schema.agent, decode_object("agent", &schema.agent, object.get("agent"))?)?;
+    let agent = all_present(
+        "agent",
+        &schema.agent,
+        decode_object("agent", &schema.agent, object.get("agent"))?,
+    )?;
     let context = all_present(
         "context",
         &schema.context,
@@ -255,25 +318,39 @@ pub fn decode_request(set: &PolicySet, counters: &CounterIndex, json: &Json) -> 
     let session = match object.get("session") {
         None | Some(Json::Null) => String::new(),
         Some(Json::String(s)) => s.clone(),
-        Some(other) => return Err(error("session", format!("expected a string, found {}", describe(other)))),
+        Some(other) => {
+            return Err(error(
+                "session",
+                format!("expected a string, found {}", describe(other)),
+            ))
+        }
     };
     let mut approvals = vec![false; schema.approvers.len()];
     match object.get("approvals") {
         None | Some(Json::Null) => {}
         Some(Json::Array(groups)) => {
             for (i, group) in groups.iter().enumerate() {
-                let name = group
-                    .as_str()
-                    .ok_or_else(|| error(format!("approvals[{i}]"), "expected an approver group name"))?;
-                let index = schema.approvers.iter().position(|g| g == name).ok_or_else(|| RequestError {
-                    path: format!("approvals[{i}]"),
-                    message: format!("unknown approver group `{name}`"),
-                    help: help_did_you_mean(name, schema.approvers.iter().map(String::as_str)),
+                let name = group.as_str().ok_or_else(|| {
+                    error(format!("approvals[{i}]"), "expected an approver group name")
                 })?;
+                let index = schema
+                    .approvers
+                    .iter()
+                    .position(|g| g == name)
+                    .ok_or_else(|| RequestError {
+                        path: format!("approvals[{i}]"),
+                        message: format!("unknown approver group `{name}`"),
+                        help: help_did_you_mean(name, schema.approvers.iter().map(String::as_str)),
+                    })?;
                 approvals[index] = true;
             }
         }
-        Some(other) => return Err(error("approvals", format!("expected a list of group names, found {}", describe(other)))),
+        Some(other) => {
+            return Err(error(
+                "approvals",
+                format!("expected a list of group names, found {}", describe(other)),
+            ))
+        }
     }
     let mut decoded_counters = Vec::new();
     match object.get("counters") {
@@ -294,13 +371,24 @@ pub fn decode_request(set: &PolicySet, counters: &CounterIndex, json: &Json) -> 
                         })
                     }
                 };
-                let count = count
-                    .as_u64()
-                    .ok_or_else(|| error(format!("counters.{id}"), "expected a count (a whole number, 0 or more)"))?;
+                let count = count.as_u64().ok_or_else(|| {
+                    error(
+                        format!("counters.{id}"),
+                        "expected a count (a whole number, 0 or more)",
+                    )
+                })?;
                 decoded_counters.push((rule, count));
             }
         }
-        Some(other) => return Err(error("counters", format!("expected an object of rule id to count, found {}", describe(other)))),
+        Some(other) => {
+            return Err(error(
+                "counters",
+                format!(
+                    "expected an object of rule id to count, found {}",
+                    describe(other)
+                ),
+            ))
+        }
     }
     Ok(Request {
         agent,

@@ -1,0 +1,115 @@
+//! `polctl test DIR`: runs the `*.test.toml` files of a policy set.
+
+use crate::exit::{CliError, Exit};
+use crate::load::{compile_or_report, find_files_with_suffix, read_text};
+use crate::output::ColorChoice;
+use clap::{Args, ValueEnum};
+use polctl_lang::eval::Evaluator;
+use polctl_testkit::{parse_test_file, report, run, RunOptions};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TestFormat {
+    /// A line per test, then failures and a summary, like `cargo test`.
+    #[default]
+    Human,
+    /// One JSON document with every result.
+    Json,
+    /// JUnit XML, one test suite per file.
+    Junit,
+}
+
+/// Run the policy set's test files (`*.test.toml`): cases, adversarial variants and properties.
+///
+/// Exits 3 when a test fails (or coverage is below --min-coverage), 1 when a test file is
+/// malformed, 2 when the set does not compile.
+#[derive(Args)]
+pub struct TestArgs {
+    /// The policy set directory; test files are found anywhere under it.
+    path: PathBuf,
+    /// Run only the tests whose name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: TestFormat,
+    /// List the rules that no case exercised (matched and decided).
+    #[arg(long)]
+    coverage: bool,
+    /// Fail (exit 3) when fewer than this percentage of rules are covered.
+    #[arg(long, value_name = "PCT")]
+    min_coverage: Option<f64>,
+    /// When to colour diagnostics.
+    #[arg(long, value_enum, default_value_t)]
+    color: ColorChoice,
+}
+
+pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
+    let started = Instant::now();
+    let Some((sources, set)) = compile_or_report(&args.path, args.color)? else {
+        return Ok(Exit::Findings);
+    };
+    let found = find_files_with_suffix(&args.path, ".test.toml")?;
+    if found.is_empty() {
+        return Err(CliError::new(format!(
+            "no `*.test.toml` files under `{}`",
+            args.path.display()
+        ))
+        .with_help(
+            "write test cases as described in docs/testing.md, e.g. `tests/mail.test.toml`",
+        ));
+    }
+    let mut files = Vec::new();
+    let mut malformed = 0;
+    for (disk_path, relative) in &found {
+        let text = read_text(disk_path)?;
+        match parse_test_file(relative, &text) {
+            Ok(file) => files.push(file),
+            Err(error) => {
+                malformed += 1;
+                eprintln!(
+                    "error: {}:{}: {}",
+                    disk_path.display(),
+                    error.line,
+                    error.message
+                );
+            }
+        }
+    }
+    let evaluator = Evaluator::new(set, sources.revision())
+        .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message)))?;
+    let options = RunOptions {
+        filter: args.filter.clone(),
+    };
+    let outcome = run(&evaluator, &files, &options);
+    let seconds = started.elapsed().as_secs_f64();
+    let wants_coverage = args.coverage || args.min_coverage.is_some();
+    let coverage = wants_coverage.then(|| report::coverage(&outcome, evaluator.set(), &sources));
+    match args.format {
+        TestFormat::Human => print!(
+            "{}",
+            report::human(&outcome, files.len(), seconds, coverage.as_ref())
+        ),
+        TestFormat::Json => println!("{}", report::json(&outcome, seconds, coverage.as_ref())),
+        TestFormat::Junit => print!("{}", report::junit(&outcome, seconds)),
+    }
+    if malformed > 0 {
+        eprintln!("error: {malformed} test files are malformed and were not run");
+        return Ok(Exit::Usage);
+    }
+    if let (Some(minimum), Some(coverage)) = (args.min_coverage, &coverage) {
+        if coverage.percent + 1e-9 < minimum {
+            eprintln!(
+                "error: rule coverage {:.1}% is below the required {minimum:.1}%",
+                coverage.percent
+            );
+            return Ok(Exit::TestFailures);
+        }
+    }
+    Ok(if outcome.failed() > 0 {
+        Exit::TestFailures
+    } else {
+        Exit::Success
+    })
+}

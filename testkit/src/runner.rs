@@ -1,0 +1,457 @@
+//! Runs test files against an evaluator, in parallel.
+
+use crate::adversarial::variants;
+use crate::file::{Case, TestFile};
+use polctl_lang::compile_condition;
+use polctl_lang::eval::{DecisionJson, Evaluator, Outcome as Decision};
+use polctl_lang::ir::{Cond, Path, PolicySet, Value as IrValue};
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run only entries whose name contains this text.
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    /// Properties wait for the solver; they are never reported as passed.
+    NotYetChecked(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Case,
+    Adversarial,
+    Property,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Case => "case",
+            Kind::Adversarial => "adversarial",
+            Kind::Property => "property",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub file: String,
+    pub line: usize,
+    pub kind: Kind,
+    pub name: String,
+    pub outcome: Outcome,
+    /// For a case: the decision it got.
+    pub decision: Option<DecisionJson>,
+    /// For an adversarial entry: how many variants were decided.
+    pub variants: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Sorted by file and line.
+    pub results: Vec<CaseResult>,
+    /// Rules (indexes) that decided at least one case.
+    pub covered: BTreeSet<usize>,
+}
+
+impl RunReport {
+    pub fn count(&self, predicate: impl Fn(&Outcome) -> bool) -> usize {
+        self.results
+            .iter()
+            .filter(|r| predicate(&r.outcome))
+            .count()
+    }
+
+    pub fn passed(&self) -> usize {
+        self.count(|o| *o == Outcome::Passed)
+    }
+
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed(_)))
+    }
+
+    pub fn not_yet_checked(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::NotYetChecked(_)))
+    }
+}
+
+fn table_json(table: &toml::Table) -> Value {
+    serde_json::to_value(table).unwrap_or(Value::Null)
+}
+
+/// `defaults` overlaid with `overrides`, key by key.
+fn merged(defaults: Option<&toml::Table>, overrides: Option<&toml::Table>) -> Value {
+    let mut object = Map::new();
+    for table in [defaults, overrides].into_iter().flatten() {
+        if let Value::Object(entries) = table_json(table) {
+            object.extend(entries);
+        }
+    }
+    Value::Object(object)
+}
+
+/// The request a case describes, in the JSON shape of language.md §1.
+pub fn case_request(file: &TestFile, case: &Case) -> Value {
+    let raw = &case.raw;
+    let defaults = &file.defaults;
+    let mut request = Map::new();
+    request.insert(
+        "agent".into(),
+        merged(defaults.agent.as_ref(), raw.agent.as_ref()),
+    );
+    request.insert(
+        "context".into(),
+        merged(defaults.context.as_ref(), raw.context.as_ref()),
+    );
+    request.insert("tool".into(), Value::String(raw.tool.clone()));
+    request.insert("args".into(), table_json(&raw.args));
+    if let Some(session) = raw.session.as_ref().or(defaults.session.as_ref()) {
+        request.insert("session".into(), Value::String(session.clone()));
+    }
+    if let Some(approvals) = raw.approvals.as_ref().or(defaults.approvals.as_ref()) {
+        request.insert("approvals".into(), serde_json::json!(approvals));
+    }
+    if let Some(counters) = &raw.counters {
+        request.insert("counters".into(), table_json(counters));
+    }
+    Value::Object(request)
+}
+
+fn sorted(mut items: Vec<String>) -> Vec<String> {
+    items.sort();
+    items
+}
+
+fn describe(decision: &DecisionJson) -> String {
+    let mut text = format!(
+        "{} by {}",
+        decision.decision.as_str(),
+        decision.rules.join(", ")
+    );
+    if !decision.approvers.is_empty() {
+        text.push_str(&format!(" (waiting for {})", decision.approvers.join(", ")));
+    }
+    text
+}
+
+fn run_case(evaluator: &Evaluator, file: &TestFile, case: &Case) -> (CaseResult, Vec<usize>) {
+    let raw = &case.raw;
+    let mut result = CaseResult {
+        file: file.path.clone(),
+        line: case.line,
+        kind: Kind::Case,
+        name: raw.name.clone(),
+        outcome: Outcome::Passed,
+        decision: None,
+        variants: 0,
+    };
+    let request = match evaluator.decode(&case_request(file, case)) {
+        Ok(request) => request,
+        Err(error) => {
+            result.outcome =
+                Outcome::Failed(format!("the request does not fit the schema: {error}"));
+            return (result, Vec::new());
+        }
+    };
+    let decision = evaluator.decide(&request);
+    let json = evaluator.render(&decision);
+    let mut problems = Vec::new();
+    if json.decision.as_str() != raw.expect {
+        problems.push(format!("expected {}, got {}", raw.expect, describe(&json)));
+    }
+    if let Some(expected) = &raw.expect_rules {
+        if sorted(expected.clone()) != sorted(json.rules.clone()) {
+            problems.push(format!(
+                "expected rules [{}], got [{}]",
+                expected.join(", "),
+                json.rules.join(", ")
+            ));
+        }
+    }
+    if let Some(expected) = &raw.expect_approvers {
+        if sorted(expected.clone()) != sorted(json.approvers.clone()) {
+            problems.push(format!(
+                "expected approvers [{}], got [{}]",
+                expected.join(", "),
+                json.approvers.join(", ")
+            ));
+        }
+    }
+    if let Some(expected) = &raw.expect_obligations {
+        let got: Vec<String> = json.obligations.iter().map(|o| o.name.clone()).collect();
+        if sorted(expected.clone()) != sorted(got.clone()) {
+            problems.push(format!(
+                "expected obligations [{}], got [{}]",
+                expected.join(", "),
+                got.join(", ")
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        result.outcome = Outcome::Failed(problems.join("\n"));
+    }
+    result.decision = Some(json);
+    (result, decision.rules)
+}
+
+/// String literals the policy compares `args.<arg>` of `tool` with.
+fn literals_for(set: &PolicySet, tool: usize, arg: &str) -> Vec<String> {
+    fn walk(cond: &Cond, arg: &str, under_list: bool, out: &mut Vec<String>) {
+        let reads = |path: &Path| match path {
+            Path::Arg(name) => name == arg,
+            Path::Element => under_list,
+            _ => false,
+        };
+        match cond {
+            Cond::And(items) | Cond::Or(items) => {
+                items.iter().for_each(|c| walk(c, arg, under_list, out))
+            }
+            Cond::Not(inner) => walk(inner, arg, under_list, out),
+            Cond::Compare {
+                path,
+                value: IrValue::Str(s),
+                ..
+            } if reads(path) => out.push(s.clone()),
+            Cond::In { path, values } if reads(path) => {
+                out.extend(values.iter().filter_map(|v| match v {
+                    IrValue::Str(s) => Some(s.clone()),
+                    _ => None,
+                }))
+            }
+            Cond::Text { path, op, pattern }
+                if reads(path) && *op != polctl_lang::ir::TextOp::Matches =>
+            {
+                out.push(pattern.clone())
+            }
+            Cond::ContainsAny { path, needles } if reads(path) => {
+                out.extend(needles.iter().cloned())
+            }
+            Cond::ListContains { path, value } if reads(path) => out.push(value.clone()),
+            Cond::ListContainsAny { path, values } if reads(path) => {
+                out.extend(values.iter().cloned())
+            }
+            Cond::Every { path, cond } | Cond::Some { path, cond } => walk(
+                cond,
+                arg,
+                matches!(path, Path::Arg(name) if name == arg),
+                out,
+            ),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for rule in set.rules.iter().filter(|r| r.tools.contains(&tool)) {
+        for cond in rule.when.iter().chain(rule.unless.iter()) {
+            walk(cond, arg, false, &mut out);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn run_adversarial(
+    evaluator: &Evaluator,
+    file: &TestFile,
+    entry: &crate::file::Adversarial,
+) -> CaseResult {
+    let mut result = CaseResult {
+        file: file.path.clone(),
+        line: entry.line,
+        kind: Kind::Adversarial,
+        name: format!("adversarial variants of `{}`", entry.raw.from),
+        outcome: Outcome::Passed,
+        decision: None,
+        variants: 0,
+    };
+    let Some(case) = file.cases.iter().find(|c| c.raw.name == entry.raw.from) else {
+        result.outcome = Outcome::Failed(format!("no case named `{}`", entry.raw.from));
+        return result;
+    };
+    let expect = entry
+        .raw
+        .expect
+        .clone()
+        .unwrap_or_else(|| case.raw.expect.clone());
+    let base = case_request(file, case);
+    let set = evaluator.set();
+    let Some(tool) = set.schema.tool_index(&case.raw.tool) else {
+        result.outcome = Outcome::Failed(format!("unknown tool `{}`", case.raw.tool));
+        return result;
+    };
+    let mut failures = Vec::new();
+    let args = base["args"].as_object().cloned().unwrap_or_default();
+    let mut mutated_any = false;
+    for (name, value) in &args {
+        if entry
+            .raw
+            .args
+            .as_ref()
+            .is_some_and(|only| !only.contains(name))
+        {
+            continue;
+        }
+        // (path shown, JSON pointer into the request, the original string)
+        let targets: Vec<(String, Vec<usize>, String)> = match value {
+            Value::String(s) => vec![(format!("args.{name}"), Vec::new(), s.clone())],
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    item.as_str()
+                        .map(|s| (format!("args.{name}[{i}]"), vec![i], s.to_owned()))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        // Only string arguments (not enums) are mutated.
+        let is_string = set.schema.tools[tool].arg(name).is_some_and(|a| {
+            matches!(
+                a.ty,
+                polctl_lang::ir::Type::String | polctl_lang::ir::Type::StringList
+            )
+        });
+        if !is_string {
+            continue;
+        }
+        let literals = literals_for(set, tool, name);
+        for (shown, index, original) in targets {
+            mutated_any = true;
+            for variant in variants(&original, &literals) {
+                let mut request = base.clone();
+                match index.first() {
+                    None => request["args"][name] = Value::String(variant.value.clone()),
+                    Some(&i) => request["args"][name][i] = Value::String(variant.value.clone()),
+                }
+                result.variants += 1;
+                let decided = evaluator
+                    .decode(&request)
+                    .map(|r| evaluator.render(&evaluator.decide(&r)));
+                match decided {
+                    Ok(json) if json.decision.as_str() == expect => {}
+                    Ok(json) => failures.push(format!(
+                        "{shown} = {:?} ({}): {}",
+                        variant.value,
+                        variant.how,
+                        describe(&json)
+                    )),
+                    Err(error) => failures.push(format!(
+                        "{shown} = {:?} ({}): {error}",
+                        variant.value, variant.how
+                    )),
+                }
+            }
+        }
+    }
+    if !mutated_any {
+        result.outcome = Outcome::Failed(format!(
+            "case `{}` has no string argument to mutate",
+            case.raw.name
+        ));
+    } else if !failures.is_empty() {
+        let shown: Vec<String> = failures.iter().take(10).cloned().collect();
+        let more = failures.len().saturating_sub(10);
+        result.outcome = Outcome::Failed(format!(
+            "{} of {} variants change the decision from {expect}:\n{}{}",
+            failures.len(),
+            result.variants,
+            shown.join("\n"),
+            if more > 0 {
+                format!("\n... and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    result
+}
+
+fn run_property(
+    evaluator: &Evaluator,
+    file: &TestFile,
+    property: &crate::file::Property,
+) -> CaseResult {
+    let outcome = match compile_condition(evaluator.set(), &property.raw.forall) {
+        Ok(_) => Outcome::NotYetChecked(
+            "properties are proven by the solver, which is not built yet (issue: Z3 conflict analysis)".to_owned(),
+        ),
+        Err(diagnostics) => Outcome::Failed(format!(
+            "`forall` is not a valid condition: {}",
+            diagnostics.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("; ")
+        )),
+    };
+    CaseResult {
+        file: file.path.clone(),
+        line: property.line,
+        kind: Kind::Property,
+        name: property.raw.name.clone(),
+        outcome,
+        decision: None,
+        variants: 0,
+    }
+}
+
+enum Work<'f> {
+    Case(&'f TestFile, &'f Case),
+    Adversarial(&'f TestFile, &'f crate::file::Adversarial),
+    Property(&'f TestFile, &'f crate::file::Property),
+}
+
+/// Runs every case, adversarial entry and property of `files` (filtered by name), in parallel.
+pub fn run(evaluator: &Evaluator, files: &[TestFile], options: &RunOptions) -> RunReport {
+    let wanted = |name: &str| {
+        options
+            .filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+    };
+    let mut work = Vec::new();
+    for file in files {
+        work.extend(
+            file.cases
+                .iter()
+                .filter(|c| wanted(&c.raw.name))
+                .map(|c| Work::Case(file, c)),
+        );
+        work.extend(
+            file.adversarial
+                .iter()
+                .filter(|a| wanted(&a.raw.from))
+                .map(|a| Work::Adversarial(file, a)),
+        );
+        work.extend(
+            file.properties
+                .iter()
+                .filter(|p| wanted(&p.raw.name))
+                .map(|p| Work::Property(file, p)),
+        );
+    }
+    let outcomes: Vec<(CaseResult, Vec<usize>)> = work
+        .par_iter()
+        .map(|item| match item {
+            Work::Case(file, case) => run_case(evaluator, file, case),
+            Work::Adversarial(file, entry) => (run_adversarial(evaluator, file, entry), Vec::new()),
+            Work::Property(file, property) => (run_property(evaluator, file, property), Vec::new()),
+        })
+        .collect();
+    let mut covered = BTreeSet::new();
+    let mut results = Vec::with_capacity(outcomes.len());
+    for (result, rules) in outcomes {
+        covered.extend(rules);
+        results.push(result);
+    }
+    results.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    RunReport { results, covered }
+}
+
+/// Whether a decision string is one of the three decisions.
+pub fn is_decision(text: &str) -> bool {
+    Decision::parse(text).is_some()
+}
