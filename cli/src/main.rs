@@ -7,6 +7,7 @@ mod commands;
 mod exit;
 mod load;
 mod output;
+mod requests;
 
 use clap::{Parser, Subcommand};
 use exit::Exit;
@@ -34,6 +35,7 @@ enum Command {
     Fmt(commands::fmt::FmtArgs),
     Eval(commands::eval::EvalArgs),
     Test(commands::test::TestArgs),
+    Bench(commands::bench::BenchArgs),
     Completions(commands::completions::CompletionsArgs),
 }
 
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Fmt(args) => commands::fmt::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Test(args) => commands::test::run_tests(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };
     match result {

@@ -272,3 +272,217 @@ fn fmt_leaves_files_with_syntax_errors_untouched() {
     let leftovers: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
     assert_eq!(leftovers.len(), 1, "a temporary file was left behind");
 }
+
+/// Replaces the timing at the end of summary lines, which varies from run to run.
+fn without_timing(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.find("finished in ") {
+            Some(at) => format!("{}finished in TIME", &line[..at]),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn eval_prints_one_json_decision_per_line_in_order() {
+    let output = polctl(&[
+        "eval",
+        "examples/support-fleet",
+        "--request",
+        "cli/tests/fixtures/requests.jsonl",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the last request does not fit the schema"
+    );
+    let text = stdout(&output);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 5);
+    let decisions: Vec<&str> = lines[..4]
+        .iter()
+        .map(|l| l["decision"].as_str().expect("decision"))
+        .collect();
+    assert_eq!(decisions, ["require_approval", "allow", "allow", "deny"]);
+    assert_eq!(lines[0]["approvers"][0], "finance");
+    assert_eq!(lines[2]["obligations"][0]["name"], "footer");
+    assert_eq!(lines[3]["rules"][0], "platform.modes.read_only_mode");
+    assert_eq!(lines[3]["reasons"][0], "the platform is in read-only mode");
+    assert!(lines[0]["policy_version"]
+        .as_str()
+        .expect("version")
+        .starts_with("sha256:"));
+    assert_eq!(lines[4]["line"], 5);
+    assert_eq!(
+        lines[4]["error"],
+        "`args.currency`: `yen` is not one of eur, usd, gbp"
+    );
+    assert!(stderr(&output).contains("1 of 5 requests do not fit the schema"));
+}
+
+#[test]
+fn eval_human_output_explains_the_decision() {
+    let output = Command::new(env!("CARGO_BIN_EXE_polctl"))
+        .args(["eval", "examples/support-fleet", "--request", "-"])
+        .current_dir(workspace())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            let requests =
+                std::fs::read_to_string(workspace().join("cli/tests/fixtures/requests.jsonl"))?;
+            let first = requests.lines().next().unwrap_or_default().to_owned();
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(first.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0));
+    insta::assert_snapshot!(stdout(&output));
+}
+
+#[test]
+fn the_example_tests_pass_with_full_coverage() {
+    let output = polctl(&["test", "examples/support-fleet", "--min-coverage", "100"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("test result: ok. 102 passed; 0 failed; 2 not yet checked"),
+        "{text}"
+    );
+    assert!(text.contains("coverage: 55 of 55 rules decided at least one case (100.0%)"));
+    let cases = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("test ") && !l.contains("adversarial") && !l.contains("not yet checked")
+        })
+        .count();
+    assert!(cases >= 80, "only {cases} cases");
+}
+
+#[test]
+fn adversarial_variants_catch_the_weak_rule_in_the_docs() {
+    let output = polctl(&["test", "docs/examples/weak-mail-rule"]);
+    assert_eq!(output.status.code(), Some(3));
+    insta::assert_snapshot!(without_timing(&stdout(&output)));
+    // The docs show this output; keep them in step.
+    let docs =
+        std::fs::read_to_string(workspace().join("docs/testing.md")).expect("docs/testing.md");
+    assert!(docs.contains("args.to = \"eve@evil.example@acme.example\" (policy literal \"@acme.example\" appended): allow by acme.mail.internal_mail"));
+}
+
+#[test]
+fn test_reports_in_json_and_junit() {
+    let output = polctl(&[
+        "test",
+        "docs/examples/weak-mail-rule",
+        "--format",
+        "json",
+        "--coverage",
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["summary"]["passed"], 2);
+    assert_eq!(report["summary"]["failed"], 1);
+    assert_eq!(report["results"][2]["kind"], "adversarial");
+    assert_eq!(report["results"][2]["variants"], 61);
+    assert_eq!(report["results"][0]["decision"]["decision"], "allow");
+    assert_eq!(report["coverage"]["total"], 2);
+
+    let output = polctl(&["test", "examples/support-fleet", "--format", "junit"]);
+    assert_eq!(output.status.code(), Some(0));
+    let xml = stdout(&output);
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"polctl\" tests=\"104\" failures=\"0\" skipped=\"2\""), "{xml}");
+    assert_eq!(xml.matches("<testsuite ").count(), 5);
+}
+
+#[test]
+fn test_filter_and_coverage_threshold() {
+    let output = polctl(&[
+        "test",
+        "examples/support-fleet",
+        "--filter",
+        "globex",
+        "--min-coverage",
+        "50",
+    ]);
+    let text = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "coverage of a filtered run is low: {text}"
+    );
+    assert!(text.contains("running 14 tests from 5 files"), "{text}");
+    assert!(stderr(&output).contains("is below the required 50.0%"));
+}
+
+#[test]
+fn malformed_test_files_name_the_file_and_line() {
+    let dir = scratch("malformed_tests");
+    copy_tree(&workspace().join("docs/examples/weak-mail-rule"), &dir);
+    std::fs::write(
+        dir.join("broken.test.toml"),
+        "[[case]]\nname = \"x\"\ntool = \"send_email\"\nexpct = \"deny\"\n",
+    )
+    .expect("write");
+    let output = polctl(&["test", &dir.to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(
+        errors.contains("broken.test.toml:4: unknown field `expct`"),
+        "{errors}"
+    );
+    assert!(errors.contains("1 test files are malformed"), "{errors}");
+    let empty = scratch("no_tests");
+    std::fs::copy(
+        workspace().join("docs/examples/weak-mail-rule/mail.pol"),
+        empty.join("mail.pol"),
+    )
+    .expect("copy");
+    let output = polctl(&["test", &empty.to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no `*.test.toml` files"));
+}
+
+#[test]
+fn bench_reports_latency_percentiles_as_json() {
+    let output = polctl(&[
+        "bench",
+        "examples/support-fleet",
+        "--decisions",
+        "100000",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    for field in [
+        "p50_ns",
+        "p90_ns",
+        "p99_ns",
+        "max_ns",
+        "decisions_per_sec",
+        "rules",
+    ] {
+        assert!(report[field].is_number(), "{field} missing: {report}");
+    }
+    assert_eq!(report["rules"], 55);
+    assert!(report["p50_ns"].as_u64() <= report["p99_ns"].as_u64());
+    assert!(report["p99_ns"].as_u64() <= report["max_ns"].as_u64());
+    let output = polctl(&["bench", "examples/support-fleet", "--decisions", "10"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "fewer than 100,000 decisions is refused"
+    );
+}

@@ -62,11 +62,18 @@ pub fn human(
     coverage: Option<&Coverage>,
 ) -> String {
     let mut out = String::new();
+    let plural = |n: usize, word: &str| {
+        if n == 1 {
+            format!("{n} {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
     let _ = writeln!(
         out,
-        "running {} tests from {} files",
-        report.results.len(),
-        files
+        "running {} from {}",
+        plural(report.results.len(), "test"),
+        plural(files, "file")
     );
     for result in &report.results {
         let status = match &result.outcome {

@@ -1,13 +1,12 @@
 //! `polctl eval DIR --request FILE`: decides requests and explains the decisions.
 
 use crate::exit::{CliError, Exit};
-use crate::load::{compile_or_report, read_text};
+use crate::load::compile_or_report;
 use crate::output::{ColorChoice, Format};
+use crate::requests::read_request_input;
 use clap::Args;
 use polctl_lang::eval::{Evaluator, Outcome, RuleStatus};
 use polctl_lang::ir::Effect;
-use serde_json::Value;
-use std::io::Read;
 use std::path::PathBuf;
 
 /// Decide requests against a policy set and explain each decision.
@@ -31,54 +30,13 @@ pub struct EvalArgs {
     color: ColorChoice,
 }
 
-/// One request read from the input, with the line it starts on.
-struct Input {
-    line: usize,
-    json: Result<Value, String>,
-}
-
-/// One JSON document (possibly spread over lines) is one request; anything else is JSON Lines,
-/// each non-empty line a request on its own, so output lines align with input lines.
-fn read_requests(text: &str) -> Vec<Input> {
-    if let Ok(json) = serde_json::from_str::<Value>(text) {
-        let line = text.len() - text.trim_start().len();
-        return vec![Input {
-            line: text[..line].matches('\n').count() + 1,
-            json: Ok(json),
-        }];
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| Input {
-            line: index + 1,
-            json: serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}")),
-        })
-        .collect()
-}
-
 pub fn run(args: EvalArgs) -> Result<Exit, CliError> {
     let Some((sources, set)) = compile_or_report(&args.path, args.color)? else {
         return Ok(Exit::Findings);
     };
     let evaluator = Evaluator::new(set, sources.revision())
         .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message)))?;
-    let text = if args.request.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
-        text
-    } else {
-        read_text(&args.request)?
-    };
-    let inputs = read_requests(&text);
-    if inputs.is_empty() {
-        return Err(
-            CliError::new(format!("`{}` holds no request", args.request.display()))
-                .with_help("write one JSON request, or one request per line (JSON Lines)"),
-        );
-    }
+    let inputs = read_request_input(&args.request)?;
     let mut failed = 0;
     for (index, input) in inputs.iter().enumerate() {
         let decoded = input

@@ -5,6 +5,7 @@
 //! is the slow path behind `polctl eval`'s human output and reuses the same compiled conditions,
 //! so explanations cannot disagree with decisions.
 
+pub mod generate;
 mod plan;
 mod request;
 
@@ -85,6 +86,7 @@ pub struct ObligationJson {
 }
 
 /// A rule that can match a tool, with its conditions compiled for that tool.
+#[derive(Clone)]
 struct Candidate {
     rule: usize,
     policy: usize,
@@ -92,12 +94,70 @@ struct Candidate {
     unless: Option<C>,
 }
 
+/// Candidates grouped by the scopes that can make them apply, so a decision visits only the
+/// rules whose policy applies to the request (no scope test on the hot path). A policy scoped to
+/// `tenant "a" or tenant "b"` has its rules in both buckets.
+#[derive(Default)]
+struct Buckets {
+    always: Vec<Candidate>,
+    tenant: HashMap<u32, Vec<Candidate>>,
+    agent: HashMap<u32, Vec<Candidate>>,
+    role: HashMap<u32, Vec<Candidate>>,
+}
+
+impl Buckets {
+    fn add(&mut self, candidate: Candidate, scope: Option<&[ScopeTest]>) {
+        match scope {
+            None => self.always.push(candidate),
+            Some(terms) => {
+                for term in terms {
+                    let bucket = match term {
+                        ScopeTest::Tenant(t) => self.tenant.entry(*t).or_default(),
+                        ScopeTest::Agent(a) => self.agent.entry(*a).or_default(),
+                        ScopeTest::Role(r) => self.role.entry(*r).or_default(),
+                    };
+                    bucket.push(candidate.clone());
+                }
+            }
+        }
+    }
+
+    /// The candidates whose policy applies to a request with this key. A candidate in two
+    /// matching buckets is visited twice; callers deduplicate the rules they collect.
+    fn applicable<'p>(&'p self, key: &ScopeKey) -> impl Iterator<Item = &'p Candidate> {
+        let pick = |map: &'p HashMap<u32, Vec<Candidate>>, id: Option<u32>| {
+            id.and_then(|id| map.get(&id))
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        };
+        self.always
+            .iter()
+            .chain(pick(&self.tenant, key.tenant))
+            .chain(pick(&self.agent, key.agent))
+            .chain(pick(&self.role, key.role))
+    }
+
+    /// Every candidate once, whatever its scope (for explanations).
+    fn all(&self) -> Vec<&Candidate> {
+        let mut all: Vec<&Candidate> = self
+            .always
+            .iter()
+            .chain(self.tenant.values().flatten())
+            .chain(self.agent.values().flatten())
+            .chain(self.role.values().flatten())
+            .collect();
+        all.sort_by_key(|c| c.rule);
+        all.dedup_by_key(|c| c.rule);
+        all
+    }
+}
+
 #[derive(Default)]
 struct ToolPlan {
-    denies: Vec<Candidate>,
-    approvals: Vec<Candidate>,
-    allows: Vec<Candidate>,
-    limits: Vec<Candidate>,
+    denies: Buckets,
+    approvals: Buckets,
+    allows: Buckets,
+    limits: Buckets,
 }
 
 /// A scope term with its string interned.
@@ -146,7 +206,7 @@ impl Evaluator {
             Some(Type::Enum { members }) => members,
             _ => &[],
         };
-        let scopes = set
+        let scopes: Vec<Option<Vec<ScopeTest>>> = set
             .policies
             .iter()
             .map(|policy| match &policy.scope {
@@ -201,11 +261,14 @@ impl Evaluator {
                     continue;
                 }
                 let plan = &mut by_tool[tool];
+                let scope: Option<&[ScopeTest]> = scopes
+                    .get(rule.policy)
+                    .and_then(|s: &Option<Vec<ScopeTest>>| s.as_deref());
                 match rule.effect {
-                    Effect::Deny { .. } => plan.denies.push(candidate),
-                    Effect::RequireApproval { .. } => plan.approvals.push(candidate),
-                    Effect::Allow { .. } => plan.allows.push(candidate),
-                    Effect::Limit(_) => plan.limits.push(candidate),
+                    Effect::Deny { .. } => plan.denies.add(candidate, scope),
+                    Effect::RequireApproval { .. } => plan.approvals.add(candidate, scope),
+                    Effect::Allow { .. } => plan.allows.add(candidate, scope),
+                    Effect::Limit(_) => plan.limits.add(candidate, scope),
                 }
             }
         }
@@ -275,20 +338,22 @@ impl Evaluator {
         }
     }
 
-    fn matches(&self, candidate: &Candidate, request: &Request, key: &ScopeKey) -> bool {
-        self.in_scope(candidate.policy, key)
-            && candidate
-                .when
-                .as_ref()
-                .is_none_or(|c| c.eval(request, None))
+    /// Whether a candidate taken from an applicable bucket matches: its conditions hold.
+    fn matches(candidate: &Candidate, request: &Request) -> bool {
+        candidate
+            .when
+            .as_ref()
+            .is_none_or(|c| c.eval(request, None))
             && !candidate
                 .unless
                 .as_ref()
                 .is_some_and(|c| c.eval(request, None))
     }
 
+    /// Rules in id order, each once.
     fn sorted(&self, mut rules: Vec<usize>) -> Vec<usize> {
         rules.sort_by_key(|r| self.rank[*r]);
+        rules.dedup();
         rules
     }
 
@@ -308,8 +373,8 @@ impl Evaluator {
         // 2. Any matching deny denies; every matching deny is reported.
         let denies: Vec<usize> = plan
             .denies
-            .iter()
-            .filter(|c| self.matches(c, request, &key))
+            .applicable(&key)
+            .filter(|c| Self::matches(c, request))
             .map(|c| c.rule)
             .collect();
         if !denies.is_empty() {
@@ -326,12 +391,16 @@ impl Evaluator {
         let mut missing = Vec::new();
         for candidate in plan
             .approvals
-            .iter()
-            .filter(|c| self.matches(c, request, &key))
+            .applicable(&key)
+            .filter(|c| Self::matches(c, request))
         {
             let Effect::RequireApproval { groups } = &self.set.rules[candidate.rule].effect else {
                 continue;
             };
+            // A rule in two matching scope buckets is considered once.
+            if waiting.contains(&candidate.rule) {
+                continue;
+            }
             let before = missing.len();
             for group in groups {
                 if let Some(index) = self.set.schema.approvers.iter().position(|g| g == group) {
@@ -358,8 +427,8 @@ impl Evaluator {
         // 4. A matching allow is a candidate allow; none is a default deny.
         let allows: Vec<usize> = plan
             .allows
-            .iter()
-            .filter(|c| self.matches(c, request, &key))
+            .applicable(&key)
+            .filter(|c| Self::matches(c, request))
             .map(|c| c.rule)
             .collect();
         if allows.is_empty() {
@@ -369,7 +438,7 @@ impl Evaluator {
         // 5. Every matching limit whose counter already holds its maximum denies.
         let reached: Vec<usize> = plan
             .limits
-            .iter()
+            .applicable(&key)
             .filter(|c| {
                 let Effect::Limit(limit) = &self.set.rules[c.rule].effect else {
                     return false;
@@ -379,7 +448,7 @@ impl Evaluator {
                     .iter()
                     .find(|(rule, _)| *rule == c.rule)
                     .map_or(0, |(_, count)| *count);
-                count >= limit.max && self.matches(c, request, &key)
+                count >= limit.max && Self::matches(c, request)
             })
             .map(|c| c.rule)
             .collect();
@@ -406,8 +475,8 @@ impl Evaluator {
         };
         let key = self.scope_key(request);
         plan.limits
-            .iter()
-            .filter(|c| self.matches(c, request, &key))
+            .applicable(&key)
+            .filter(|c| Self::matches(c, request))
             .map(|c| c.rule)
             .collect()
     }
@@ -482,13 +551,8 @@ impl Evaluator {
         let key = self.scope_key(request);
         let tool = &self.set.schema.tools[request.tool];
         let mut traces = Vec::new();
-        for candidate in plan
-            .denies
-            .iter()
-            .chain(&plan.approvals)
-            .chain(&plan.allows)
-            .chain(&plan.limits)
-        {
+        let everything = [&plan.denies, &plan.approvals, &plan.allows, &plan.limits];
+        for candidate in everything.into_iter().flat_map(Buckets::all) {
             let rule = &self.set.rules[candidate.rule];
             let status = if !self.in_scope(candidate.policy, &key) {
                 RuleStatus::OutOfScope

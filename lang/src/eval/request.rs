@@ -390,6 +390,7 @@ pub fn decode_request(
             ))
         }
     }
+    decoded_counters.sort_unstable();
     Ok(Request {
         agent,
         context,
