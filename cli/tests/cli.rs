@@ -49,7 +49,7 @@ fn copy_tree(from: &Path, to: &Path) {
 fn the_example_checks_clean() {
     let output = polctl(&["check", "examples/support-fleet"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
-    assert!(stdout(&output).contains("11 files, 9 policies, 55 rules: no problems"));
+    assert!(stdout(&output).contains("11 files, 9 policies, 56 rules: no problems"));
     let output = polctl(&[
         "check",
         "examples/support-fleet",
@@ -357,10 +357,10 @@ fn the_example_tests_pass_with_full_coverage() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("test result: ok. 102 passed; 0 failed; 2 not yet checked"),
+        text.contains("test result: ok. 106 passed; 0 failed; 2 not yet checked"),
         "{text}"
     );
-    assert!(text.contains("coverage: 55 of 55 rules decided at least one case (100.0%)"));
+    assert!(text.contains("coverage: 56 of 56 rules decided at least one case (100.0%)"));
     let cases = text
         .lines()
         .filter(|l| {
@@ -402,7 +402,7 @@ fn test_reports_in_json_and_junit() {
     let output = polctl(&["test", "examples/support-fleet", "--format", "junit"]);
     assert_eq!(output.status.code(), Some(0));
     let xml = stdout(&output);
-    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"polctl\" tests=\"104\" failures=\"0\" skipped=\"2\""), "{xml}");
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"polctl\" tests=\"108\" failures=\"0\" skipped=\"2\""), "{xml}");
     assert_eq!(xml.matches("<testsuite ").count(), 5);
 }
 
@@ -476,7 +476,7 @@ fn bench_reports_latency_percentiles_as_json() {
     ] {
         assert!(report[field].is_number(), "{field} missing: {report}");
     }
-    assert_eq!(report["rules"], 55);
+    assert_eq!(report["rules"], 56);
     assert!(report["p50_ns"].as_u64() <= report["p99_ns"].as_u64());
     assert!(report["p99_ns"].as_u64() <= report["max_ns"].as_u64());
     let output = polctl(&["bench", "examples/support-fleet", "--decisions", "10"]);
