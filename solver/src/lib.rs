@@ -1,0 +1,11 @@
+//! Z3 analysis of policy sets: the IR's semantics (language.md §3) as SMT terms, and the
+//! findings of `polctl check` built on it.
+//!
+//! The only crate that links `z3`. Z3 contexts are thread-local, so every rayon worker has its
+//! own.
+
+pub mod encode;
+pub mod regex;
+pub mod strings;
+
+pub use encode::{EncodeError, Encoding, LIST_BOUND};
