@@ -357,7 +357,7 @@ fn the_example_tests_pass_with_full_coverage() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("test result: ok. 106 passed; 0 failed; 2 not yet checked"),
+        text.contains("test result: ok. 108 passed; 0 failed; 2 not yet checked"),
         "{text}"
     );
     assert!(text.contains("coverage: 56 of 56 rules decided at least one case (100.0%)"));
@@ -402,7 +402,7 @@ fn test_reports_in_json_and_junit() {
     let output = polctl(&["test", "examples/support-fleet", "--format", "junit"]);
     assert_eq!(output.status.code(), Some(0));
     let xml = stdout(&output);
-    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"polctl\" tests=\"108\" failures=\"0\" skipped=\"2\""), "{xml}");
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"polctl\" tests=\"110\" failures=\"0\" skipped=\"2\""), "{xml}");
     assert_eq!(xml.matches("<testsuite ").count(), 5);
 }
 

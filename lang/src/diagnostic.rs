@@ -17,6 +17,17 @@ pub enum DiagnosticKind {
     Schema,
     /// Everything else the checker rejects: type mismatches, duplicates, ranges, regexes.
     Type,
+    // The solver's findings (language.md §4).
+    DeadRule,
+    Shadowed,
+    Conflict,
+    Redundant,
+    DeadLimit,
+    ZeroLimit,
+    ApprovalDeadEnd,
+    LayerViolation,
+    Vacuous,
+    Unknown,
 }
 
 impl DiagnosticKind {
@@ -25,6 +36,16 @@ impl DiagnosticKind {
             DiagnosticKind::Syntax => "syntax",
             DiagnosticKind::Schema => "schema",
             DiagnosticKind::Type => "type",
+            DiagnosticKind::DeadRule => "dead_rule",
+            DiagnosticKind::Shadowed => "shadowed",
+            DiagnosticKind::Conflict => "conflict",
+            DiagnosticKind::Redundant => "redundant",
+            DiagnosticKind::DeadLimit => "dead_limit",
+            DiagnosticKind::ZeroLimit => "zero_limit",
+            DiagnosticKind::ApprovalDeadEnd => "approval_dead_end",
+            DiagnosticKind::LayerViolation => "layer_violation",
+            DiagnosticKind::Vacuous => "vacuous",
+            DiagnosticKind::Unknown => "unknown",
         }
     }
 }
@@ -56,6 +77,12 @@ pub struct Diagnostic {
     pub help: Option<String>,
     /// The rule (`policy.rule`) the problem is in, when it is inside one.
     pub rule: Option<String>,
+    /// Further rules a finding involves (the other side of a conflict, a redundant rule's twin).
+    pub related_rules: Vec<String>,
+    /// For `shadowed`, `layer_violation` and `dead_limit`: the rules that block this one.
+    pub blocking: Vec<String>,
+    /// A concrete request that shows the problem, replayed through the evaluator.
+    pub witness: Option<serde_json::Value>,
 }
 
 impl Diagnostic {
@@ -77,6 +104,9 @@ impl Diagnostic {
             secondary: Vec::new(),
             help: None,
             rule: None,
+            related_rules: Vec::new(),
+            blocking: Vec::new(),
+            witness: None,
         }
     }
 
@@ -191,6 +221,15 @@ pub fn render_human(diagnostic: &Diagnostic, sources: &SourceSet, color: bool) -
         }
         report = report.with_label(secondary);
     }
+    if !diagnostic.blocking.is_empty() {
+        report = report.with_note(format!("blocked by: {}", diagnostic.blocking.join(", ")));
+    }
+    if let Some(witness) = &diagnostic.witness {
+        report = report.with_note(format!(
+            "witness request:\n{}",
+            serde_json::to_string_pretty(witness).unwrap_or_default()
+        ));
+    }
     if let Some(help) = &diagnostic.help {
         report = report.with_help(help);
     }
@@ -265,10 +304,14 @@ pub struct JsonFinding {
     pub code: &'static str,
     pub severity: Severity,
     pub rules: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocking: Vec<String>,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
     pub spans: Vec<JsonSpan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness: Option<serde_json::Value>,
 }
 
 impl JsonFinding {
@@ -281,10 +324,17 @@ impl JsonFinding {
             kind: diagnostic.kind.as_str(),
             code: diagnostic.code,
             severity: diagnostic.severity,
-            rules: diagnostic.rule.iter().cloned().collect(),
+            rules: diagnostic
+                .rule
+                .iter()
+                .chain(&diagnostic.related_rules)
+                .cloned()
+                .collect(),
+            blocking: diagnostic.blocking.clone(),
             message: diagnostic.message.clone(),
             help: diagnostic.help.clone(),
             spans,
+            witness: diagnostic.witness.clone(),
         }
     }
 }

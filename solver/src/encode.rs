@@ -147,6 +147,12 @@ pub struct Encoding<'s> {
     pub domain: Bool,
     /// Per rule: the request matches it (scope, tool, `when`, not `unless`).
     pub matches: Vec<Bool>,
+    /// Per rule: its policy applies and the tool is one of its actions.
+    pub reach: Vec<Bool>,
+    /// Per rule: `when` holds and `unless` does not.
+    pub condition: Vec<Bool>,
+    /// Per rule: the regex definitions its conditions use (indexes into the definitions).
+    regexes_of_rule: Vec<Vec<usize>>,
     /// Regex memberships, which are defined in SMT-LIB text (see `regex.rs`): declarations and
     /// assertions every solver over this encoding must load (`Encoding::solver`).
     definitions: RefCell<Definitions>,
@@ -154,8 +160,6 @@ pub struct Encoding<'s> {
 
 #[derive(Default)]
 struct Definitions {
-    declarations: BTreeSet<String>,
-    assertions: Vec<String>,
     /// `(member, subject, language)` of every regex membership.
     members: Vec<(Bool, Z3String, String)>,
     /// Concrete membership results, `(language, value)` to whether the value matches.
@@ -238,13 +242,22 @@ impl<'s> Encoding<'s> {
             counters,
             domain: all(constraints),
             matches: Vec::new(),
+            reach: Vec::new(),
+            condition: Vec::new(),
+            regexes_of_rule: Vec::new(),
             definitions: RefCell::new(Definitions::default()),
         };
-        let mut matches = Vec::with_capacity(set.rules.len());
         for rule in &set.rules {
-            matches.push(encoding.rule_matches(rule)?);
+            let before = encoding.definitions.borrow().members.len();
+            let (reach, condition) = encoding.rule_parts(rule)?;
+            let after = encoding.definitions.borrow().members.len();
+            encoding.regexes_of_rule.push((before..after).collect());
+            encoding
+                .matches
+                .push(Bool::and(&[reach.clone(), condition.clone()]));
+            encoding.reach.push(reach);
+            encoding.condition.push(condition);
         }
-        encoding.matches = matches;
         Ok(encoding)
     }
 
@@ -286,22 +299,24 @@ impl<'s> Encoding<'s> {
             .collect())
     }
 
-    fn rule_matches(&self, rule: &polctl_lang::ir::Rule) -> Result<Bool, EncodeError> {
+    /// `(reach, condition)` of a rule: scope and tool, then `when` and not `unless`.
+    fn rule_parts(&self, rule: &polctl_lang::ir::Rule) -> Result<(Bool, Bool), EncodeError> {
         let error = |message: String| EncodeError {
             rule: rule.id.clone(),
             message,
         };
-        let mut parts = vec![
+        let reach = all(vec![
             self.scope(rule.policy),
             any(rule.tools.iter().map(|&t| self.is_tool(t)).collect()),
-        ];
+        ]);
+        let mut parts = Vec::new();
         if let Some(when) = &rule.when {
             parts.push(self.cond(when, &rule.tools, None).map_err(error)?);
         }
         if let Some(unless) = &rule.unless {
             parts.push(self.cond(unless, &rule.tools, None).map_err(error)?.not());
         }
-        Ok(all(parts))
+        Ok((reach, all(parts)))
     }
 
     /// The type of a path as the rule's tools declare it.
@@ -557,34 +572,41 @@ impl<'s> Encoding<'s> {
         definitions
             .members
             .push((member.clone(), subject.clone(), language.to_owned()));
-        definitions
-            .declarations
-            .insert(format!("(declare-const {subject} String)"));
-        definitions
-            .declarations
-            .insert(format!("(declare-const {member} Bool)"));
-        definitions.assertions.push(format!(
-            "(assert (= {member} (str.in_re {subject} {language})))"
-        ));
         member
     }
 
-    /// A solver with the domain and the regex definitions loaded.
-    pub fn solver(&self) -> Solver {
+    /// A solver with the domain and the regex definitions that `rules` use. Loading only
+    /// those keeps Z3's string solver away from regexes a query cannot involve.
+    pub fn solver_for(&self, rules: &[usize]) -> Solver {
         let solver = Solver::new();
         let definitions = self.definitions.borrow();
-        if !definitions.assertions.is_empty() {
-            let mut text = String::new();
-            for declaration in &definitions.declarations {
-                text.push_str(declaration);
+        let mut indexes: Vec<usize> = rules
+            .iter()
+            .flat_map(|&r| self.regexes_of_rule.get(r).cloned().unwrap_or_default())
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        if !indexes.is_empty() {
+            let mut declarations = BTreeSet::new();
+            let mut assertions = String::new();
+            for index in indexes {
+                let (member, subject, language) = &definitions.members[index];
+                declarations.insert(format!("(declare-const {subject} String)"));
+                declarations.insert(format!("(declare-const {member} Bool)"));
+                assertions.push_str(&format!(
+                    "(assert (= {member} (str.in_re {subject} {language})))"
+                ));
             }
-            for assertion in &definitions.assertions {
-                text.push_str(assertion);
-            }
+            let text: String = declarations.into_iter().collect::<String>() + &assertions;
             solver.from_string(text);
         }
         solver.assert(&self.domain);
         solver
+    }
+
+    /// A solver for queries over every rule.
+    pub fn solver(&self) -> Solver {
+        self.solver_for(&(0..self.set.rules.len()).collect::<Vec<_>>())
     }
 
     /// A matching approval rule still waits for one of its groups.

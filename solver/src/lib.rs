@@ -5,7 +5,9 @@
 //! own.
 
 pub mod encode;
+pub mod findings;
 pub mod regex;
 pub mod strings;
 
 pub use encode::{EncodeError, Encoding, LIST_BOUND};
+pub use findings::{analyze, Analysis, AnalysisError, Options};

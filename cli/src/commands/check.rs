@@ -1,19 +1,20 @@
 //! `polctl check DIR`: compiles a policy set and reports every problem.
 //!
-//! Until the solver lands, `check` is the compile stage (syntax, schema and type checking);
-//! `--compile-only` stays as the fast path for editors and pre-commit hooks.
+//! The compile stage (syntax, schema and type checking); with `--analyze`, also the Z3
+//! analysis over the whole set (experimental while issue 4 is open: docs/findings.md).
 
 use crate::exit::{CliError, Exit};
 use crate::load::load_policy_set;
 use crate::output::{plural, ColorChoice, Format};
 use clap::Args;
 use polctl_lang::diagnostic::{render_human, JsonFinding};
+use polctl_lang::eval::Evaluator;
 use polctl_lang::{compile, Compilation, SourceSet};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Check a policy set: syntax, schema and types, then (once the solver lands) conflicts.
+/// Check a policy set: syntax, schema and types; with --analyze, also the Z3 analysis.
 ///
 /// Reports every error in every file in one run. Exits 0 when the set is clean, 2 when there
 /// are errors (or warnings, with --strict), 1 when the set cannot be read.
@@ -24,6 +25,13 @@ pub struct CheckArgs {
     /// Only parse and type-check (the fast path for editors and pre-commit hooks).
     #[arg(long)]
     compile_only: bool,
+    /// Also run the Z3 analysis of the whole set (experimental: dead, shadowed and redundant
+    /// rules, conflicts, limits, approval dead ends, layer violations; see docs/findings.md).
+    #[arg(long, conflicts_with = "compile_only")]
+    analyze: bool,
+    /// Time limit of one solver query; a query that hits it is reported as `unknown`.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    timeout_ms: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -54,9 +62,18 @@ struct Report {
 pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     let started = Instant::now();
     let sources = load_policy_set(&args.path)?;
-    // The analysis stage (issue: Z3 conflict analysis) will run here unless `--compile-only`.
-    let _ = args.compile_only;
-    let compilation = compile(&sources);
+    let mut compilation = compile(&sources);
+    if let (Some(set), true) = (&compilation.set, args.analyze) {
+        let evaluator = Evaluator::new(set.clone(), sources.revision())
+            .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message)))?;
+        let options = polctl_solver::Options {
+            timeout_ms: args.timeout_ms,
+        };
+        let analysis = polctl_solver::analyze(set, &evaluator, options)
+            .map_err(|e| CliError::new(e.to_string()))?;
+        compilation.diagnostics.extend(analysis.findings);
+        polctl_lang::diagnostic::sort_diagnostics(&mut compilation.diagnostics);
+    }
     let seconds = started.elapsed().as_secs_f64();
     match args.format {
         Format::Human => print_human(&compilation, &sources, seconds, args.color),
