@@ -486,3 +486,55 @@ fn bench_reports_latency_percentiles_as_json() {
         "fewer than 100,000 decisions is refused"
     );
 }
+
+#[test]
+fn analyze_finds_the_planted_mistakes_with_witnesses() {
+    let output = polctl(&[
+        "check",
+        "docs/examples/planted-mistakes",
+        "--analyze",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let found: Vec<(&str, &str)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().expect("kind"),
+                f["rules"][0].as_str().expect("rule"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("shadowed", "acme.support.refunds"),
+            ("approval_dead_end", "acme.support.large_refunds"),
+            ("conflict", "acme.support.mail"),
+        ]
+    );
+    for finding in report["findings"].as_array().expect("findings") {
+        assert!(finding["witness"]["tool"].is_string(), "{finding}");
+    }
+    assert_eq!(
+        report["findings"][0]["blocking"][0],
+        "acme.support.no_refunds_for_support"
+    );
+    // Without --analyze the set compiles cleanly: the mistakes are semantic.
+    assert_eq!(
+        polctl(&["check", "docs/examples/planted-mistakes"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // The docs show this output.
+    let docs =
+        std::fs::read_to_string(workspace().join("docs/findings.md")).expect("docs/findings.md");
+    assert!(docs.contains(
+        "[A07] Error: requests approved under `acme.support.large_refunds` are never allowed"
+    ));
+}
