@@ -24,20 +24,7 @@ pub struct Parsed {
 /// Lexes and parses one file.
 pub fn parse_file(file: FileId, source: &str) -> Parsed {
     let lexed = lexer::lex(source);
-    let mut diagnostics: Vec<Diagnostic> = lexed
-        .errors
-        .iter()
-        .map(|error| {
-            let mut diagnostic = Diagnostic::error(
-                DiagnosticKind::Syntax,
-                crate::check::codes::LEXICAL,
-                Span::new(file, error.start, error.end),
-                error.message.clone(),
-            );
-            diagnostic.help = error.help.clone();
-            diagnostic
-        })
-        .collect();
+    let mut diagnostics = lexical_diagnostics(file, &lexed.errors);
     let eoi = SimpleSpan::from(source.len()..source.len());
     let (ast, errors) = file_parser(file)
         .parse(
@@ -67,20 +54,7 @@ pub fn parse_file(file: FileId, source: &str) -> Parsed {
 /// Parses one standalone condition (a test file's `forall`), reporting every error.
 pub fn parse_condition(file: FileId, source: &str) -> (Option<Expr>, Vec<Diagnostic>) {
     let lexed = lexer::lex(source);
-    let mut diagnostics: Vec<Diagnostic> = lexed
-        .errors
-        .iter()
-        .map(|error| {
-            let mut diagnostic = Diagnostic::error(
-                DiagnosticKind::Syntax,
-                crate::check::codes::LEXICAL,
-                Span::new(file, error.start, error.end),
-                error.message.clone(),
-            );
-            diagnostic.help = error.help.clone();
-            diagnostic
-        })
-        .collect();
+    let mut diagnostics = lexical_diagnostics(file, &lexed.errors);
     let eoi = SimpleSpan::from(source.len()..source.len());
     let (expr, errors) = condition(file)
         .then_ignore(end())
@@ -93,6 +67,22 @@ pub fn parse_condition(file: FileId, source: &str) -> (Option<Expr>, Vec<Diagnos
         .into_output_errors();
     diagnostics.extend(errors.into_iter().map(|e| convert_error(file, source, e)));
     (expr, diagnostics)
+}
+
+fn lexical_diagnostics(file: FileId, errors: &[lexer::LexError]) -> Vec<Diagnostic> {
+    errors
+        .iter()
+        .map(|error| {
+            let mut diagnostic = Diagnostic::error(
+                DiagnosticKind::Syntax,
+                crate::check::codes::LEXICAL,
+                Span::new(file, error.start, error.end),
+                error.message.clone(),
+            );
+            diagnostic.help = error.help.clone();
+            diagnostic
+        })
+        .collect()
 }
 
 fn to_span(file: FileId, span: SimpleSpan) -> Span {

@@ -793,18 +793,8 @@ impl<'a> Checker<'a> {
                 self.with_use_site(name, |checker| checker.lower_list(&decl.value, ty, site))
             }
             ValueKind::Name(name) => {
-                let names: Vec<&str> = self.lets.keys().copied().collect();
-                let help = help_did_you_mean(&name.text, names)
-                    .unwrap_or_else(|| format!("define the list with `let {} = [..]`", name.text));
-                self.error(
-                    Diagnostic::error(
-                        DiagnosticKind::Type,
-                        codes::UNKNOWN_NAME,
-                        name.span,
-                        format!("unknown name `{}`", name.text),
-                    )
-                    .with_help(help),
-                );
+                let fallback = format!("define the list with `let {} = [..]`", name.text);
+                self.unknown_name(name, fallback);
                 None
             }
             _ => {
@@ -1073,27 +1063,34 @@ impl<'a> Checker<'a> {
                 None
             }
             _ => {
-                let names: Vec<&str> = self.lets.keys().copied().collect();
-                let help = help_did_you_mean(&name.text, names).unwrap_or_else(|| match ty {
+                let help = match ty {
                     Ty::String => {
                         format!("strings are written in double quotes: `\"{}\"`", name.text)
                     }
                     Ty::Bool => "bools are written `true` or `false`".to_owned(),
                     _ => format!("define it with `let {} = ..`", name.text),
-                });
+                };
                 let _ = value;
-                self.error(
-                    Diagnostic::error(
-                        DiagnosticKind::Type,
-                        codes::UNKNOWN_NAME,
-                        name.span,
-                        format!("unknown name `{}`", name.text),
-                    )
-                    .with_help(help),
-                );
+                self.unknown_name(name, help);
                 None
             }
         }
+    }
+
+    /// A bare name that is no enum member, tool or `let`: suggests a close `let` name, else
+    /// `fallback`.
+    fn unknown_name(&mut self, name: &ast::Name, fallback: String) {
+        let names: Vec<&str> = self.lets.keys().copied().collect();
+        let help = help_did_you_mean(&name.text, names).unwrap_or(fallback);
+        self.error(
+            Diagnostic::error(
+                DiagnosticKind::Type,
+                codes::UNKNOWN_NAME,
+                name.span,
+                format!("unknown name `{}`", name.text),
+            )
+            .with_help(help),
+        );
     }
 }
 
