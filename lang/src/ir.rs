@@ -17,12 +17,6 @@ pub struct PolicySet {
     pub rules: Vec<Rule>,
 }
 
-impl PolicySet {
-    pub fn rule(&self, id: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.id == id)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schema {
     pub agent: Vec<Attribute>,

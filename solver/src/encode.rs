@@ -604,11 +604,6 @@ impl<'s> Encoding<'s> {
         solver
     }
 
-    /// A solver for queries over every rule.
-    pub fn solver(&self) -> Solver {
-        self.solver_for(&(0..self.set.rules.len()).collect::<Vec<_>>())
-    }
-
     /// A matching approval rule still waits for one of its groups.
     pub fn waiting(&self, rule: usize) -> Bool {
         let schema = &self.set.schema;

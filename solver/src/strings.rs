@@ -6,9 +6,6 @@
 
 use z3::ast::String as Z3String;
 
-/// The largest character Z3 4.8.12 represents in its Unicode string theory.
-pub const MAX_CHAR: u32 = 0x2FFFF;
-
 /// `text` as a Z3 string literal body.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -3,7 +3,7 @@
 use crate::adversarial::variants;
 use crate::file::{Case, TestFile};
 use polctl_lang::compile_condition;
-use polctl_lang::eval::{DecisionJson, Evaluator, Outcome as Decision};
+use polctl_lang::eval::{DecisionJson, Evaluator};
 use polctl_lang::ir::{Cond, Path, PolicySet, Value as IrValue};
 use rayon::prelude::*;
 use serde_json::{Map, Value};
@@ -449,9 +449,4 @@ pub fn run(evaluator: &Evaluator, files: &[TestFile], options: &RunOptions) -> R
     }
     results.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     RunReport { results, covered }
-}
-
-/// Whether a decision string is one of the three decisions.
-pub fn is_decision(text: &str) -> bool {
-    Decision::parse(text).is_some()
 }

@@ -468,19 +468,6 @@ impl Evaluator {
         }
     }
 
-    /// The limit rules that match this request and would count it if it is allowed.
-    pub fn matching_limits(&self, request: &Request) -> Vec<usize> {
-        let Some(plan) = self.by_tool.get(request.tool) else {
-            return Vec::new();
-        };
-        let key = self.scope_key(request);
-        plan.limits
-            .applicable(&key)
-            .filter(|c| Self::matches(c, request))
-            .map(|c| c.rule)
-            .collect()
-    }
-
     /// The decision in the JSON shape of language.md §1.
     pub fn render(&self, decision: &Decision) -> DecisionJson {
         let rules = &self.set.rules;
