@@ -326,3 +326,35 @@ pub enum Cond {
         value: i64,
     },
 }
+
+impl Cond {
+    /// Calls `visit` on every leaf test with the path it reads; under `every`/`some` the
+    /// element is reported as the list's path. Shared by everything that needs to know which
+    /// request fields (and literals) a condition looks at.
+    pub fn for_each_leaf(&self, visit: &mut dyn FnMut(&Path, &Cond)) {
+        self.leaves(None, visit);
+    }
+
+    fn leaves(&self, list: Option<&Path>, visit: &mut dyn FnMut(&Path, &Cond)) {
+        let resolve = |path: &Path| match (path, list) {
+            (Path::Element, Some(list)) => list.clone(),
+            (other, _) => other.clone(),
+        };
+        match self {
+            Cond::And(items) | Cond::Or(items) => items.iter().for_each(|c| c.leaves(list, visit)),
+            Cond::Not(inner) => inner.leaves(list, visit),
+            Cond::Every { path, cond } | Cond::Some { path, cond } => {
+                visit(path, self);
+                cond.leaves(Some(path), visit)
+            }
+            Cond::Has(name) => visit(&Path::Arg(name.clone()), self),
+            Cond::Compare { path, .. }
+            | Cond::In { path, .. }
+            | Cond::Text { path, .. }
+            | Cond::ContainsAny { path, .. }
+            | Cond::ListContains { path, .. }
+            | Cond::ListContainsAny { path, .. }
+            | Cond::Count { path, .. } => visit(&resolve(path), self),
+        }
+    }
+}

@@ -143,8 +143,10 @@ pub struct Encoding<'s> {
     pub approvals: Vec<Bool>,
     /// Per rule index, for limit rules.
     pub counters: HashMap<usize, Int>,
-    /// What every request satisfies: ranges, enum domains, argument presence per tool.
+    /// What every request satisfies: ranges and enum domains.
     pub domain: Bool,
+    /// Per tool: if the request is for it, which arguments are present, with their domains.
+    pub tool_domains: Vec<Bool>,
     /// Per rule: the request matches it (scope, tool, `when`, not `unless`).
     pub matches: Vec<Bool>,
     /// Per rule: its policy applies and the tool is one of its actions.
@@ -197,8 +199,12 @@ impl<'s> Encoding<'s> {
                 });
             }
         }
+        // Per tool: which arguments it carries and their domains. Kept apart so that a query
+        // about a few tools only loads theirs.
+        let mut tool_domains = Vec::new();
         for (index, tool_decl) in schema.tools.iter().enumerate() {
             let is_tool = tool.eq(Int::from_i64(index as i64));
+            let mut facts = Vec::new();
             for ((name, key), var) in &args {
                 match tool_decl
                     .args
@@ -207,16 +213,14 @@ impl<'s> Encoding<'s> {
                 {
                     Some(arg) => {
                         if !arg.optional {
-                            constraints.push(is_tool.implies(&var.present));
+                            facts.push(var.present.clone());
                         }
-                        constraints.push(
-                            Bool::and(&[is_tool.clone(), var.present.clone()])
-                                .implies(domain(&var.value, &arg.ty)),
-                        );
+                        facts.push(var.present.implies(domain(&var.value, &arg.ty)));
                     }
-                    None => constraints.push(is_tool.implies(var.present.not())),
+                    None => facts.push(var.present.not()),
                 }
             }
+            tool_domains.push(is_tool.implies(all(facts)));
         }
         let approvals = schema
             .approvers
@@ -241,6 +245,7 @@ impl<'s> Encoding<'s> {
             approvals,
             counters,
             domain: all(constraints),
+            tool_domains,
             matches: Vec::new(),
             reach: Vec::new(),
             condition: Vec::new(),
@@ -576,8 +581,10 @@ impl<'s> Encoding<'s> {
     }
 
     /// A solver with the domain and the regex definitions that `rules` use. Loading only
-    /// those keeps Z3's string solver away from regexes a query cannot involve.
-    pub fn solver_for(&self, rules: &[usize]) -> Solver {
+    /// those keeps Z3's string solver away from regexes a query cannot involve. When `tools`
+    /// is given, the request's tool is one of them and only their argument domains are loaded
+    /// (a query whose subject rule names those tools loses nothing by it).
+    pub fn solver_for(&self, rules: &[usize], tools: Option<&[usize]>) -> Solver {
         let solver = Solver::new();
         let definitions = self.definitions.borrow();
         let mut indexes: Vec<usize> = rules
@@ -601,6 +608,17 @@ impl<'s> Encoding<'s> {
             solver.from_string(text);
         }
         solver.assert(&self.domain);
+        match tools {
+            Some(tools) => {
+                solver.assert(&any(tools.iter().map(|&t| self.is_tool(t)).collect()));
+                for &t in tools {
+                    if let Some(facts) = self.tool_domains.get(t) {
+                        solver.assert(facts);
+                    }
+                }
+            }
+            None => self.tool_domains.iter().for_each(|d| solver.assert(d)),
+        }
         solver
     }
 

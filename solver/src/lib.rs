@@ -4,10 +4,14 @@
 //! The only crate that links `z3`. Z3 contexts are thread-local, so every rayon worker has its
 //! own.
 
+pub mod candidates;
+pub mod construct;
 pub mod encode;
 pub mod findings;
+pub mod pool;
+pub mod query;
 pub mod regex;
 pub mod strings;
 
 pub use encode::{EncodeError, Encoding, LIST_BOUND};
-pub use findings::{analyze, Analysis, AnalysisError, Options};
+pub use findings::{analyze, analyze_with_progress, Analysis, AnalysisError, Options, ProgressFn};

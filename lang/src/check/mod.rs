@@ -7,7 +7,7 @@
 
 mod conditions;
 mod policies;
-mod regex;
+pub(crate) mod regex;
 mod schema;
 
 use crate::ast;

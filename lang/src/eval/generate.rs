@@ -6,8 +6,11 @@
 //! property and differential tests.
 
 use super::request::{Request, Value};
+use super::sample::sample_matching;
 use crate::decimal::Decimal;
-use crate::ir::{Attribute, Cond, Path, PolicySet, Scope, ScopeTerm, Type, Value as IrValue};
+use crate::ir::{
+    Attribute, Cond, Path, PolicySet, Scope, ScopeTerm, TextOp, Type, Value as IrValue,
+};
 use std::collections::HashMap;
 
 /// SplitMix64: small, fast and the same on every machine.
@@ -47,7 +50,7 @@ impl Literals {
         let mut literals = Literals::default();
         for rule in &set.rules {
             for cond in rule.when.iter().chain(rule.unless.iter()) {
-                literals.walk(cond, None);
+                literals.walk(cond);
             }
         }
         for policy in &set.policies {
@@ -85,35 +88,37 @@ impl Literals {
         }
     }
 
-    /// `list` is the list path when walking under `every`/`some`.
-    fn walk(&mut self, cond: &Cond, list: Option<&Path>) {
-        let resolve = |path: &Path| match (path, list) {
-            (Path::Element, Some(list)) => list.clone(),
-            (other, _) => other.clone(),
-        };
-        match cond {
-            Cond::And(items) | Cond::Or(items) => items.iter().for_each(|c| self.walk(c, list)),
-            Cond::Not(inner) => self.walk(inner, list),
-            Cond::Compare { path, value, .. } => self.add(&resolve(path), value),
-            Cond::In { path, values } => values.iter().for_each(|v| self.add(&resolve(path), v)),
-            Cond::Text { path, pattern, .. } => {
-                // Build a value that satisfies a prefix/suffix/substring test.
-                let path = resolve(path);
-                if !pattern.contains(['^', '$', '[', '(', '\\', '*', '+', '?', '{', '|']) {
-                    self.add_string(path.clone(), &format!("x{pattern}"));
-                    self.add_string(path, &format!("{pattern}x"));
+    /// Collects the values a condition compares with, by the path they are compared to.
+    fn walk(&mut self, cond: &Cond) {
+        cond.for_each_leaf(&mut |path, leaf| match leaf {
+            Cond::Compare { value, .. } => self.add(path, value),
+            Cond::In { values, .. } => values.iter().for_each(|v| self.add(path, v)),
+            Cond::Text {
+                op: TextOp::Matches,
+                pattern,
+                ..
+            } => {
+                // A few strings the regex matches, from different branches.
+                for seed in 0..3 {
+                    if let Some(sample) = sample_matching(pattern, &mut Rng::new(seed)) {
+                        self.add_string(path.clone(), &sample);
+                    }
                 }
             }
-            Cond::ContainsAny { path, needles } => needles
+            Cond::Text { pattern, .. } => {
+                // Values that satisfy a prefix, suffix or substring test.
+                self.add_string(path.clone(), &format!("x{pattern}"));
+                self.add_string(path.clone(), &format!("{pattern}x"));
+            }
+            Cond::ContainsAny { needles, .. } => needles
                 .iter()
-                .for_each(|n| self.add_string(resolve(path), &format!("a {n} b"))),
-            Cond::ListContains { path, value } => self.add_string(resolve(path), value),
-            Cond::ListContainsAny { path, values } => values
-                .iter()
-                .for_each(|v| self.add_string(resolve(path), v)),
-            Cond::Every { path, cond } | Cond::Some { path, cond } => self.walk(cond, Some(path)),
-            Cond::Has(_) | Cond::Count { .. } => {}
-        }
+                .for_each(|n| self.add_string(path.clone(), &format!("a {n} b"))),
+            Cond::ListContains { value, .. } => self.add_string(path.clone(), value),
+            Cond::ListContainsAny { values, .. } => {
+                values.iter().for_each(|v| self.add_string(path.clone(), v))
+            }
+            _ => {}
+        });
     }
 }
 
@@ -212,11 +217,21 @@ impl<'s> RequestGenerator<'s> {
             .collect()
     }
 
+    /// Restarts the random sequence: the same seed gives the same requests from here on.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+    }
+
     /// The next request; tools are covered round-robin.
     pub fn next_request(&mut self) -> Request {
-        let schema = &self.set.schema;
-        let tool = self.next_tool % schema.tools.len().max(1);
+        let tool = self.next_tool % self.set.schema.tools.len().max(1);
         self.next_tool += 1;
+        self.request_for(tool)
+    }
+
+    /// A request for the tool with this index.
+    pub fn request_for(&mut self, tool: usize) -> Request {
+        let schema = &self.set.schema;
         let agent = self.attributes(&schema.agent, Path::Agent);
         let context = self.attributes(&schema.context, Path::Context);
         let args = match schema.tools.get(tool) {

@@ -8,9 +8,11 @@
 pub mod generate;
 mod plan;
 mod request;
+mod sample;
 
 pub use plan::PlanError;
 pub use request::{decode_request, decode_value, CounterIndex, Request, RequestError, Value};
+pub use sample::sample_matching;
 
 use crate::display::duration;
 use crate::ir::{Cond, Effect, PolicySet, Scope, ScopeTerm, Type};
@@ -530,6 +532,34 @@ impl Evaluator {
         }
     }
 
+    /// For every rule that names the request's tool (and whose conditions do not fold to a
+    /// constant false for it): whether its policy applies and whether its condition (`when`
+    /// and not `unless`) holds. Rules not listed do not match. The analysis uses this to test
+    /// candidate witnesses without asking the solver.
+    pub fn rule_states(&self, request: &Request) -> Vec<RuleState> {
+        let Some(plan) = self.by_tool.get(request.tool) else {
+            return Vec::new();
+        };
+        let key = self.scope_key(request);
+        let everything = [&plan.denies, &plan.approvals, &plan.allows, &plan.limits];
+        everything
+            .into_iter()
+            .flat_map(Buckets::all)
+            .map(|candidate| RuleState {
+                rule: candidate.rule,
+                in_scope: self.in_scope(candidate.policy, &key),
+                condition: candidate
+                    .when
+                    .as_ref()
+                    .is_none_or(|c| c.eval(request, None))
+                    && !candidate
+                        .unless
+                        .as_ref()
+                        .is_some_and(|c| c.eval(request, None)),
+            })
+            .collect()
+    }
+
     /// How every rule that names the request's tool fared: the slow path behind human output.
     pub fn explain(&self, request: &Request) -> Vec<RuleTrace> {
         let Some(plan) = self.by_tool.get(request.tool) else {
@@ -606,6 +636,14 @@ fn first_failing(
         .find(|c| compile(c, &target).is_ok_and(|c| !c.eval(request, None)))
         .unwrap_or(when)
         .to_string()
+}
+
+/// One rule's parts on a request (see [`Evaluator::rule_states`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleState {
+    pub rule: usize,
+    pub in_scope: bool,
+    pub condition: bool,
 }
 
 /// How one rule fared on a request.
