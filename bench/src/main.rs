@@ -4,8 +4,12 @@
 //! a synthetic set into a temporary directory, then runs `polctl-bench measure-compile DIR` in a
 //! fresh process per run (so peak memory is the compile's alone) and prints a Markdown row.
 //! `polctl-bench generate DIR [...]` writes a set for use with `polctl` directly.
+//! `polctl-bench analyze [--rules N] [--tools N] [--tenants N]` generates a set with planted
+//! mistakes of every kind, runs the full analysis and prints a Markdown row: time, queries,
+//! queries that went to Z3 and their mean time, and whether exactly the planted findings were
+//! reported (it fails otherwise). `polctl-bench generate-planted DIR [...]` writes such a set.
 
-use polctl_bench::{generate, SynthConfig};
+use polctl_bench::{generate, generate_planted, PlantedConfig, SynthConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -16,7 +20,12 @@ fn main() -> ExitCode {
         Some("compile") => compile_benchmark(&args[1..]),
         Some("measure-compile") => measure_compile(&args[1..]),
         Some("generate") => generate_command(&args[1..]),
-        _ => Err("usage: polctl-bench compile|generate|measure-compile [options]".to_owned()),
+        Some("analyze") => analyze_benchmark(&args[1..]),
+        Some("generate-planted") => generate_planted_command(&args[1..]),
+        _ => Err(
+            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted [options]"
+                .to_owned(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,5 +171,97 @@ fn compile_benchmark(args: &[String]) -> Result<(), String> {
         times[times.len() - 1],
         peak.parse::<f64>().unwrap_or(0.0) / 1024.0
     );
+    Ok(())
+}
+
+fn planted_config(args: &[String]) -> Result<PlantedConfig, String> {
+    Ok(PlantedConfig {
+        rules: option(args, "--rules", 1_000)?,
+        tools: option(args, "--tools", 60)?,
+        tenants: option(args, "--tenants", 40)?,
+        seed: option(args, "--seed", 1)? as u64,
+    })
+}
+
+fn generate_planted_command(args: &[String]) -> Result<(), String> {
+    let dir = PathBuf::from(args.first().ok_or("generate-planted needs a directory")?);
+    let set = generate_planted(&planted_config(&args[1..])?);
+    for (path, text) in &set.files {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&target, text).map_err(|e| e.to_string())?;
+    }
+    println!(
+        "wrote {} rules in {} files to {} with {} planted mistakes:",
+        set.rule_count,
+        set.files.len(),
+        dir.display(),
+        set.planted.len()
+    );
+    for planted in &set.planted {
+        println!("  {} {}", planted.kind, planted.rule);
+    }
+    Ok(())
+}
+
+/// Generates a planted set, analyses it in-process and compares the findings with the plants.
+fn analyze_benchmark(args: &[String]) -> Result<(), String> {
+    let config = planted_config(args)?;
+    let set = generate_planted(&config);
+    let sources = polctl_lang::SourceSet::from_files(set.files.clone());
+    let started = Instant::now();
+    let compilation = polctl_lang::compile(&sources);
+    let Some(compiled) = compilation.set.clone() else {
+        return Err(format!(
+            "the generated set has {} errors",
+            compilation.errors()
+        ));
+    };
+    let evaluator =
+        polctl_lang::eval::Evaluator::new(compiled.clone(), "bench").map_err(|e| e.message)?;
+    let analysis = polctl_solver::analyze(&compiled, &evaluator, polctl_solver::Options::default())
+        .map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut found: Vec<(String, String)> = analysis
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.kind.as_str().to_owned(),
+                f.rule.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    found.sort();
+    let mut expected: Vec<(String, String)> = set
+        .planted
+        .iter()
+        .map(|p| (p.kind.to_owned(), p.rule.clone()))
+        .collect();
+    expected.sort();
+    let missed: Vec<_> = expected.iter().filter(|e| !found.contains(e)).collect();
+    let extra: Vec<_> = found.iter().filter(|f| !expected.contains(f)).collect();
+    let mean_ms = if analysis.solver_queries == 0 {
+        0.0
+    } else {
+        analysis.solver_seconds * 1000.0 / analysis.solver_queries as f64
+    };
+    println!(
+        "| {} | {} | {seconds:.2} s | {} | {} | {mean_ms:.1} ms | {}/{} found, {} other |",
+        set.rule_count,
+        config.tools,
+        analysis.queries,
+        analysis.solver_queries,
+        expected.len() - missed.len(),
+        expected.len(),
+        extra.len()
+    );
+    if !missed.is_empty() || !extra.is_empty() {
+        return Err(format!(
+            "missed {missed:?}; reported besides the plants {extra:?}"
+        ));
+    }
     Ok(())
 }

@@ -610,7 +610,7 @@ impl<'s> Encoding<'s> {
         solver.assert(&self.domain);
         match tools {
             Some(tools) => {
-                solver.assert(&any(tools.iter().map(|&t| self.is_tool(t)).collect()));
+                solver.assert(any(tools.iter().map(|&t| self.is_tool(t)).collect()));
                 for &t in tools {
                     if let Some(facts) = self.tool_domains.get(t) {
                         solver.assert(facts);

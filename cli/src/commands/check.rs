@@ -1,20 +1,22 @@
 //! `polctl check DIR`: compiles a policy set and reports every problem.
 //!
-//! The compile stage (syntax, schema and type checking); with `--analyze`, also the Z3
-//! analysis over the whole set (experimental while issue 4 is open: docs/findings.md).
+//! The compile stage (syntax, schema and type checking), then the Z3 analysis over the whole
+//! set (docs/findings.md) unless `--compile-only`. A progress bar goes to stderr when it is a
+//! terminal and the analysis runs for more than half a second.
 
 use crate::exit::{CliError, Exit};
 use crate::load::load_policy_set;
 use crate::output::{plural, ColorChoice, Format};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use polctl_lang::diagnostic::{render_human, JsonFinding};
 use polctl_lang::eval::Evaluator;
 use polctl_lang::{compile, Compilation, SourceSet};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Check a policy set: syntax, schema and types; with --analyze, also the Z3 analysis.
+/// Check a policy set: syntax, schema and types, then the Z3 analysis of the whole set.
 ///
 /// Reports every error in every file in one run. Exits 0 when the set is clean, 2 when there
 /// are errors (or warnings, with --strict), 1 when the set cannot be read.
@@ -22,12 +24,12 @@ use std::time::Instant;
 pub struct CheckArgs {
     /// The policy set: a directory of `.pol` files (searched recursively), or one `.pol` file.
     path: PathBuf,
-    /// Only parse and type-check (the fast path for editors and pre-commit hooks).
+    /// Only parse and type-check, skipping the Z3 analysis (the fast path for editors and
+    /// pre-commit hooks).
     #[arg(long)]
     compile_only: bool,
-    /// Also run the Z3 analysis of the whole set (experimental: dead, shadowed and redundant
-    /// rules, conflicts, limits, approval dead ends, layer violations; see docs/findings.md).
-    #[arg(long, conflicts_with = "compile_only")]
+    /// Accepted for compatibility: the analysis now runs by default.
+    #[arg(long, hide = true, conflicts_with = "compile_only")]
     analyze: bool,
     /// Time limit of one solver query; a query that hits it is reported as `unknown`.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
@@ -63,14 +65,21 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     let started = Instant::now();
     let sources = load_policy_set(&args.path)?;
     let mut compilation = compile(&sources);
-    if let (Some(set), true) = (&compilation.set, args.analyze) {
+    if let (Some(set), false) = (&compilation.set, args.compile_only) {
         let evaluator = Evaluator::new(set.clone(), sources.revision())
             .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message)))?;
         let options = polctl_solver::Options {
             timeout_ms: args.timeout_ms,
         };
-        let analysis = polctl_solver::analyze(set, &evaluator, options)
-            .map_err(|e| CliError::new(e.to_string()))?;
+        let progress = AnalysisProgress::new(started);
+        let analysis = polctl_solver::analyze_with_progress(
+            set,
+            &evaluator,
+            options,
+            &|stage, done, total| progress.update(stage, done, total),
+        );
+        progress.finish();
+        let analysis = analysis.map_err(|e| CliError::new(e.to_string()))?;
         compilation.diagnostics.extend(analysis.findings);
         polctl_lang::diagnostic::sort_diagnostics(&mut compilation.diagnostics);
     }
@@ -85,6 +94,47 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     } else {
         Exit::Success
     })
+}
+
+/// The analysis progress bar: hidden until the analysis has run for half a second, and
+/// drawn only on a terminal (indicatif hides it otherwise).
+struct AnalysisProgress {
+    bar: ProgressBar,
+    started: Instant,
+    shown: std::sync::atomic::AtomicBool,
+}
+
+impl AnalysisProgress {
+    fn new(started: Instant) -> AnalysisProgress {
+        let bar = ProgressBar::hidden();
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} analysing: {msg} [{bar:30}] {pos}/{len} ({elapsed})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        AnalysisProgress {
+            bar,
+            started,
+            shown: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn update(&self, stage: &str, done: usize, total: usize) {
+        use std::sync::atomic::Ordering;
+        if !self.shown.load(Ordering::Relaxed)
+            && self.started.elapsed() > Duration::from_millis(500)
+            && !self.shown.swap(true, Ordering::Relaxed)
+        {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        self.bar.set_message(stage.to_owned());
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 fn print_human(compilation: &Compilation, sources: &SourceSet, seconds: f64, color: ColorChoice) {
