@@ -357,7 +357,7 @@ fn the_example_tests_pass_with_full_coverage() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("test result: ok. 108 passed; 0 failed; 2 not yet checked"),
+        text.contains("test result: ok. 110 passed; 0 failed; 0 not yet checked"),
         "{text}"
     );
     assert!(text.contains("coverage: 56 of 56 rules decided at least one case (100.0%)"));
@@ -402,7 +402,7 @@ fn test_reports_in_json_and_junit() {
     let output = polctl(&["test", "examples/support-fleet", "--format", "junit"]);
     assert_eq!(output.status.code(), Some(0));
     let xml = stdout(&output);
-    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"polctl\" tests=\"110\" failures=\"0\" skipped=\"2\""), "{xml}");
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"polctl\" tests=\"110\" failures=\"0\" skipped=\"0\""), "{xml}");
     assert_eq!(xml.matches("<testsuite ").count(), 5);
 }
 
@@ -539,4 +539,45 @@ fn check_finds_the_planted_mistakes_with_witnesses() {
     assert!(docs.contains(
         "[A07] Error: requests approved under `acme.support.large_refunds` are never allowed"
     ));
+}
+
+#[test]
+fn properties_are_proven_or_refuted_with_a_counterexample() {
+    let output = polctl(&["test", "cli/tests/fixtures/properties"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("refunds over 2000 are never allowed ... ok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("always need an approval or are allowed ... ok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refunds are never allowed ... FAILED"),
+        "{text}"
+    );
+    // The counterexample is a request the evaluator decides `allow`.
+    let start = text.find("decided allow:\n").expect("counterexample") + "decided allow:\n".len();
+    let end = start + text[start..].find("\n}\n").expect("end of JSON") + 2;
+    let request: serde_json::Value = serde_json::from_str(&text[start..end]).expect("JSON request");
+    assert_eq!(request["tool"], "issue_refund");
+    let dir = scratch("property-counterexample");
+    let file = dir.join("request.json");
+    std::fs::write(&file, request.to_string()).expect("write");
+    let file = file.to_string_lossy().into_owned();
+    let decided = polctl(&[
+        "eval",
+        "cli/tests/fixtures/properties",
+        "--request",
+        &file,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        stdout(&decided).contains("\"decision\":\"allow\""),
+        "{}",
+        stdout(&decided)
+    );
 }

@@ -9,6 +9,7 @@ pub mod construct;
 pub mod encode;
 pub mod findings;
 pub mod pool;
+pub mod property;
 pub mod query;
 pub mod regex;
 pub mod strings;

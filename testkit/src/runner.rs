@@ -3,8 +3,9 @@
 use crate::adversarial::variants;
 use crate::file::{Case, TestFile};
 use polctl_lang::compile_condition;
-use polctl_lang::eval::{DecisionJson, Evaluator};
+use polctl_lang::eval::{DecisionJson, Evaluator, Outcome as DecisionOutcome};
 use polctl_lang::ir::{Cond, Path, PolicySet, Value as IrValue};
+use polctl_solver::property::{prove, Claim, Verdict};
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -13,13 +14,15 @@ use std::collections::BTreeSet;
 pub struct RunOptions {
     /// Run only entries whose name contains this text.
     pub filter: Option<String>,
+    /// Time limit of one property proof (milliseconds); 0 means the default, 10,000.
+    pub timeout_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Passed,
     Failed(String),
-    /// Properties wait for the solver; they are never reported as passed.
+    /// Not checked (kept for report formats; every property is now proven or failed).
     NotYetChecked(String),
 }
 
@@ -377,14 +380,17 @@ fn run_property(
     evaluator: &Evaluator,
     file: &TestFile,
     property: &crate::file::Property,
+    timeout_ms: u32,
 ) -> CaseResult {
     let outcome = match compile_condition(evaluator.set(), &property.raw.forall) {
-        Ok(_) => Outcome::NotYetChecked(
-            "properties are proven by the solver, which is not built yet (issue: Z3 conflict analysis)".to_owned(),
-        ),
+        Ok(forall) => prove_property(evaluator, &forall, property, timeout_ms),
         Err(diagnostics) => Outcome::Failed(format!(
             "`forall` is not a valid condition: {}",
-            diagnostics.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("; ")
+            diagnostics
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
         )),
     };
     CaseResult {
@@ -395,6 +401,36 @@ fn run_property(
         outcome,
         decision: None,
         variants: 0,
+    }
+}
+
+/// Asks the solver; a counterexample or a timeout fails the property.
+fn prove_property(
+    evaluator: &Evaluator,
+    forall: &Cond,
+    property: &crate::file::Property,
+    timeout_ms: u32,
+) -> Outcome {
+    let parse = |text: &Option<String>| text.as_deref().and_then(DecisionOutcome::parse);
+    let claim = match (parse(&property.raw.never), parse(&property.raw.always)) {
+        (Some(never), _) => Claim::Never(never),
+        (_, Some(always)) => Claim::Always(always),
+        // The file loader accepts only one valid decision.
+        _ => return Outcome::Failed("needs exactly one of `never` and `always`".to_owned()),
+    };
+    match prove(evaluator.set(), evaluator, forall, claim, timeout_ms) {
+        Verdict::Proven => Outcome::Passed,
+        Verdict::Counterexample { request, decision } => Outcome::Failed(format!(
+            "counterexample: this request satisfies `forall` and is decided {}:\n{}",
+            decision.as_str(),
+            serde_json::to_string_pretty(&request).unwrap_or_default()
+        )),
+        Verdict::Unknown(reason) => Outcome::Failed(format!(
+            "not proven: the solver gave up after {timeout_ms} ms ({reason}); narrow `forall`, or raise --timeout-ms"
+        )),
+        Verdict::Internal(message) => Outcome::Failed(format!(
+            "internal error: {message}; please report this"
+        )),
     }
 }
 
@@ -411,6 +447,10 @@ pub fn run(evaluator: &Evaluator, files: &[TestFile], options: &RunOptions) -> R
             .filter
             .as_ref()
             .is_none_or(|f| name.contains(f.as_str()))
+    };
+    let timeout_ms = match options.timeout_ms {
+        0 => 10_000,
+        ms => ms,
     };
     let mut work = Vec::new();
     for file in files {
@@ -438,7 +478,10 @@ pub fn run(evaluator: &Evaluator, files: &[TestFile], options: &RunOptions) -> R
         .map(|item| match item {
             Work::Case(file, case) => run_case(evaluator, file, case),
             Work::Adversarial(file, entry) => (run_adversarial(evaluator, file, entry), Vec::new()),
-            Work::Property(file, property) => (run_property(evaluator, file, property), Vec::new()),
+            Work::Property(file, property) => (
+                run_property(evaluator, file, property, timeout_ms),
+                Vec::new(),
+            ),
         })
         .collect();
     let mut covered = BTreeSet::new();

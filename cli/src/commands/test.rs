@@ -40,6 +40,9 @@ pub struct TestArgs {
     /// Fail (exit 3) when fewer than this percentage of rules are covered.
     #[arg(long, value_name = "PCT")]
     min_coverage: Option<f64>,
+    /// Time limit of one property proof; a proof that hits it fails the property.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    timeout_ms: u32,
     /// When to colour diagnostics.
     #[arg(long, value_enum, default_value_t)]
     color: ColorChoice,
@@ -81,6 +84,7 @@ pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
         .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message)))?;
     let options = RunOptions {
         filter: args.filter.clone(),
+        timeout_ms: args.timeout_ms.max(1),
     };
     let outcome = run(&evaluator, &files, &options);
     let seconds = started.elapsed().as_secs_f64();

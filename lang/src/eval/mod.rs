@@ -532,6 +532,19 @@ impl Evaluator {
         }
     }
 
+    /// Whether a condition (one compiled with [`crate::compile_condition`]) holds for a
+    /// request; `false` for a request whose tool is unknown.
+    pub fn condition_holds(&self, cond: &Cond, request: &Request) -> bool {
+        let Some(tool) = self.set.schema.tools.get(request.tool) else {
+            return false;
+        };
+        let target = Target {
+            set: &self.set,
+            tool,
+        };
+        compile(cond, &target).is_ok_and(|c| c.eval(request, None))
+    }
+
     /// For every rule that names the request's tool (and whose conditions do not fold to a
     /// constant false for it): whether its policy applies and whether its condition (`when`
     /// and not `unless`) holds. Rules not listed do not match. The analysis uses this to test

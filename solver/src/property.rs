@@ -1,0 +1,159 @@
+//! Proofs of `[[property]]` entries (language.md §5): `never` / `always` a decision over every
+//! request that satisfies `forall`.
+//!
+//! One query: `forall` and the decision (for `never`) or its negation (for `always`). Unsat is
+//! a proof; a model is a counterexample, replayed through the evaluator (which must agree that
+//! `forall` holds and that the decision is the forbidden one) before it is reported. Lists are
+//! reasoned about up to [`crate::LIST_BOUND`] elements, so a proof about lists holds up to it.
+
+use crate::encode::Encoding;
+use polctl_lang::eval::{Evaluator, Outcome};
+use polctl_lang::ir::{CmpOp, Cond, Path, PolicySet, Value};
+use serde_json::Value as Json;
+use z3::{Params, SatResult};
+
+/// What a property claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Never(Outcome),
+    Always(Outcome),
+}
+
+/// The solver's verdict on a property.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Proven,
+    /// A request that satisfies `forall` and breaks the claim, with the decision it gets.
+    Counterexample {
+        request: Json,
+        decision: Outcome,
+    },
+    /// The query hit its time limit.
+    Unknown(String),
+    /// The solver and the evaluator disagree: a bug in polctl.
+    Internal(String),
+}
+
+/// The tools a `forall` can be about: those named by a top-level `tool.name` test, or all.
+fn tools_of(set: &PolicySet, forall: &Cond) -> Vec<usize> {
+    let all: Vec<usize> = (0..set.schema.tools.len()).collect();
+    let conjuncts: Vec<&Cond> = match forall {
+        Cond::And(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let named = |values: &[&Value]| -> Vec<usize> {
+        values
+            .iter()
+            .filter_map(|v| match v {
+                Value::Tool(name) => set.schema.tool_index(name),
+                _ => None,
+            })
+            .collect()
+    };
+    for conjunct in conjuncts {
+        match conjunct {
+            Cond::Compare {
+                path: Path::ToolName,
+                op: CmpOp::Eq,
+                value,
+            } => return named(&[value]),
+            Cond::In {
+                path: Path::ToolName,
+                values,
+            } => return named(&values.iter().collect::<Vec<_>>()),
+            _ => {}
+        }
+    }
+    all
+}
+
+/// Proves or refutes one property.
+pub fn prove(
+    set: &PolicySet,
+    evaluator: &Evaluator,
+    forall: &Cond,
+    claim: Claim,
+    timeout_ms: u32,
+) -> Verdict {
+    let encoding = match Encoding::new(set) {
+        Ok(encoding) => encoding,
+        Err(e) => {
+            return Verdict::Internal(format!(
+                "rule `{}` cannot be encoded: {}",
+                e.rule, e.message
+            ))
+        }
+    };
+    let tools = tools_of(set, forall);
+    let condition = match encoding.cond(forall, &tools, None) {
+        Ok(condition) => condition,
+        Err(message) => return Verdict::Internal(format!("`forall` cannot be encoded: {message}")),
+    };
+    let decision = encoding.decision();
+    let term = |outcome: Outcome| match outcome {
+        Outcome::Allow => decision.allow.clone(),
+        Outcome::Deny => decision.deny.clone(),
+        Outcome::RequireApproval => decision.require_approval.clone(),
+    };
+    let broken = match claim {
+        Claim::Never(outcome) => term(outcome),
+        Claim::Always(outcome) => term(outcome).not(),
+    };
+    // Only the rules that can decide these tools: their regexes are all the solver needs.
+    let rules: Vec<usize> = (0..set.rules.len())
+        .filter(|&r| set.rules[r].tools.iter().any(|t| tools.contains(t)))
+        .collect();
+    let solver = encoding.solver_for(&rules, Some(&tools));
+    let mut params = Params::new();
+    params.set_u32("timeout", timeout_ms);
+    solver.set_params(&params);
+    solver.assert(&condition);
+    solver.assert(&broken);
+    match solver.check() {
+        SatResult::Unsat => Verdict::Proven,
+        SatResult::Unknown => Verdict::Unknown(
+            solver
+                .get_reason_unknown()
+                .unwrap_or_else(|| "unknown".to_owned()),
+        ),
+        SatResult::Sat => {
+            let Some(model) = solver.get_model() else {
+                return Verdict::Unknown("no model".to_owned());
+            };
+            let json = encoding.request_from_model(&model);
+            replay(evaluator, forall, claim, json)
+        }
+    }
+}
+
+/// The evaluator must agree that the counterexample satisfies `forall` and breaks the claim.
+fn replay(evaluator: &Evaluator, forall: &Cond, claim: Claim, json: Json) -> Verdict {
+    let request = match evaluator.decode(&json) {
+        Ok(request) => request,
+        Err(e) => {
+            return Verdict::Internal(format!(
+                "the counterexample does not fit the schema: {e}: {json}"
+            ))
+        }
+    };
+    if !evaluator.condition_holds(forall, &request) {
+        return Verdict::Internal(format!(
+            "the evaluator says the counterexample does not satisfy `forall`: {json}"
+        ));
+    }
+    let outcome = evaluator.decide(&request).outcome;
+    let breaks = match claim {
+        Claim::Never(forbidden) => outcome == forbidden,
+        Claim::Always(wanted) => outcome != wanted,
+    };
+    if !breaks {
+        return Verdict::Internal(format!(
+            "the evaluator decides the counterexample {} instead: {json}",
+            outcome.as_str()
+        ));
+    }
+    Verdict::Counterexample {
+        request: json,
+        decision: outcome,
+    }
+}
