@@ -581,3 +581,46 @@ fn properties_are_proven_or_refuted_with_a_counterexample() {
         stdout(&decided)
     );
 }
+
+#[test]
+fn check_against_the_live_set_finds_emergent_conflicts() {
+    let output = polctl(&[
+        "check",
+        "cli/tests/fixtures/swap",
+        "--against",
+        "examples/support-fleet",
+        "--strict",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let found: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| (f["kind"].to_string(), f["rules"].to_string()))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    for (kind, rules) in &found {
+        assert_eq!(kind, "\"conflict\"");
+        assert!(rules.contains("acme.support.partner_mail"), "{rules}");
+        assert!(rules.contains("platform."), "{rules}");
+    }
+    // The live set alone is clean: the conflicts come from the swap.
+    let live = polctl(&["check", "examples/support-fleet", "--strict"]);
+    assert_eq!(live.status.code(), Some(0));
+    // A file is refused with a clear message.
+    let file = polctl(&[
+        "check",
+        "cli/tests/fixtures/swap",
+        "--against",
+        "examples/support-fleet/schema.pol",
+    ]);
+    assert_eq!(file.status.code(), Some(1));
+    assert!(
+        stderr(&file).contains("--against takes the directory"),
+        "{}",
+        stderr(&file)
+    );
+}

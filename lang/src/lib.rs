@@ -16,6 +16,6 @@ pub mod parser;
 pub mod source;
 pub mod suggest;
 
-pub use check::{compile, compile_condition, Compilation, Stats};
+pub use check::{compile, compile_against, compile_condition, Compilation, Stats};
 pub use diagnostic::{Diagnostic, DiagnosticKind, Severity};
 pub use source::{FileId, SourceFile, SourceSet, Span};

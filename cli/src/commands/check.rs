@@ -11,9 +11,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use polctl_lang::diagnostic::{render_human, JsonFinding};
 use polctl_lang::eval::Evaluator;
-use polctl_lang::{compile, Compilation, SourceSet};
+use polctl_lang::{compile, compile_against, Compilation, SourceSet};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Check a policy set: syntax, schema and types, then the Z3 analysis of the whole set.
@@ -31,6 +31,11 @@ pub struct CheckArgs {
     /// Accepted for compatibility: the analysis now runs by default.
     #[arg(long, hide = true, conflicts_with = "compile_only")]
     analyze: bool,
+    /// Analyse the set that would be live after a swap: the running set in this directory,
+    /// with PATH's policies (and schema and named values) replacing theirs. Finds conflicts
+    /// with policies the author of PATH never saw.
+    #[arg(long, value_name = "LIVE_DIR", conflicts_with = "compile_only")]
+    against: Option<PathBuf>,
     /// Time limit of one solver query; a query that hits it is reported as `unknown`.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u32,
@@ -63,8 +68,14 @@ struct Report {
 
 pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     let started = Instant::now();
-    let sources = load_policy_set(&args.path)?;
-    let mut compilation = compile(&sources);
+    let (sources, mut compilation) = match &args.against {
+        None => {
+            let sources = load_policy_set(&args.path)?;
+            let compilation = compile(&sources);
+            (sources, compilation)
+        }
+        Some(live) => compile_swapped(&args.path, live)?,
+    };
     if let (Some(set), false) = (&compilation.set, args.compile_only) {
         let evaluator = Evaluator::new(set.clone(), sources.revision())
             .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message)))?;
@@ -94,6 +105,35 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     } else {
         Exit::Success
     })
+}
+
+/// The set after a swap: the new set's files and the live set's, shown under their own
+/// directories, the live files marked so that the new set's definitions replace theirs.
+fn compile_swapped(new: &Path, live: &Path) -> Result<(SourceSet, Compilation), CliError> {
+    if live.is_file() {
+        return Err(CliError::new(format!(
+            "`{}` is a file; --against takes the directory of the running policy set",
+            live.display()
+        ))
+        .with_help("bundles (`polctl build`) are not built yet; pass the live set's directory"));
+    }
+    let (new_set, live_set) = (load_policy_set(new)?, load_policy_set(live)?);
+    let mut files = Vec::new();
+    let mut live_paths = std::collections::HashSet::new();
+    for (id, file) in new_set.files() {
+        files.push((new_set.display_path(id), file.text.clone()));
+    }
+    for (id, file) in live_set.files() {
+        let mut path = live_set.display_path(id);
+        if files.iter().any(|(p, _)| *p == path) {
+            path = format!("live:{path}");
+        }
+        live_paths.insert(path.clone());
+        files.push((path, file.text.clone()));
+    }
+    let sources = SourceSet::from_files(files);
+    let compilation = compile_against(&sources, &|id| live_paths.contains(&sources.file(id).path));
+    Ok((sources, compilation))
 }
 
 /// The analysis progress bar: hidden until the analysis has run for half a second, and

@@ -14,7 +14,7 @@ use crate::ast;
 use crate::diagnostic::{sort_diagnostics, Diagnostic, DiagnosticKind, Severity};
 use crate::ir::{PolicySet, Schema};
 use crate::parser::parse_file;
-use crate::source::{SourceSet, Span};
+use crate::source::{FileId, SourceSet, Span};
 use std::cell::Cell;
 use std::collections::HashMap;
 
@@ -174,6 +174,14 @@ impl<'a> Checker<'a> {
 
 /// Parses and checks a whole policy set.
 pub fn compile(sources: &SourceSet) -> Compilation {
+    compile_against(sources, &|_| false)
+}
+
+/// Compiles the set that would be live after a swap (`polctl check --against`): `is_live`
+/// marks the files of the running set; the other files are the new set. The new set's
+/// schema, named values and policies replace the live set's of the same name; the live set's
+/// other policies stay, so conflicts with policies the author never saw are found.
+pub fn compile_against(sources: &SourceSet, is_live: &dyn Fn(FileId) -> bool) -> Compilation {
     let mut diagnostics = Vec::new();
     let mut files: Vec<ast::File> = Vec::with_capacity(sources.len());
     for (id, file) in sources.files() {
@@ -181,6 +189,7 @@ pub fn compile(sources: &SourceSet) -> Compilation {
         diagnostics.extend(parsed.diagnostics);
         files.push(parsed.file);
     }
+    replace_live_items(sources, &mut files, is_live);
     let stats = Stats {
         files: sources.len(),
         policies: files
@@ -402,5 +411,49 @@ impl<'a> Checker<'a> {
             })
             .collect();
         self.diagnostics.extend(warnings);
+    }
+}
+
+/// Drops from the live files what the new files redefine: the schema (if the new files have
+/// one), and named values and policies with a name the new files use.
+fn replace_live_items(
+    sources: &SourceSet,
+    files: &mut [ast::File],
+    is_live: &dyn Fn(FileId) -> bool,
+) {
+    let ids: Vec<FileId> = sources.files().map(|(id, _)| id).collect();
+    if !ids.iter().any(|&id| is_live(id)) {
+        return;
+    }
+    let mut new_policies = std::collections::HashSet::new();
+    let mut new_lets = std::collections::HashSet::new();
+    let mut new_schema = false;
+    for (file, &id) in files.iter().zip(&ids) {
+        if is_live(id) {
+            continue;
+        }
+        for item in &file.items {
+            match item {
+                ast::Item::Policy(p) => {
+                    new_policies.insert(p.name.text());
+                }
+                ast::Item::Let(l) => {
+                    new_lets.insert(l.name.text.clone());
+                }
+                ast::Item::Schema(_) => new_schema = true,
+                ast::Item::Error(_) => {}
+            }
+        }
+    }
+    for (file, &id) in files.iter_mut().zip(&ids) {
+        if !is_live(id) {
+            continue;
+        }
+        file.items.retain(|item| match item {
+            ast::Item::Schema(_) => !new_schema,
+            ast::Item::Policy(p) => !new_policies.contains(&p.name.text()),
+            ast::Item::Let(l) => !new_lets.contains(&l.name.text),
+            ast::Item::Error(_) => true,
+        });
     }
 }
