@@ -395,7 +395,7 @@ fn test_reports_in_json_and_junit() {
     assert_eq!(report["summary"]["passed"], 2);
     assert_eq!(report["summary"]["failed"], 1);
     assert_eq!(report["results"][2]["kind"], "adversarial");
-    assert_eq!(report["results"][2]["variants"], 61);
+    assert_eq!(report["results"][2]["variants"], 62);
     assert_eq!(report["results"][0]["decision"]["decision"], "allow");
     assert_eq!(report["coverage"]["total"], 2);
 
@@ -622,5 +622,18 @@ fn check_against_the_live_set_finds_emergent_conflicts() {
         stderr(&file).contains("--against takes the directory"),
         "{}",
         stderr(&file)
+    );
+}
+
+#[test]
+fn adversarial_edge_values_find_an_unanchored_regex() {
+    let output = polctl(&["test", "cli/tests/fixtures/regex-bypass"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(
+            "(edge of `acme.mail.internal_mail`: reaches it): allow by acme.mail.internal_mail"
+        ),
+        "{text}"
     );
 }

@@ -266,6 +266,11 @@ impl<'s> Encoding<'s> {
         Ok(encoding)
     }
 
+    /// The variable of an argument with this name and declared type.
+    pub fn arg_variable(&self, name: &str, ty: &Type) -> Option<&ArgVar> {
+        self.args.get(&(name.to_owned(), type_key(ty)))
+    }
+
     pub fn is_tool(&self, index: usize) -> Bool {
         self.tool.eq(Int::from_i64(index as i64))
     }
@@ -862,6 +867,36 @@ impl Encoding<'_> {
         request: &polctl_lang::eval::Request,
         terms: &[&Bool],
     ) -> Vec<Option<bool>> {
+        let pairs = self.substitutions(request, None);
+        let references: Vec<(&Dynamic, &Dynamic)> = pairs.iter().map(|(a, b)| (a, b)).collect();
+        terms
+            .iter()
+            .map(|term| term.substitute(&references).simplify().as_bool())
+            .collect()
+    }
+
+    /// Terms with every request variable pinned to the request's value except `free` (a
+    /// string variable, with its regex memberships), for questions about one field.
+    pub fn pinned_except(
+        &self,
+        request: &polctl_lang::eval::Request,
+        free: &Z3String,
+        terms: &[&Bool],
+    ) -> Vec<Bool> {
+        let pairs = self.substitutions(request, Some(&free.to_string()));
+        let references: Vec<(&Dynamic, &Dynamic)> = pairs.iter().map(|(a, b)| (a, b)).collect();
+        terms
+            .iter()
+            .map(|term| term.substitute(&references).simplify())
+            .collect()
+    }
+
+    /// `(variable, value)` pairs for a concrete request, skipping the variable named `free`.
+    fn substitutions(
+        &self,
+        request: &polctl_lang::eval::Request,
+        free: Option<&str>,
+    ) -> Vec<(Dynamic, Dynamic)> {
         use polctl_lang::eval::Value as V;
         let mut pairs: Vec<(Dynamic, Dynamic)> = Vec::new();
         let mut strings: HashMap<String, String> = HashMap::new();
@@ -954,6 +989,9 @@ impl Encoding<'_> {
         }
         let members: Vec<(Bool, Z3String, String)> = self.definitions.borrow().members.clone();
         for (member, subject, language) in members {
+            if free == Some(subject.to_string().as_str()) {
+                continue;
+            }
             if let Some(value) = strings.get(&subject.to_string()) {
                 let result = self.concrete_member(&language, value);
                 pairs.push((
@@ -962,10 +1000,9 @@ impl Encoding<'_> {
                 ));
             }
         }
-        let references: Vec<(&Dynamic, &Dynamic)> = pairs.iter().map(|(a, b)| (a, b)).collect();
-        terms
-            .iter()
-            .map(|term| term.substitute(&references).simplify().as_bool())
-            .collect()
+        if let Some(free) = free {
+            pairs.retain(|(variable, _)| variable.to_string() != free);
+        }
+        pairs
     }
 }

@@ -1,10 +1,11 @@
 //! Runs test files against an evaluator, in parallel.
 
-use crate::adversarial::variants;
+use crate::adversarial::{variants, Variant};
 use crate::file::{Case, TestFile};
 use polctl_lang::compile_condition;
 use polctl_lang::eval::{DecisionJson, Evaluator, Outcome as DecisionOutcome};
 use polctl_lang::ir::{Cond, Path, PolicySet, Value as IrValue};
+use polctl_solver::edges::{edge_values, Target as EdgeTarget};
 use polctl_solver::property::{prove, Claim, Verdict};
 use rayon::prelude::*;
 use serde_json::{Map, Value};
@@ -264,6 +265,7 @@ fn run_adversarial(
     evaluator: &Evaluator,
     file: &TestFile,
     entry: &crate::file::Adversarial,
+    timeout_ms: u32,
 ) -> CaseResult {
     let mut result = CaseResult {
         file: file.path.clone(),
@@ -325,9 +327,27 @@ fn run_adversarial(
             continue;
         }
         let literals = literals_for(set, tool, name);
+        let decoded = evaluator.decode(&base).ok();
         for (shown, index, original) in targets {
             mutated_any = true;
-            for variant in variants(&original, &literals) {
+            let mut all = variants(&original, &literals);
+            // Values at the edges of the rules' conditions, found by the solver.
+            if let (Some(request), Some(keep)) = (&decoded, DecisionOutcome::parse(&expect)) {
+                let target = EdgeTarget {
+                    arg: name,
+                    element: index.first().copied(),
+                    keep,
+                };
+                for edge in edge_values(evaluator, request, target, timeout_ms) {
+                    if edge.value != original && !all.iter().any(|v| v.value == edge.value) {
+                        all.push(Variant {
+                            how: edge.how,
+                            value: edge.value,
+                        });
+                    }
+                }
+            }
+            for variant in all {
                 let mut request = base.clone();
                 match index.first() {
                     None => request["args"][name] = Value::String(variant.value.clone()),
@@ -477,7 +497,10 @@ pub fn run(evaluator: &Evaluator, files: &[TestFile], options: &RunOptions) -> R
         .par_iter()
         .map(|item| match item {
             Work::Case(file, case) => run_case(evaluator, file, case),
-            Work::Adversarial(file, entry) => (run_adversarial(evaluator, file, entry), Vec::new()),
+            Work::Adversarial(file, entry) => (
+                run_adversarial(evaluator, file, entry, timeout_ms),
+                Vec::new(),
+            ),
             Work::Property(file, property) => (
                 run_property(evaluator, file, property, timeout_ms),
                 Vec::new(),

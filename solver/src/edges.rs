@@ -1,0 +1,218 @@
+//! Solver-found edge values for adversarial tests (language.md §5).
+//!
+//! For one string argument of a test case (or one element of a list argument), and each rule
+//! that names the case's tool and reads that argument: the smallest change that keeps the
+//! original text inside the new value (something prepended, appended or wrapped around it, at
+//! most [`MAX_EXTRA`] characters) and flips whether the rule matches, with every other field
+//! of the request as the case has it. `eve@evil.example` against `every args.to ends with
+//! "@acme.example"` gives `eve@evil.example@acme.example`: the edge of the rule's condition,
+//! found rather than guessed. Values built from the rule's own string tests (its prefixes,
+//! suffixes, substrings and samples of its regexes around the original) are tried first,
+//! because Z3 4.8.12 gives up on regex membership around a fixed text; Z3 answers the rest
+//! (`not ... ends with`, comparisons between several tests). The evaluator confirms the flip
+//! before a value is returned.
+
+use crate::candidates::FieldsRead;
+use crate::encode::{Encoding, Term};
+use crate::strings::{literal, unescape};
+use polctl_lang::eval::generate::Rng;
+use polctl_lang::eval::{sample_matching, Evaluator, Outcome, Request, Value};
+use polctl_lang::ir::{Cond, Effect, Path, TextOp};
+use z3::ast::{Int, String as Z3String};
+use z3::{Params, SatResult};
+
+/// The most characters an edge value adds around the original.
+pub const MAX_EXTRA: i64 = 24;
+
+/// The most time one edge query gets: edges are a search for weaknesses, not a proof, so a
+/// slow query is given up rather than holding up the test run.
+pub const MAX_QUERY_MS: u32 = 500;
+
+/// A value at the edge of a rule's condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeValue {
+    pub value: String,
+    /// How it was found, for the report: "solver: crosses `RULE`".
+    pub how: String,
+}
+
+/// Which value of the request to vary, and the decision the variants must keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub arg: &'a str,
+    /// For a list argument, the element.
+    pub element: Option<usize>,
+    /// Only edges that could change this decision are searched: for a deny, escaping a
+    /// matching deny or reaching an allow; for an allow, reaching a deny or an approval or
+    /// escaping a matching allow; for an approval, escaping it or reaching a deny.
+    pub keep: Outcome,
+}
+
+fn could_change(effect: &Effect, matched: bool, keep: Outcome) -> bool {
+    match (keep, effect, matched) {
+        (Outcome::Deny, Effect::Deny { .. }, true)
+        | (Outcome::Deny, Effect::Allow { .. }, false) => true,
+        (
+            Outcome::Allow,
+            Effect::Deny { .. } | Effect::RequireApproval { .. } | Effect::Limit(_),
+            false,
+        )
+        | (Outcome::Allow, Effect::Allow { .. }, true) => true,
+        (Outcome::RequireApproval, Effect::RequireApproval { .. }, true)
+        | (Outcome::RequireApproval, Effect::Deny { .. }, false) => true,
+        _ => false,
+    }
+}
+
+fn matches_rule(evaluator: &Evaluator, request: &Request, rule: usize) -> bool {
+    evaluator
+        .rule_states(request)
+        .iter()
+        .any(|s| s.rule == rule && s.in_scope && s.condition)
+}
+
+fn with_value(request: &Request, position: usize, element: Option<usize>, value: &str) -> Request {
+    let mut changed = request.clone();
+    match (element, changed.args.get_mut(position)) {
+        (None, Some(slot)) => *slot = Some(Value::Str(value.to_owned())),
+        (Some(i), Some(Some(Value::List(items)))) if i < items.len() => items[i] = value.to_owned(),
+        _ => {}
+    }
+    changed
+}
+
+/// Edge values for one target of a request; empty when the target is not a string, no rule
+/// reads it, or the solver finds nothing within `timeout_ms` per rule.
+pub fn edge_values(
+    evaluator: &Evaluator,
+    request: &Request,
+    target: Target,
+    timeout_ms: u32,
+) -> Vec<EdgeValue> {
+    let set = evaluator.set();
+    let Some(tool) = set.schema.tools.get(request.tool) else {
+        return Vec::new();
+    };
+    let Some(position) = tool.args.iter().position(|a| a.name == target.arg) else {
+        return Vec::new();
+    };
+    let original = match (&request.args[position], target.element) {
+        (Some(Value::Str(s)), None) => s.clone(),
+        (Some(Value::List(items)), Some(i)) if i < items.len() => items[i].clone(),
+        _ => return Vec::new(),
+    };
+    let Ok(encoding) = Encoding::new(set) else {
+        return Vec::new();
+    };
+    let Some(variable) = encoding.arg_variable(target.arg, &tool.args[position].ty) else {
+        return Vec::new();
+    };
+    let free: Z3String = match (&variable.value, target.element) {
+        (Term::Str(s), None) => s.clone(),
+        (Term::List { items, .. }, Some(i)) if i < items.len() => items[i].clone(),
+        _ => return Vec::new(),
+    };
+    let fields = FieldsRead::new(set);
+    let path = Path::Arg(target.arg.to_owned());
+    let mut found: Vec<EdgeValue> = Vec::new();
+    for (rule, rule_ir) in set.rules.iter().enumerate() {
+        if !rule_ir.tools.contains(&request.tool) || !fields.of(rule).contains(&path) {
+            continue;
+        }
+        let matched = matches_rule(evaluator, request, rule);
+        if !could_change(&rule_ir.effect, matched, target.keep) {
+            continue;
+        }
+        let Some(condition) = encoding
+            .pinned_except(request, &free, &[&encoding.matches[rule]])
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        let flips = |value: &str| {
+            value != original
+                && matches_rule(
+                    evaluator,
+                    &with_value(request, position, target.element, value),
+                    rule,
+                ) != matched
+        };
+        let direction = if matched { "escapes" } else { "reaches" };
+        // Z3 4.8.12 gives up on regex membership around a fixed text (even in seconds), so
+        // values built from the rule's own tests are tried first; Z3 gets the rest.
+        let built = around(&original, rule_ir)
+            .into_iter()
+            .find(|value| flips(value));
+        let (value, how) = match built {
+            Some(value) => (value, format!("edge of `{}`: {direction} it", rule_ir.id)),
+            None => {
+                let flipped = if matched { condition.not() } else { condition };
+                let solver = encoding.solver_for(&[rule], Some(&[request.tool]));
+                let mut params = Params::new();
+                params.set_u32("timeout", timeout_ms.min(MAX_QUERY_MS));
+                solver.set_params(&params);
+                solver.assert(&flipped);
+                // The new value is the original with at most MAX_EXTRA characters around it.
+                let (before, after) = (
+                    Z3String::fresh_const("edge_before"),
+                    Z3String::fresh_const("edge_after"),
+                );
+                solver.assert(&free.eq(Z3String::concat(&[
+                    before.clone(),
+                    literal(&original),
+                    after.clone(),
+                ])));
+                let extra = Int::add(&[before.length(), after.length()]);
+                solver.assert(&extra.le(Int::from_i64(MAX_EXTRA)));
+                if solver.check() != SatResult::Sat {
+                    continue;
+                }
+                let Some(value) = solver
+                    .get_model()
+                    .and_then(|m| m.eval(&free, true))
+                    .and_then(|v| v.as_string())
+                    .map(|s| unescape(&s))
+                else {
+                    continue;
+                };
+                // The evaluator must agree that the rule's verdict flips.
+                if !flips(&value) {
+                    continue;
+                }
+                (value, format!("solver: {direction} `{}`", rule_ir.id))
+            }
+        };
+        if !found.iter().any(|f| f.value == value) {
+            found.push(EdgeValue { value, how });
+        }
+    }
+    found
+}
+
+/// The original with text from the rule's string tests before or after it: prefixes before,
+/// suffixes and substrings after, and strings sampled from its regexes on either side.
+fn around(original: &str, rule: &polctl_lang::ir::Rule) -> Vec<String> {
+    let mut out = Vec::new();
+    for cond in rule.when.iter().chain(rule.unless.iter()) {
+        cond.for_each_leaf(&mut |_, leaf| match leaf {
+            Cond::Text { op, pattern, .. } => match op {
+                TextOp::StartsWith => out.push(format!("{pattern}{original}")),
+                TextOp::EndsWith | TextOp::Contains => out.push(format!("{original}{pattern}")),
+                TextOp::Matches => {
+                    for seed in 0..3 {
+                        if let Some(sample) = sample_matching(pattern, &mut Rng::new(seed)) {
+                            out.push(format!("{sample}{original}"));
+                            out.push(format!("{original}{sample}"));
+                        }
+                    }
+                }
+            },
+            Cond::ContainsAny { needles, .. } => {
+                out.extend(needles.iter().map(|n| format!("{original}{n}")))
+            }
+            _ => {}
+        });
+    }
+    out
+}
