@@ -49,19 +49,23 @@ pub struct Target<'a> {
 }
 
 fn could_change(effect: &Effect, matched: bool, keep: Outcome) -> bool {
-    match (keep, effect, matched) {
+    matches!(
+        (keep, effect, matched),
         (Outcome::Deny, Effect::Deny { .. }, true)
-        | (Outcome::Deny, Effect::Allow { .. }, false) => true,
-        (
-            Outcome::Allow,
-            Effect::Deny { .. } | Effect::RequireApproval { .. } | Effect::Limit(_),
-            false,
-        )
-        | (Outcome::Allow, Effect::Allow { .. }, true) => true,
-        (Outcome::RequireApproval, Effect::RequireApproval { .. }, true)
-        | (Outcome::RequireApproval, Effect::Deny { .. }, false) => true,
-        _ => false,
-    }
+            | (Outcome::Deny, Effect::Allow { .. }, false)
+            | (
+                Outcome::Allow,
+                Effect::Deny { .. } | Effect::RequireApproval { .. } | Effect::Limit(_),
+                false
+            )
+            | (Outcome::Allow, Effect::Allow { .. }, true)
+            | (
+                Outcome::RequireApproval,
+                Effect::RequireApproval { .. },
+                true
+            )
+            | (Outcome::RequireApproval, Effect::Deny { .. }, false)
+    )
 }
 
 fn matches_rule(evaluator: &Evaluator, request: &Request, rule: usize) -> bool {
@@ -158,7 +162,7 @@ pub fn edge_values(
                     Z3String::fresh_const("edge_before"),
                     Z3String::fresh_const("edge_after"),
                 );
-                solver.assert(&free.eq(Z3String::concat(&[
+                solver.assert(free.eq(Z3String::concat(&[
                     before.clone(),
                     literal(&original),
                     after.clone(),
