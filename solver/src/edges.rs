@@ -168,7 +168,7 @@ pub fn edge_values(
                     after.clone(),
                 ])));
                 let extra = Int::add(&[before.length(), after.length()]);
-                solver.assert(&extra.le(Int::from_i64(MAX_EXTRA)));
+                solver.assert(extra.le(Int::from_i64(MAX_EXTRA)));
                 if solver.check() != SatResult::Sat {
                     continue;
                 }
