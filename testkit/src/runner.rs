@@ -207,53 +207,32 @@ fn run_case(evaluator: &Evaluator, file: &TestFile, case: &Case) -> (CaseResult,
 
 /// String literals the policy compares `args.<arg>` of `tool` with.
 fn literals_for(set: &PolicySet, tool: usize, arg: &str) -> Vec<String> {
-    fn walk(cond: &Cond, arg: &str, under_list: bool, out: &mut Vec<String>) {
-        let reads = |path: &Path| match path {
-            Path::Arg(name) => name == arg,
-            Path::Element => under_list,
-            _ => false,
-        };
-        match cond {
-            Cond::And(items) | Cond::Or(items) => {
-                items.iter().for_each(|c| walk(c, arg, under_list, out))
-            }
-            Cond::Not(inner) => walk(inner, arg, under_list, out),
+    let mut out = Vec::new();
+    let mut collect = |path: &Path, leaf: &Cond| {
+        if !matches!(path, Path::Arg(name) if name == arg) {
+            return;
+        }
+        match leaf {
             Cond::Compare {
-                path,
                 value: IrValue::Str(s),
                 ..
-            } if reads(path) => out.push(s.clone()),
-            Cond::In { path, values } if reads(path) => {
-                out.extend(values.iter().filter_map(|v| match v {
-                    IrValue::Str(s) => Some(s.clone()),
-                    _ => None,
-                }))
-            }
-            Cond::Text { path, op, pattern }
-                if reads(path) && *op != polctl_lang::ir::TextOp::Matches =>
-            {
+            } => out.push(s.clone()),
+            Cond::In { values, .. } => out.extend(values.iter().filter_map(|v| match v {
+                IrValue::Str(s) => Some(s.clone()),
+                _ => None,
+            })),
+            Cond::Text { op, pattern, .. } if *op != polctl_lang::ir::TextOp::Matches => {
                 out.push(pattern.clone())
             }
-            Cond::ContainsAny { path, needles } if reads(path) => {
-                out.extend(needles.iter().cloned())
-            }
-            Cond::ListContains { path, value } if reads(path) => out.push(value.clone()),
-            Cond::ListContainsAny { path, values } if reads(path) => {
-                out.extend(values.iter().cloned())
-            }
-            Cond::Every { path, cond } | Cond::Some { path, cond } => walk(
-                cond,
-                arg,
-                matches!(path, Path::Arg(name) if name == arg),
-                out,
-            ),
+            Cond::ContainsAny { needles, .. } => out.extend(needles.iter().cloned()),
+            Cond::ListContains { value, .. } => out.push(value.clone()),
+            Cond::ListContainsAny { values, .. } => out.extend(values.iter().cloned()),
             _ => {}
         }
-    }
-    let mut out = Vec::new();
+    };
     for rule in set.rules.iter().filter(|r| r.tools.contains(&tool)) {
         for cond in rule.when.iter().chain(rule.unless.iter()) {
-            walk(cond, arg, false, &mut out);
+            cond.for_each_leaf(&mut collect);
         }
     }
     out.sort();
