@@ -86,6 +86,9 @@ fn allow_condition(form: usize, scope_tag: &str, rng: &mut Rng) -> String {
     }
 }
 
+/// A planted mistake: its kind, the rule the finding names, and the rules (name, body).
+type Plant = (&'static str, &'static str, Vec<(String, String)>);
+
 struct Writer {
     files: Vec<(String, String)>,
     rules: usize,
@@ -144,7 +147,7 @@ pub fn generate_planted(config: &PlantedConfig) -> PlantedSet {
         let tag = format!("plant{i}");
         let local = |n: usize| format!("t{}", shared_pool[n % 2]);
         // Tenant-local plants, each on its own (tenant, tool) slot: plant tenant i, slot n.
-        let plants: [(&str, &str, Vec<(String, String)>); 6] = [
+        let plants: [Plant; 6] = [
             (
                 "dead_rule",
                 "dead",
