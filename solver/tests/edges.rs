@@ -70,12 +70,26 @@ fn an_anchored_regex_cannot_be_reached() {
 }
 
 #[test]
-fn the_solver_escapes_a_suffix_deny() {
-    let evaluator = evaluator(
+fn a_suffix_deny_is_escaped_by_one_more_character() {
+    let found = edges(
         r#"policy acme.mail {
   applies to tenant "acme"
   rule no_evil:
     deny send_email when args.to ends with "@evil.example"
+}"#,
+        "eve@evil.example",
+    );
+    assert_eq!(found, ["eve@evil.examplex"]);
+}
+
+#[test]
+fn the_solver_finds_what_one_test_at_a_time_cannot() {
+    // Reaching the allow needs a prefix and a suffix at once; neither built value has both.
+    let evaluator = evaluator(
+        r#"policy acme.mail {
+  applies to tenant "acme"
+  rule tagged:
+    allow send_email when args.to starts with "ok:" and args.to ends with ":ok"
 }"#,
     );
     let request = evaluator
@@ -92,7 +106,7 @@ fn the_solver_escapes_a_suffix_deny() {
     };
     let found = edge_values(&evaluator, &request, target, 10_000);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].how.starts_with("solver: escapes"), "{found:?}");
+    assert!(found[0].how.starts_with("solver: reaches"), "{found:?}");
+    assert!(found[0].value.starts_with("ok:") && found[0].value.ends_with(":ok"));
     assert!(found[0].value.contains("eve@evil.example"));
-    assert!(!found[0].value.ends_with("@evil.example"));
 }
