@@ -10,7 +10,6 @@ pub enum Exit {
     /// Findings at or above the failing severity.
     Findings = 2,
     TestFailures = 3,
-    #[allow(dead_code)] // used once bundles land
     Verification = 4,
 }
 

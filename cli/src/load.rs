@@ -162,3 +162,28 @@ pub fn compile_or_report(
         }
     }
 }
+
+/// Replaces a file atomically: written beside it, then renamed, keeping an existing file's
+/// permissions; nothing is left half-written if anything fails.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".polctl.tmp");
+    let temporary = std::path::PathBuf::from(temporary);
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| {
+            if let Ok(metadata) = std::fs::metadata(path) {
+                std::fs::set_permissions(&temporary, metadata.permissions())?;
+            }
+            std::fs::rename(&temporary, path)
+        })
+        .map_err(|error| {
+            let _ = std::fs::remove_file(&temporary);
+            CliError::new(format!("cannot write `{}`: {error}", path.display()))
+        })
+}
+
+/// Reads a whole file, with an error that names it.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path)
+        .map_err(|error| CliError::new(format!("cannot read `{}`: {error}", path.display())))
+}

@@ -1,4 +1,4 @@
-//! `polctl`: check, format and (later) test, sign and ship AI-agent policies.
+//! `polctl`: check, format, test, bundle and sign AI-agent policies.
 //!
 //! This file only parses the command line and maps results to exit codes; each subcommand
 //! lives in its own module under `commands/`.
@@ -21,7 +21,9 @@ use exit::Exit;
 #[command(after_help = "Examples:\n  \
     polctl check examples/support-fleet\n  \
     polctl check policies/ --format json\n  \
-    polctl fmt --check policies/\n\n\
+    polctl fmt --check policies/\n  \
+    polctl build examples/support-fleet -o fleet.polb\n  \
+    polctl sign fleet.polb --key release && polctl verify fleet.polb --key release.pub\n\n\
     Exit codes: 0 success, 1 usage or I/O error, 2 findings at the failing severity,\n\
     3 test failures, 4 signature or bundle verification failure.")]
 struct Cli {
@@ -36,6 +38,11 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     Test(commands::test::TestArgs),
     Bench(commands::bench::BenchArgs),
+    Build(commands::build::BuildArgs),
+    Inspect(commands::build::InspectArgs),
+    Keygen(commands::keys::KeygenArgs),
+    Sign(commands::keys::SignArgs),
+    Verify(commands::keys::VerifyArgs),
     Completions(commands::completions::CompletionsArgs),
 }
 
@@ -58,6 +65,11 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Test(args) => commands::test::run_tests(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Build(args) => commands::build::run_build(args),
+        Command::Inspect(args) => commands::build::run_inspect(args),
+        Command::Keygen(args) => commands::keys::run_keygen(args),
+        Command::Sign(args) => commands::keys::run_sign(args),
+        Command::Verify(args) => commands::keys::run_verify(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };
     match result {

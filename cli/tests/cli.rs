@@ -610,16 +610,16 @@ fn check_against_the_live_set_finds_emergent_conflicts() {
     // The live set alone is clean: the conflicts come from the swap.
     let live = polctl(&["check", "examples/support-fleet", "--strict"]);
     assert_eq!(live.status.code(), Some(0));
-    // A file is refused with a clear message.
+    // A file that is not a bundle fails verification (exit 4) and says why.
     let file = polctl(&[
         "check",
         "cli/tests/fixtures/swap",
         "--against",
         "examples/support-fleet/schema.pol",
     ]);
-    assert_eq!(file.status.code(), Some(1));
+    assert_eq!(file.status.code(), Some(4));
     assert!(
-        stderr(&file).contains("--against takes the directory"),
+        stderr(&file).contains("not a polctl bundle"),
         "{}",
         stderr(&file)
     );
@@ -636,4 +636,118 @@ fn adversarial_edge_values_find_an_unanchored_regex() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn bundles_are_reproducible_signed_and_verified() {
+    let dir = scratch("bundles");
+    // Two copies of the example in different directories build byte-identical bundles.
+    let copy = dir.join("elsewhere/support-fleet");
+    copy_tree(&workspace().join("examples/support-fleet"), &copy);
+    let first = dir.join("first.polb");
+    let second = dir.join("second.polb");
+    let built = polctl(&[
+        "build",
+        "examples/support-fleet",
+        "-o",
+        first.to_str().expect("path"),
+    ]);
+    assert_eq!(built.status.code(), Some(0), "{}", stderr(&built));
+    let built = polctl(&[
+        "build",
+        copy.to_str().expect("path"),
+        "-o",
+        second.to_str().expect("path"),
+    ]);
+    assert_eq!(built.status.code(), Some(0), "{}", stderr(&built));
+    assert_eq!(
+        std::fs::read(&first).expect("first"),
+        std::fs::read(&second).expect("second")
+    );
+
+    // Keys: the private key is readable by its owner only, and never overwritten.
+    let key = dir.join("release");
+    let key_text = key.to_str().expect("path");
+    assert_eq!(polctl(&["keygen", "-o", key_text]).status.code(), Some(0));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(polctl(&["keygen", "-o", key_text]).status.code(), Some(1));
+
+    let bundle = first.to_str().expect("path");
+    let public = format!("{key_text}.pub");
+    // Unsigned: verification fails with exit 4.
+    let unsigned = polctl(&["verify", bundle, "--key", &public]);
+    assert_eq!(unsigned.status.code(), Some(4));
+    assert!(
+        stderr(&unsigned).contains("not signed"),
+        "{}",
+        stderr(&unsigned)
+    );
+    assert_eq!(
+        polctl(&["sign", bundle, "--key", key_text, "--sequence", "7"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let verified = polctl(&["verify", bundle, "--key", &public]);
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
+    assert!(stdout(&verified).contains("(sequence 7)"));
+    // Anti-rollback and the two-person rule.
+    let floor = polctl(&["verify", bundle, "--key", &public, "--min-sequence", "8"]);
+    assert_eq!(floor.status.code(), Some(4));
+    assert!(stderr(&floor).contains("sequence 7 is below the required 8"));
+    let two = polctl(&["verify", bundle, "--key", &public, "--threshold", "2"]);
+    assert_eq!(two.status.code(), Some(4));
+    assert!(stderr(&two).contains("threshold not met"));
+
+    // Tampering with a sample of bytes across the file: every one is caught.
+    let bytes = std::fs::read(&first).expect("signed");
+    let tampered = dir.join("tampered.polb");
+    let step = bytes.len() / 40;
+    for index in (0..bytes.len()).step_by(step.max(1)) {
+        let mut changed = bytes.clone();
+        changed[index] ^= 0x20;
+        std::fs::write(&tampered, &changed).expect("write");
+        let output = polctl(&["verify", tampered.to_str().expect("path"), "--key", &public]);
+        assert_eq!(output.status.code(), Some(4), "byte {index} accepted");
+        assert!(stderr(&output).contains("failed verification"));
+    }
+
+    // inspect shows the manifest; check --against accepts the bundle as the live set.
+    let inspected = polctl(&["inspect", bundle]);
+    assert_eq!(inspected.status.code(), Some(0));
+    assert!(
+        stdout(&inspected).contains("tests     110 passed, 0 failed"),
+        "{}",
+        stdout(&inspected)
+    );
+    let against = polctl(&[
+        "check",
+        "cli/tests/fixtures/swap",
+        "--against",
+        bundle,
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&against.stdout).expect("JSON");
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn build_refuses_sets_with_error_findings() {
+    let dir = scratch("refused-build");
+    let output = dir.join("planted.polb");
+    let refused = polctl(&[
+        "build",
+        "docs/examples/planted-mistakes",
+        "-o",
+        output.to_str().expect("path"),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("refusing to build: `polctl check` reports 2 errors"));
+    assert!(!output.exists(), "nothing is written");
 }

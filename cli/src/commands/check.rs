@@ -5,7 +5,7 @@
 //! terminal and the analysis runs for more than half a second.
 
 use crate::exit::{CliError, Exit};
-use crate::load::load_policy_set;
+use crate::load::{load_policy_set, read_bytes};
 use crate::output::{plural, ColorChoice, Format};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -31,10 +31,10 @@ pub struct CheckArgs {
     /// Accepted for compatibility: the analysis now runs by default.
     #[arg(long, hide = true, conflicts_with = "compile_only")]
     analyze: bool,
-    /// Analyse the set that would be live after a swap: the running set in this directory,
-    /// with PATH's policies (and schema and named values) replacing theirs. Finds conflicts
-    /// with policies the author of PATH never saw.
-    #[arg(long, value_name = "LIVE_DIR", conflicts_with = "compile_only")]
+    /// Analyse the set that would be live after a swap: the running set (a directory or a
+    /// bundle), with PATH's policies (and schema and named values) replacing theirs. Finds
+    /// conflicts with policies the author of PATH never saw.
+    #[arg(long, value_name = "LIVE", conflicts_with = "compile_only")]
     against: Option<PathBuf>,
     /// Time limit of one solver query; a query that hits it is reported as `unknown`.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
@@ -74,7 +74,10 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
             let compilation = compile(&sources);
             (sources, compilation)
         }
-        Some(live) => compile_swapped(&args.path, live)?,
+        Some(live) => match compile_swapped(&args.path, live)? {
+            Some(swapped) => swapped,
+            None => return Ok(Exit::Verification),
+        },
     };
     if let (Some(set), false) = (&compilation.set, args.compile_only) {
         let evaluator = Evaluator::new(set.clone(), sources.revision())
@@ -107,33 +110,47 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     })
 }
 
-/// The set after a swap: the new set's files and the live set's, shown under their own
-/// directories, the live files marked so that the new set's definitions replace theirs.
-fn compile_swapped(new: &Path, live: &Path) -> Result<(SourceSet, Compilation), CliError> {
-    if live.is_file() {
-        return Err(CliError::new(format!(
-            "`{}` is a file; --against takes the directory of the running policy set",
-            live.display()
-        ))
-        .with_help("bundles (`polctl build`) are not built yet; pass the live set's directory"));
-    }
-    let (new_set, live_set) = (load_policy_set(new)?, load_policy_set(live)?);
+/// The set after a swap: the new set's files and the live set's (a directory, or the sources
+/// of a bundle), shown under their own paths, the live files marked so that the new set's
+/// definitions replace theirs. `Ok(None)`: the bundle failed its integrity check (exit 4).
+fn compile_swapped(new: &Path, live: &Path) -> Result<Option<(SourceSet, Compilation)>, CliError> {
+    let new_set = load_policy_set(new)?;
+    let live_files: Vec<(String, String)> = if live.is_file() {
+        let bytes = read_bytes(live)?;
+        match polctl_bundle::open(&bytes) {
+            Ok(bundle) => bundle
+                .sources()
+                .into_iter()
+                .filter(|(path, _)| path.ends_with(".pol"))
+                .map(|(path, text)| (format!("{}:{path}", live.display()), text))
+                .collect(),
+            Err(error) => {
+                eprintln!("error: `{}`: {error}", live.display());
+                return Ok(None);
+            }
+        }
+    } else {
+        let live_set = load_policy_set(live)?;
+        live_set
+            .files()
+            .map(|(id, file)| (live_set.display_path(id), file.text.clone()))
+            .collect()
+    };
     let mut files = Vec::new();
     let mut live_paths = std::collections::HashSet::new();
     for (id, file) in new_set.files() {
         files.push((new_set.display_path(id), file.text.clone()));
     }
-    for (id, file) in live_set.files() {
-        let mut path = live_set.display_path(id);
+    for (mut path, text) in live_files {
         if files.iter().any(|(p, _)| *p == path) {
             path = format!("live:{path}");
         }
         live_paths.insert(path.clone());
-        files.push((path, file.text.clone()));
+        files.push((path, text));
     }
     let sources = SourceSet::from_files(files);
     let compilation = compile_against(&sources, &|id| live_paths.contains(&sources.file(id).path));
-    Ok((sources, compilation))
+    Ok(Some((sources, compilation)))
 }
 
 /// The analysis progress bar: hidden until the analysis has run for half a second, and

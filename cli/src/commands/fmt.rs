@@ -4,13 +4,13 @@
 //! syntax errors is never touched, so an interrupted or failed run loses nothing.
 
 use crate::exit::{CliError, Exit};
-use crate::load::{find_policy_files, read_text};
+use crate::load::{find_policy_files, read_text, write_atomically};
 use crate::output::{plural, ColorChoice};
 use clap::Args;
 use polctl_lang::diagnostic::render_human;
 use polctl_lang::format::format_source;
 use polctl_lang::SourceSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Format `.pol` files in one canonical layout, keeping comments.
 ///
@@ -38,7 +38,7 @@ pub fn run(args: FmtArgs) -> Result<Exit, CliError> {
             Ok(formatted) if formatted == text => {}
             Ok(formatted) => {
                 if !args.check {
-                    write_atomically(disk_path, &formatted)?;
+                    write_atomically(disk_path, formatted.as_bytes())?;
                 }
                 changed.push(disk_path.display().to_string());
             }
@@ -85,22 +85,4 @@ pub fn run(args: FmtArgs) -> Result<Exit, CliError> {
     } else {
         Exit::Success
     })
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".polctl-fmt.tmp");
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, text)
-        .and_then(|()| {
-            // Keep the original's permissions.
-            if let Ok(metadata) = std::fs::metadata(path) {
-                std::fs::set_permissions(&temporary, metadata.permissions())?;
-            }
-            std::fs::rename(&temporary, path)
-        })
-        .map_err(|error| {
-            let _ = std::fs::remove_file(&temporary);
-            CliError::new(format!("cannot write `{}`: {error}", path.display()))
-        })
 }

@@ -1,8 +1,10 @@
 //! One module per `polctl` subcommand.
 
 pub mod bench;
+pub mod build;
 pub mod check;
 pub mod completions;
 pub mod eval;
 pub mod fmt;
+pub mod keys;
 pub mod test;
