@@ -8,6 +8,7 @@
 //! mistakes of every kind, runs the full analysis and prints a Markdown row: time, queries,
 //! queries that went to Z3 and their mean time, and whether exactly the planted findings were
 //! reported (it fails otherwise). `polctl-bench generate-planted DIR [...]` writes such a set.
+//! `polctl-bench bundle [--rules N]` times building, signing and verifying a bundle.
 
 use polctl_bench::{generate, generate_planted, PlantedConfig, SynthConfig};
 use std::path::{Path, PathBuf};
@@ -22,8 +23,9 @@ fn main() -> ExitCode {
         Some("generate") => generate_command(&args[1..]),
         Some("analyze") => analyze_benchmark(&args[1..]),
         Some("generate-planted") => generate_planted_command(&args[1..]),
+        Some("bundle") => bundle_benchmark(&args[1..]),
         _ => Err(
-            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted [options]"
+            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle [options]"
                 .to_owned(),
         ),
     };
@@ -263,5 +265,56 @@ fn analyze_benchmark(args: &[String]) -> Result<(), String> {
             "missed {missed:?}; reported besides the plants {extra:?}"
         ));
     }
+    Ok(())
+}
+
+/// Bundle creation and verification of a generated set (the analysis and tests that
+/// `polctl build` runs first are measured by `analyze`).
+fn bundle_benchmark(args: &[String]) -> Result<(), String> {
+    let config = SynthConfig {
+        rules: option(args, "--rules", 10_000)?,
+        files: option(args, "--files", 1_000)?,
+        ..SynthConfig::default()
+    };
+    let files = generate(&config);
+    let sources = polctl_lang::SourceSet::from_files(files.clone());
+    let compiled = polctl_lang::compile(&sources)
+        .set
+        .ok_or("the generated set does not compile")?;
+    let summary = polctl_bundle::CheckSummary {
+        errors: 0,
+        warnings: 0,
+        digest: "sha256:-".to_owned(),
+    };
+    let started = Instant::now();
+    let bytes = polctl_bundle::build(&polctl_bundle::BuildInput {
+        name: "bench".to_owned(),
+        files,
+        set: &compiled,
+        check: summary,
+        tests: None,
+        parent: None,
+    })
+    .map_err(|e| e.to_string())?;
+    let built = started.elapsed().as_secs_f64();
+    let (private, public, _) = polctl_bundle::generate_key([7; 32]).map_err(|e| e.to_string())?;
+    let private = polctl_bundle::parse_private_key(std::str::from_utf8(&private).unwrap_or(""))
+        .map_err(|e| e.to_string())?;
+    let public = polctl_bundle::parse_public_key(std::str::from_utf8(&public).unwrap_or(""))
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let signed = polctl_bundle::sign(&bytes, &private, 1, "2026-01-01T00:00:00Z")
+        .map_err(|e| e.to_string())?;
+    let signing = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    polctl_bundle::verify(&signed, &[public], &polctl_bundle::Policy::default())
+        .map_err(|e| e.to_string())?;
+    let verifying = started.elapsed().as_secs_f64();
+    println!(
+        "| {} | {} | {:.1} MiB | {built:.3} s | {signing:.3} s | {verifying:.3} s |",
+        compiled.rules.len(),
+        config.files,
+        bytes.len() as f64 / (1024.0 * 1024.0),
+    );
     Ok(())
 }
