@@ -9,6 +9,8 @@
 //! queries that went to Z3 and their mean time, and whether exactly the planted findings were
 //! reported (it fails otherwise). `polctl-bench generate-planted DIR [...]` writes such a set.
 //! `polctl-bench bundle [--rules N]` times building, signing and verifying a bundle.
+//! `polctl-bench diff [--rules N] [--changes K]` times the semantic diff of a generated set
+//! against a copy with K new rules.
 
 use polctl_bench::{generate, generate_planted, PlantedConfig, SynthConfig};
 use std::path::{Path, PathBuf};
@@ -24,8 +26,9 @@ fn main() -> ExitCode {
         Some("analyze") => analyze_benchmark(&args[1..]),
         Some("generate-planted") => generate_planted_command(&args[1..]),
         Some("bundle") => bundle_benchmark(&args[1..]),
+        Some("diff") => diff_benchmark(&args[1..]),
         _ => Err(
-            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle [options]"
+            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle|diff [options]"
                 .to_owned(),
         ),
     };
@@ -315,6 +318,62 @@ fn bundle_benchmark(args: &[String]) -> Result<(), String> {
         compiled.rules.len(),
         config.files,
         bytes.len() as f64 / (1024.0 * 1024.0),
+    );
+    Ok(())
+}
+
+/// Semantic diff of a generated set against a copy with new deny rules on `--changes` tools.
+fn diff_benchmark(args: &[String]) -> Result<(), String> {
+    let config = SynthConfig {
+        rules: option(args, "--rules", 1_000)?,
+        files: option(args, "--files", 100)?,
+        ..SynthConfig::default()
+    };
+    let changes = option(args, "--changes", 10)?;
+    let old_files = generate(&config);
+    let tools: Vec<String> = old_files
+        .iter()
+        .find(|(p, _)| p == "schema.pol")
+        .map(|(_, text)| {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("tool "))
+                .filter_map(|l| l.split(':').next())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut new_files = old_files.clone();
+    let mut changed = 0;
+    for (path, text) in new_files.iter_mut() {
+        if changed == changes || path == "schema.pol" {
+            continue;
+        }
+        let Some(end) = text.rfind('}') else { continue };
+        let tool = &tools[changed * 5 % tools.len().max(1)];
+        text.insert_str(
+            end,
+            &format!("\n  rule bench_change_{changed}:\n    deny {tool} when context.hour == 23\n"),
+        );
+        changed += 1;
+    }
+    let evaluator = |files: Vec<(String, String)>| -> Result<polctl_lang::eval::Evaluator, String> {
+        let set = polctl_lang::compile(&polctl_lang::SourceSet::from_files(files))
+            .set
+            .ok_or("a generated set does not compile")?;
+        polctl_lang::eval::Evaluator::new(set, "bench").map_err(|e| e.message)
+    };
+    let (old, new) = (evaluator(old_files)?, evaluator(new_files)?);
+    let started = Instant::now();
+    let diff = polctl_solver::diff::semantic_diff(&old, &new, 10_000).map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "| {} | {changed} | {} of {} | {} | {} | {} | {seconds:.2} s |",
+        old.set().rules.len(),
+        diff.tools_compared.len(),
+        old.set().schema.tools.len(),
+        diff.queries,
+        diff.changes.len(),
+        diff.unknown.len()
     );
     Ok(())
 }

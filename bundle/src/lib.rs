@@ -3,13 +3,15 @@
 //!
 //! - `container.rs`: the strict binary layout (docs/bundle-format.md);
 //! - `manifest.rs`: building a bundle from checked sources, and its integrity checks;
-//! - `signing.rs`: Ed25519 keys, signatures and verification.
+//! - `signing.rs`: Ed25519 keys, signatures and verification;
+//! - `textdiff.rs`: the file-by-file text diff of two versions (`polctl diff`).
 //!
 //! Pure: the CLI reads and writes the files and supplies randomness and the time.
 
 pub mod container;
 pub mod manifest;
 pub mod signing;
+pub mod textdiff;
 
 pub use manifest::{build, open, BuildInput, Bundle, CheckSummary, Manifest, TestSummary};
 pub use signing::{

@@ -276,6 +276,17 @@ pub fn dump(set: &PolicySet) -> String {
     out
 }
 
+/// One rule as the dump shows it, with its policy's scope: span-free, so two versions of a
+/// set compare equal when a rule only moved.
+pub fn rule_text(set: &PolicySet, rule: &Rule) -> String {
+    let mut out = String::new();
+    if let Some(policy) = set.policies.get(rule.policy) {
+        let _ = writeln!(out, "applies to {}", policy.scope);
+    }
+    dump_rule(&mut out, set, rule);
+    out
+}
+
 fn dump_rule(out: &mut String, set: &PolicySet, rule: &Rule) {
     let tools: Vec<&str> = rule
         .tools

@@ -156,8 +156,11 @@ pub struct Encoding<'s> {
     /// Per rule: the regex definitions its conditions use (indexes into the definitions).
     regexes_of_rule: Vec<Vec<usize>>,
     /// Regex memberships, which are defined in SMT-LIB text (see `regex.rs`): declarations and
-    /// assertions every solver over this encoding must load (`Encoding::solver`).
+    /// assertions every solver over this encoding must load (`Encoding::solver_for`).
     definitions: RefCell<Definitions>,
+    /// Prefix of the regex membership names, so that two encodings (the old and the new
+    /// version of a set, in `polctl diff`) can share one solver.
+    namespace: String,
 }
 
 #[derive(Default)]
@@ -170,6 +173,12 @@ struct Definitions {
 
 impl<'s> Encoding<'s> {
     pub fn new(set: &'s PolicySet) -> Result<Encoding<'s>, EncodeError> {
+        Encoding::in_namespace(set, "")
+    }
+
+    /// An encoding whose private names (regex memberships) start with `namespace`; the request
+    /// variables are shared with every other encoding of a schema with the same declarations.
+    pub fn in_namespace(set: &'s PolicySet, namespace: &str) -> Result<Encoding<'s>, EncodeError> {
         let schema = &set.schema;
         let tool = Int::new_const("tool");
         let mut constraints = vec![
@@ -251,6 +260,7 @@ impl<'s> Encoding<'s> {
             condition: Vec::new(),
             regexes_of_rule: Vec::new(),
             definitions: RefCell::new(Definitions::default()),
+            namespace: namespace.to_owned(),
         };
         for rule in &set.rules {
             let before = encoding.definitions.borrow().members.len();
@@ -578,7 +588,11 @@ impl<'s> Encoding<'s> {
     /// A fresh Boolean defined as `subject` being in `language` (an SMT-LIB regex term).
     fn regex_member(&self, subject: &Z3String, language: &str) -> Bool {
         let mut definitions = self.definitions.borrow_mut();
-        let member = Bool::new_const(format!("matches#{}", definitions.members.len()));
+        let member = Bool::new_const(format!(
+            "{}matches#{}",
+            self.namespace,
+            definitions.members.len()
+        ));
         definitions
             .members
             .push((member.clone(), subject.clone(), language.to_owned()));
@@ -591,27 +605,7 @@ impl<'s> Encoding<'s> {
     /// (a query whose subject rule names those tools loses nothing by it).
     pub fn solver_for(&self, rules: &[usize], tools: Option<&[usize]>) -> Solver {
         let solver = Solver::new();
-        let definitions = self.definitions.borrow();
-        let mut indexes: Vec<usize> = rules
-            .iter()
-            .flat_map(|&r| self.regexes_of_rule.get(r).cloned().unwrap_or_default())
-            .collect();
-        indexes.sort_unstable();
-        indexes.dedup();
-        if !indexes.is_empty() {
-            let mut declarations = BTreeSet::new();
-            let mut assertions = String::new();
-            for index in indexes {
-                let (member, subject, language) = &definitions.members[index];
-                declarations.insert(format!("(declare-const {subject} String)"));
-                declarations.insert(format!("(declare-const {member} Bool)"));
-                assertions.push_str(&format!(
-                    "(assert (= {member} (str.in_re {subject} {language})))"
-                ));
-            }
-            let text: String = declarations.into_iter().collect::<String>() + &assertions;
-            solver.from_string(text);
-        }
+        self.load_definitions(&solver, rules);
         solver.assert(&self.domain);
         match tools {
             Some(tools) => {
@@ -625,6 +619,32 @@ impl<'s> Encoding<'s> {
             None => self.tool_domains.iter().for_each(|d| solver.assert(d)),
         }
         solver
+    }
+
+    /// Loads the regex membership definitions that `rules` use into a solver.
+    pub fn load_definitions(&self, solver: &Solver, rules: &[usize]) {
+        let definitions = self.definitions.borrow();
+        let mut indexes: Vec<usize> = rules
+            .iter()
+            .flat_map(|&r| self.regexes_of_rule.get(r).cloned().unwrap_or_default())
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        if indexes.is_empty() {
+            return;
+        }
+        let mut declarations = BTreeSet::new();
+        let mut assertions = String::new();
+        for index in indexes {
+            let (member, subject, language) = &definitions.members[index];
+            declarations.insert(format!("(declare-const {subject} String)"));
+            declarations.insert(format!("(declare-const {member} Bool)"));
+            assertions.push_str(&format!(
+                "(assert (= {member} (str.in_re {subject} {language})))"
+            ));
+        }
+        let text: String = declarations.into_iter().collect::<String>() + &assertions;
+        solver.from_string(text);
     }
 
     /// A matching approval rule still waits for one of its groups.
@@ -680,23 +700,33 @@ impl<'s> Encoding<'s> {
 
     /// The three decisions, as terms over the request (language.md §3).
     pub fn decision(&self) -> Decision {
-        let denied = any(self
-            .deny_rules()
+        let every: Vec<usize> = (0..self.set.rules.len()).collect();
+        self.decision_over(&every)
+    }
+
+    /// The decision terms over some rules only: for a request whose tool only these rules
+    /// name, the same decision as [`Encoding::decision`], with much smaller terms.
+    pub fn decision_over(&self, rules: &[usize]) -> Decision {
+        let of = |wanted: fn(&Effect) -> bool| -> Vec<usize> {
+            rules
+                .iter()
+                .copied()
+                .filter(|&r| wanted(&self.set.rules[r].effect))
+                .collect()
+        };
+        let denied = any(of(|e| matches!(e, Effect::Deny { .. }))
             .iter()
             .map(|&r| self.matches[r].clone())
             .collect());
-        let waiting = any(self
-            .approval_rules()
+        let waiting = any(of(|e| matches!(e, Effect::RequireApproval { .. }))
             .iter()
             .map(|&r| self.waiting(r))
             .collect());
-        let allowed = any(self
-            .allow_rules()
+        let allowed = any(of(|e| matches!(e, Effect::Allow { .. }))
             .iter()
             .map(|&r| self.matches[r].clone())
             .collect());
-        let limited = any(self
-            .limit_rules()
+        let limited = any(of(|e| matches!(e, Effect::Limit(_)))
             .iter()
             .map(|&r| self.limit_reached(r))
             .collect());

@@ -6,6 +6,7 @@
 
 pub mod candidates;
 pub mod construct;
+pub mod diff;
 pub mod edges;
 pub mod encode;
 pub mod findings;

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod build;
 pub mod check;
 pub mod completions;
+pub mod diff;
 pub mod eval;
 pub mod fmt;
 pub mod keys;

@@ -1,0 +1,283 @@
+//! `polctl diff OLD NEW`: what a change does, as text and as meaning.
+//!
+//! Each side is a directory, a bundle, or `git:REV[:PATH]`. The text diff lists the files and
+//! rules that changed; the semantic diff (the solver) lists every class of requests whose
+//! decision changes, with a witness confirmed against both versions.
+
+use crate::exit::{CliError, Exit};
+use crate::load::{find_files_with_suffix, find_policy_files, read_bytes, read_text};
+use crate::output::{ColorChoice, Format};
+use clap::{Args, ValueEnum};
+use polctl_bundle::textdiff::{text_diff, FileDiff, FileStatus};
+use polctl_lang::diagnostic::render_human;
+use polctl_lang::eval::Evaluator;
+use polctl_lang::{compile, SourceSet};
+use polctl_solver::diff::{rule_changes, semantic_diff, Change, ChangeKind, RuleChanges};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Any request that was not allowed becomes allowed.
+    Widen,
+    /// Any request that was allowed is no longer.
+    Narrow,
+    /// Any semantic change.
+    Any,
+}
+
+/// Compare two versions of a policy set: changed files and rules, and every class of requests
+/// whose decision changes (widen, narrow, approval), each with a witness request.
+///
+/// Exits 2 when --fail-on names a kind of change that exists (the "no new access" gate for
+/// pull requests: `polctl diff git:origin/main . --fail-on widen`).
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The old version: a directory, a bundle, or `git:REV[:PATH]`.
+    old: String,
+    /// The new version: a directory, a bundle, or `git:REV[:PATH]`.
+    new: String,
+    /// Exit 2 when a change of this kind exists.
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Time limit of one solver query.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    timeout_ms: u32,
+    /// When to colour the text diff.
+    #[arg(long, value_enum, default_value_t)]
+    color: ColorChoice,
+}
+
+/// A side's files (`.pol` and `*.test.toml`), by path within the set.
+fn load_side(spec: &str) -> Result<Vec<(String, String)>, CliError> {
+    if let Some(rest) = spec.strip_prefix("git:") {
+        return load_git(rest);
+    }
+    let path = Path::new(spec);
+    if path.is_file() && !spec.ends_with(".pol") {
+        let bytes = read_bytes(path)?;
+        let bundle =
+            polctl_bundle::open(&bytes).map_err(|e| CliError::new(format!("`{spec}`: {e}")))?;
+        return Ok(bundle.sources());
+    }
+    let found = find_policy_files(path)?;
+    let mut files = Vec::new();
+    for (disk, relative) in &found.files {
+        files.push((relative.clone(), read_text(disk)?));
+    }
+    if path.is_dir() {
+        for (disk, relative) in find_files_with_suffix(path, ".test.toml")? {
+            files.push((relative, read_text(&disk)?));
+        }
+    }
+    Ok(files)
+}
+
+fn git(args: &[&str]) -> Result<Vec<u8>, CliError> {
+    let output = Command::new("git")
+        .args(args)
+        .output()
+        .map_err(|e| CliError::new(format!("cannot run git: {e}")))?;
+    if !output.status.success() {
+        return Err(CliError::new(format!(
+            "`git {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(output.stdout)
+}
+
+/// `REV[:PATH]`: the set's files at a revision of the repository in the working directory.
+fn load_git(spec: &str) -> Result<Vec<(String, String)>, CliError> {
+    let (rev, path) = spec.split_once(':').unwrap_or((spec, ""));
+    let prefix = path.trim_matches('/');
+    let listing = git(&["ls-tree", "-r", "--name-only", "--full-tree", rev])?;
+    let mut files = Vec::new();
+    for name in String::from_utf8_lossy(&listing).lines() {
+        let relative = if prefix.is_empty() {
+            name
+        } else {
+            match name.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                Some(relative) => relative,
+                None => continue,
+            }
+        };
+        if !(relative.ends_with(".pol") || relative.ends_with(".test.toml")) {
+            continue;
+        }
+        let text = git(&["show", &format!("{rev}:{name}")])?;
+        let text = String::from_utf8(text)
+            .map_err(|_| CliError::new(format!("`{rev}:{name}` is not UTF-8")))?;
+        files.push((relative.to_owned(), text));
+    }
+    if !files.iter().any(|(p, _)| p.ends_with(".pol")) {
+        return Err(CliError::new(format!("no `.pol` files in `git:{spec}`"))
+            .with_help("write `git:REV:PATH` with PATH the set's directory in the repository"));
+    }
+    Ok(files)
+}
+
+fn compile_side(spec: &str, files: &[(String, String)]) -> Result<Option<Evaluator>, CliError> {
+    let sources = SourceSet::from_files(files.iter().filter(|(p, _)| p.ends_with(".pol")).cloned());
+    let compilation = compile(&sources);
+    match compilation.set {
+        Some(set) => Evaluator::new(set, sources.revision())
+            .map(Some)
+            .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message))),
+        None => {
+            for diagnostic in &compilation.diagnostics {
+                println!("{}", render_human(diagnostic, &sources, false));
+            }
+            eprintln!("error: `{spec}` does not compile; run `polctl check` on it");
+            Ok(None)
+        }
+    }
+}
+
+pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
+    let (old_files, new_files) = (load_side(&args.old)?, load_side(&args.new)?);
+    let (Some(old), Some(new)) = (
+        compile_side(&args.old, &old_files)?,
+        compile_side(&args.new, &new_files)?,
+    ) else {
+        return Ok(Exit::Findings);
+    };
+    let files = text_diff(&old_files, &new_files);
+    let rules = rule_changes(old.set(), new.set());
+    let semantic =
+        semantic_diff(&old, &new, args.timeout_ms).map_err(|e| CliError::new(e.to_string()))?;
+    match args.format {
+        Format::Json => {
+            let report = json!({
+                "files": files.iter().map(|f| json!({"path": f.path, "status": f.status, "diff": f.diff})).collect::<Vec<_>>(),
+                "rules": rules,
+                "changes": semantic.changes,
+                "skipped": semantic.skipped.iter().map(|(t, r)| json!({"tool": t, "reason": r})).collect::<Vec<_>>(),
+                "unknown": semantic.unknown.iter().map(|(t, p, r)| json!({"tool": t, "change": p, "reason": r})).collect::<Vec<_>>(),
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        }
+        Format::Human => print_human(&files, &rules, &semantic, args.color.enabled_for_stdout()),
+    }
+    let failing = args.fail_on.is_some_and(|wanted| {
+        semantic.changes.iter().any(|c| match wanted {
+            FailOn::Widen => c.kind == ChangeKind::Widen,
+            FailOn::Narrow => c.kind == ChangeKind::Narrow,
+            FailOn::Any => true,
+        })
+    });
+    Ok(if failing {
+        Exit::Findings
+    } else {
+        Exit::Success
+    })
+}
+
+fn print_human(
+    files: &[FileDiff],
+    rules: &RuleChanges,
+    semantic: &polctl_solver::diff::SemanticDiff,
+    color: bool,
+) {
+    let paint = |line: &str| -> String {
+        if !color {
+            return line.to_owned();
+        }
+        match line.as_bytes().first() {
+            Some(b'+') if !line.starts_with("+++") => format!("\x1b[32m{line}\x1b[0m"),
+            Some(b'-') if !line.starts_with("---") => format!("\x1b[31m{line}\x1b[0m"),
+            Some(b'@') => format!("\x1b[36m{line}\x1b[0m"),
+            _ => line.to_owned(),
+        }
+    };
+    if files.is_empty() {
+        println!("files: no changes");
+    }
+    for file in files {
+        let status = match file.status {
+            FileStatus::Added => "added",
+            FileStatus::Removed => "removed",
+            FileStatus::Changed => "changed",
+        };
+        println!("{status} {}", file.path);
+        for line in file.diff.lines() {
+            println!("{}", paint(line));
+        }
+    }
+    let list = |what: &str, ids: &[String]| {
+        for id in ids {
+            println!("rule {what} {id}");
+        }
+    };
+    list("added  ", &rules.added);
+    list("removed", &rules.removed);
+    list("changed", &rules.changed);
+    println!();
+    if semantic.changes.is_empty() {
+        println!("semantic changes: none (every request gets the same decision)");
+    }
+    for change in &semantic.changes {
+        print_change(change);
+    }
+    for (tool, reason) in &semantic.skipped {
+        println!("not compared: `{tool}`: {reason}");
+    }
+    for (tool, pair, reason) in &semantic.unknown {
+        println!("unknown: `{tool}` {pair}: the solver gave up ({reason})");
+    }
+    let mut tools: Vec<&String> = semantic.changes.iter().map(|c| &c.tool).collect();
+    tools.dedup();
+    for tool in tools {
+        let count = |kind: ChangeKind| {
+            semantic
+                .changes
+                .iter()
+                .filter(|c| &c.tool == tool && c.kind == kind)
+                .count()
+        };
+        println!(
+            "summary `{tool}`: {} widen, {} narrow, {} approval",
+            count(ChangeKind::Widen),
+            count(ChangeKind::Narrow),
+            count(ChangeKind::Approval)
+        );
+    }
+}
+
+fn print_change(change: &Change) {
+    let rules = |ids: &[String]| {
+        if ids.is_empty() {
+            "default".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    };
+    println!(
+        "{} `{}`: {} → {} ({} → {})",
+        change.kind.as_str(),
+        change.tool,
+        change.from.as_str(),
+        change.to.as_str(),
+        rules(&change.old_rules),
+        rules(&change.new_rules)
+    );
+    if let Some((before, after)) = &change.approvers {
+        println!(
+            "  approvers: [{}] → [{}]",
+            before.join(", "),
+            after.join(", ")
+        );
+    }
+    println!(
+        "  witness: {}",
+        serde_json::to_string(&change.witness).unwrap_or_default()
+    );
+}
