@@ -375,5 +375,8 @@ fn diff_benchmark(args: &[String]) -> Result<(), String> {
         diff.changes.len(),
         diff.unknown.len()
     );
+    for (tool, pair, reason) in &diff.unknown {
+        eprintln!("unknown: {tool} {pair}: {reason}");
+    }
     Ok(())
 }

@@ -197,6 +197,7 @@ pub fn semantic_diff(
 ) -> Result<SemanticDiff, AnalysisError> {
     let (old_set, new_set) = (old.set(), new.set());
     let mut diff = SemanticDiff::default();
+    let mut jobs: Vec<(usize, usize)> = Vec::new();
     let same_attributes = old_set.schema.agent == new_set.schema.agent
         && old_set.schema.context == new_set.schema.context
         && old_set.schema.approvers == new_set.schema.approvers;
@@ -222,7 +223,23 @@ pub fn semantic_diff(
             continue;
         }
         diff.tools_compared.push(declared.name.clone());
-        compare_tool(old, new, old_tool, new_tool, timeout_ms, &mut diff)?;
+        jobs.push((old_tool, new_tool));
+    }
+    // Tools are independent: each is compared on a rayon worker, with that worker's Z3
+    // context (the encodings are built inside the job).
+    use rayon::prelude::*;
+    let results: Vec<Result<SemanticDiff, AnalysisError>> = jobs
+        .par_iter()
+        .map(|&(old_tool, new_tool)| {
+            let mut part = SemanticDiff::default();
+            compare_tool(old, new, old_tool, new_tool, timeout_ms, &mut part).map(|()| part)
+        })
+        .collect();
+    for result in results {
+        let part = result?;
+        diff.changes.extend(part.changes);
+        diff.unknown.extend(part.unknown);
+        diff.queries += part.queries;
     }
     diff.changes.sort_by(|a, b| {
         (&a.tool, a.kind, &a.old_rules, &a.new_rules).cmp(&(
