@@ -48,6 +48,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -81,4 +82,23 @@ fn main() -> std::process::ExitCode {
             Exit::Usage.into()
         }
     }
+}
+
+/// `polctl eval ... | head` closes the pipe early; `println!` then panics. A reader that went
+/// away is not an error of ours: exit quietly, as `cat` and `grep` do, instead of printing a
+/// panic. (Resetting SIGPIPE would need `unsafe`, which the workspace forbids.)
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

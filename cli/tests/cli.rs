@@ -751,3 +751,34 @@ fn build_refuses_sets_with_error_findings() {
     assert!(stderr(&refused).contains("refusing to build: `polctl check` reports 2 errors"));
     assert!(!output.exists(), "nothing is written");
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_is_not_a_crash() {
+    use std::io::Read;
+    let dir = scratch("closed-pipe");
+    let one = std::fs::read_to_string(workspace().join("cli/tests/fixtures/requests.jsonl"))
+        .expect("requests");
+    let first = one.lines().next().expect("a request").to_owned();
+    let many = format!("{first}\n").repeat(20_000);
+    let file = dir.join("many.jsonl");
+    std::fs::write(&file, many).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polctl"))
+        .args([
+            "eval",
+            "examples/support-fleet",
+            "--request",
+            file.to_str().expect("path"),
+        ])
+        .current_dir(workspace())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut start = [0u8; 64];
+    stdout.read_exact(&mut start).expect("some output");
+    drop(stdout);
+    let output = child.wait_with_output().expect("exits");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}
