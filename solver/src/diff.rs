@@ -11,6 +11,7 @@
 
 use crate::encode::{any, Encoding};
 use crate::findings::AnalysisError;
+use crate::witness::{compact, decide_own};
 use polctl_lang::display::rule_text;
 use polctl_lang::eval::{DecisionJson, Evaluator, Outcome};
 use polctl_lang::ir::{Effect, PolicySet};
@@ -377,16 +378,10 @@ fn compare_tool(
                 }
             }
             let decide = |evaluator: &Evaluator| -> Result<DecisionJson, AnalysisError> {
-                // Each version reads the counters of its own limits.
-                let mut own = witness.clone();
-                if let Some(counters) = own.get_mut("counters").and_then(Json::as_object_mut) {
-                    counters.retain(|id, _| evaluator.set().rules.iter().any(|r| &r.id == id));
-                }
-                let request = evaluator.decode(&own).map_err(|e| AnalysisError::Witness {
+                decide_own(evaluator, &witness).map_err(|e| AnalysisError::Witness {
                     finding: format!("a change of `{tool_name}`"),
                     message: format!("the witness does not fit the schema: {e}: {witness}"),
-                })?;
-                Ok(evaluator.render(&evaluator.decide(&request)))
+                })
             };
             let (was, is) = (decide(old)?, decide(new)?);
             if was.decision != from || is.decision != to {
@@ -514,21 +509,8 @@ fn concrete_classes(
                         witness["counters"][set.rules[rule].id.as_str()] = serde_json::json!(count);
                     }
                 }
-                if let Some(map) = witness.as_object_mut() {
-                    map.retain(|key, value| match key.as_str() {
-                        "session" => value.as_str().is_some_and(|s| !s.is_empty()),
-                        "approvals" => value.as_array().is_some_and(|a| !a.is_empty()),
-                        "counters" => value.as_object().is_some_and(|c| !c.is_empty()),
-                        _ => true,
-                    });
-                }
-                let decide = |e: &Evaluator| {
-                    let mut own = witness.clone();
-                    if let Some(counters) = own.get_mut("counters").and_then(Json::as_object_mut) {
-                        counters.retain(|id, _| e.set().rules.iter().any(|r| &r.id == id));
-                    }
-                    e.decode(&own).ok().map(|r| e.render(&e.decide(&r)))
-                };
+                compact(&mut witness);
+                let decide = |e: &Evaluator| decide_own(e, &witness).ok();
                 let (Some(was), Some(is)) = (decide(old), decide(new)) else {
                     continue;
                 };

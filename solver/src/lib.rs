@@ -15,6 +15,7 @@ pub mod property;
 pub mod query;
 pub mod regex;
 pub mod strings;
+pub mod witness;
 
 pub use encode::{EncodeError, Encoding, LIST_BOUND};
 pub use findings::{analyze, analyze_with_progress, Analysis, AnalysisError, Options, ProgressFn};

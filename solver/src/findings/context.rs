@@ -136,14 +136,7 @@ impl<'a> Shared<'a> {
     /// A witness as JSON (language.md §1), without the empty optional fields.
     pub fn witness_json(&self, request: &Request) -> Json {
         let mut json = request_to_json(self.set, request);
-        if let Json::Object(map) = &mut json {
-            map.retain(|key, value| match key.as_str() {
-                "session" => value.as_str().is_some_and(|s| !s.is_empty()),
-                "approvals" => value.as_array().is_some_and(|a| !a.is_empty()),
-                "counters" => value.as_object().is_some_and(|c| !c.is_empty()),
-                _ => true,
-            });
-        }
+        crate::witness::compact(&mut json);
         json
     }
 
