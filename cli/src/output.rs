@@ -41,10 +41,16 @@ pub fn print_error(error: &CliError) {
     }
 }
 
-/// "1 error", "2 warnings".
+/// "1 error", "2 warnings", "3 policies".
 pub fn plural(count: usize, word: &str) -> String {
     if count == 1 {
         format!("{count} {word}")
+    } else if let Some(stem) = word
+        .strip_suffix('y')
+        .filter(|stem| !stem.ends_with(['a', 'e', 'i', 'o', 'u']))
+    {
+        // "policy" -> "policies", but "key" -> "keys".
+        format!("{count} {stem}ies")
     } else {
         format!("{count} {word}s")
     }

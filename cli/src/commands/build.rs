@@ -234,7 +234,7 @@ pub fn run_inspect(args: InspectArgs) -> Result<Exit, CliError> {
                 "content   {}, {} in {}",
                 plural(manifest.files.len(), "file"),
                 plural(manifest.rules, "rule"),
-                plural(manifest.policies, "policy").replace("policys", "policies")
+                plural(manifest.policies, "policy")
             );
             println!(
                 "check     {}, {}",

@@ -203,7 +203,7 @@ fn print_human(compilation: &Compilation, sources: &SourceSet, seconds: f64, col
     let counted = format!(
         "{}, {}, {}",
         plural(stats.files, "file"),
-        plural(stats.policies, "policy").replace("policys", "policies"),
+        plural(stats.policies, "policy"),
         plural(stats.rules, "rule")
     );
     let (errors, warnings) = (compilation.errors(), compilation.warnings());
