@@ -323,7 +323,6 @@ pub fn scoped_request(
     rule: usize,
     attempt: usize,
 ) -> Request {
-    let schema = &set.schema;
     let rule_ir = &set.rules[rule];
     let tool = rule_ir
         .tools
@@ -331,29 +330,37 @@ pub fn scoped_request(
         .copied()
         .unwrap_or(0);
     let mut request = generator.request_for(tool);
-    let terms: &[ScopeTerm] = match &set.policies[rule_ir.policy].scope {
+    place_in_scope(set, &mut request, rule, attempt);
+    request.counters.clear();
+    request.approvals.iter_mut().for_each(|a| *a = false);
+    request
+}
+
+/// Sets the agent attribute that puts the request in the scope of the rule's policy (one of
+/// its scope terms, picked by `attempt`); nothing for a platform policy.
+pub fn place_in_scope(set: &PolicySet, request: &mut Request, rule: usize, attempt: usize) {
+    let schema = &set.schema;
+    let terms: &[ScopeTerm] = match &set.policies[set.rules[rule].policy].scope {
         Scope::All => &[],
         Scope::Any(terms) => terms,
     };
     let attribute = |name: &str| schema.agent.iter().position(|a| a.name == name);
-    if let Some(term) = terms.get(attempt % terms.len().max(1)) {
-        let (index, value) = match term {
-            ScopeTerm::Tenant(t) => (attribute("tenant"), Value::Str(t.clone())),
-            ScopeTerm::Agent(a) => (attribute("id"), Value::Str(a.clone())),
-            ScopeTerm::Role(r) => {
-                let index = attribute("role");
-                let member = index.and_then(|i| match &schema.agent[i].ty {
-                    Type::Enum { members } => members.iter().position(|m| m == r),
-                    _ => None,
-                });
-                (index, Value::Enum(member.unwrap_or(0) as u32))
-            }
-        };
-        if let Some(index) = index {
-            request.agent[index] = value;
+    let Some(term) = terms.get(attempt % terms.len().max(1)) else {
+        return;
+    };
+    let (index, value) = match term {
+        ScopeTerm::Tenant(t) => (attribute("tenant"), Value::Str(t.clone())),
+        ScopeTerm::Agent(a) => (attribute("id"), Value::Str(a.clone())),
+        ScopeTerm::Role(r) => {
+            let index = attribute("role");
+            let member = index.and_then(|i| match &schema.agent[i].ty {
+                Type::Enum { members } => members.iter().position(|m| m == r),
+                _ => None,
+            });
+            (index, Value::Enum(member.unwrap_or(0) as u32))
         }
+    };
+    if let Some(index) = index {
+        request.agent[index] = value;
     }
-    request.counters.clear();
-    request.approvals.iter_mut().for_each(|a| *a = false);
-    request
 }

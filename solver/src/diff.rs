@@ -459,6 +459,11 @@ pub fn rule_changes(old: &PolicySet, new: &PolicySet) -> RuleChanges {
 /// Generated requests tried per changed rule before the solver is asked.
 const TRIED_PER_RULE: usize = 24;
 
+/// Allow and approval rules paired with each changed rule, per version, and requests tried per
+/// pair.
+const MAX_PARTNERS: usize = 24;
+const TRIED_PER_PAIR: usize = 4;
+
 /// Classes of changed decisions found by evaluating requests built around the rules that
 /// differ between the versions (in their scope, satisfying their conditions, with approvals
 /// and limit counters varied) against both versions: `(old decision, new decision, witness)`,
@@ -470,7 +475,7 @@ fn concrete_classes(
     old_tool: usize,
     new_tool: usize,
 ) -> Vec<(DecisionJson, DecisionJson, Json)> {
-    use crate::construct::{construct, scoped_request};
+    use crate::construct::{construct, place_in_scope, scoped_request};
     use polctl_lang::eval::generate::{request_to_json, RequestGenerator};
     let mut found: Vec<(DecisionJson, DecisionJson, Json)> = Vec::new();
     let differing = |set: &PolicySet, other: &PolicySet, tool: usize| -> Vec<usize> {
@@ -488,13 +493,54 @@ fn concrete_classes(
     for (evaluator, other, tool) in [(old, new, old_tool), (new, old, new_tool)] {
         let set = evaluator.set();
         let mut generator = RequestGenerator::new(set, 0xd1ff);
+        // Rules that can make a request allowed (or pending) in either version: a change is
+        // most often found where one of them meets a rule that differs.
+        let partners = |of: &PolicySet, tool: usize| -> Vec<usize> {
+            (0..of.rules.len())
+                .filter(|&r| of.rules[r].tools.contains(&tool))
+                .filter(|&r| {
+                    matches!(
+                        of.rules[r].effect,
+                        Effect::Allow { .. } | Effect::RequireApproval { .. }
+                    )
+                })
+                .take(MAX_PARTNERS)
+                .collect()
+        };
+        let other_tool = if std::ptr::eq(evaluator, old) {
+            new_tool
+        } else {
+            old_tool
+        };
+        let mut pairs: Vec<(usize, Option<(&PolicySet, usize)>)> = Vec::new();
         for rule in differing(set, other.set(), tool) {
-            let when: Vec<&polctl_lang::ir::Cond> = set.rules[rule].when.iter().collect();
-            for attempt in 0..TRIED_PER_RULE {
+            pairs.push((rule, None));
+            for partner in partners(set, tool) {
+                pairs.push((rule, Some((set, partner))));
+            }
+            for partner in partners(other.set(), other_tool) {
+                pairs.push((rule, Some((other.set(), partner))));
+            }
+        }
+        for (rule, partner) in pairs {
+            let mut when: Vec<&polctl_lang::ir::Cond> = set.rules[rule].when.iter().collect();
+            if let Some((partner_set, partner)) = partner {
+                when.extend(partner_set.rules[partner].when.iter());
+            }
+            let attempts = if partner.is_some() {
+                TRIED_PER_PAIR
+            } else {
+                TRIED_PER_RULE
+            };
+            for attempt in 0..attempts {
                 let mut request = scoped_request(set, &mut generator, rule, attempt);
                 request.tool = tool;
                 if request.args.len() != set.schema.tools[tool].args.len() {
                     continue;
+                }
+                if let Some((partner_set, partner)) = partner {
+                    // In the partner's scope too (the schemas' agent attributes are the same).
+                    place_in_scope(partner_set, &mut request, partner, attempt);
                 }
                 if attempt % 4 != 3 {
                     request = construct(set, &request, &when, attempt);
