@@ -11,7 +11,7 @@
 
 use crate::encode::{any, Encoding};
 use crate::findings::AnalysisError;
-use crate::witness::{compact, decide_own};
+use crate::witness::{compact, decide_own, simplify};
 use polctl_lang::display::rule_text;
 use polctl_lang::eval::{DecisionJson, Evaluator, Outcome};
 use polctl_lang::ir::{Effect, PolicySet};
@@ -569,10 +569,42 @@ fn concrete_classes(
                         && i.rules == is.rules
                 });
                 if changed && !known {
+                    let witness = plain_witness(old, new, &witness, &was, &is);
                     found.push((was, is, witness));
                 }
             }
         }
     }
     found
+}
+
+/// A concrete witness with its fields made plain while both versions still decide it the same
+/// way (same decisions, same deciding rules). Kept as it is when it needs counters of a limit
+/// that only the old version has (the new schema's request cannot carry them).
+fn plain_witness(
+    old: &Evaluator,
+    new: &Evaluator,
+    witness: &Json,
+    was: &DecisionJson,
+    is: &DecisionJson,
+) -> Json {
+    use polctl_lang::eval::generate::request_to_json;
+    let set = new.set();
+    let as_json = |request: &polctl_lang::eval::Request| {
+        let mut json = request_to_json(set, request);
+        compact(&mut json);
+        json
+    };
+    let same = |json: &Json| {
+        let decided = |e: &Evaluator| decide_own(e, json).ok();
+        decided(old).is_some_and(|d| d.decision == was.decision && d.rules == was.rules)
+            && decided(new).is_some_and(|d| d.decision == is.decision && d.rules == is.rules)
+    };
+    let Ok(request) = new.decode(witness) else {
+        return witness.clone();
+    };
+    if !same(&as_json(&request)) {
+        return witness.clone();
+    }
+    as_json(&simplify(set, &request, |r| same(&as_json(r))))
 }

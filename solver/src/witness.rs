@@ -1,7 +1,8 @@
-//! Witness requests as JSON: the compact form reports show, and decoding one witness for a
-//! version of a set that may not have all of its limit rules.
+//! Witness requests: made plain before they are shown, in the compact JSON form reports use,
+//! and decided by a version of a set that may not have all of the witness's limit rules.
 
-use polctl_lang::eval::{DecisionJson, Evaluator, RequestError};
+use polctl_lang::eval::{DecisionJson, Evaluator, Request, RequestError};
+use polctl_lang::ir::PolicySet;
 use serde_json::Value as Json;
 
 /// Drops the optional fields a witness does not need: an empty session, no approvals, no
@@ -26,4 +27,64 @@ pub fn decide_own(evaluator: &Evaluator, witness: &Json) -> Result<DecisionJson,
     }
     let request = evaluator.decode(&own)?;
     Ok(evaluator.render(&evaluator.decide(&request)))
+}
+
+/// The witness with each field made as plain as its claim allows: strings emptied, lists
+/// emptied, optional arguments dropped, approvals withdrawn, one at a time, each kept only if
+/// the claim still holds. What is left is what the finding (or change) depends on.
+pub fn simplify(set: &PolicySet, witness: &Request, holds: impl Fn(&Request) -> bool) -> Request {
+    use polctl_lang::eval::Value;
+    let plain = |value: &Value| match value {
+        Value::Str(s) if !s.is_empty() => Some(Value::Str(String::new())),
+        Value::List(items) if !items.is_empty() => Some(Value::List(Vec::new())),
+        _ => None,
+    };
+    let mut best = witness.clone();
+    let attempt = |change: &dyn Fn(&mut Request) -> bool, best: &mut Request| {
+        let mut candidate = best.clone();
+        if change(&mut candidate) && holds(&candidate) {
+            *best = candidate;
+        }
+    };
+    for i in 0..best.agent.len() {
+        attempt(
+            &|r| plain(&r.agent[i]).map(|v| r.agent[i] = v).is_some(),
+            &mut best,
+        );
+    }
+    for i in 0..best.context.len() {
+        attempt(
+            &|r| plain(&r.context[i]).map(|v| r.context[i] = v).is_some(),
+            &mut best,
+        );
+    }
+    let optional: Vec<bool> = set
+        .schema
+        .tools
+        .get(best.tool)
+        .map(|t| t.args.iter().map(|a| a.optional).collect())
+        .unwrap_or_default();
+    for i in 0..best.args.len() {
+        if optional.get(i).copied().unwrap_or(false) {
+            attempt(&|r| r.args[i].take().is_some(), &mut best);
+        }
+        attempt(
+            &|r| match r.args[i].as_ref().and_then(plain) {
+                Some(v) => {
+                    r.args[i] = Some(v);
+                    true
+                }
+                None => false,
+            },
+            &mut best,
+        );
+    }
+    attempt(&|r| !std::mem::take(&mut r.session).is_empty(), &mut best);
+    for i in 0..best.approvals.len() {
+        attempt(
+            &|r| std::mem::replace(&mut r.approvals[i], false),
+            &mut best,
+        );
+    }
+    best
 }

@@ -220,7 +220,7 @@ impl<'a> Shared<'a> {
             .is_ok()
         };
         let witness = if holds(witness) {
-            simplify(self.set, witness, holds)
+            crate::witness::simplify(self.set, witness, holds)
         } else {
             witness.clone()
         };
@@ -241,66 +241,6 @@ impl<'a> Shared<'a> {
         })?;
         Ok(json)
     }
-}
-
-/// The witness with each field made as plain as the finding allows: strings emptied, lists
-/// emptied, optional arguments dropped, approvals withdrawn, one at a time, each kept only if
-/// the finding's claim still holds. What is left is what the finding depends on.
-fn simplify(set: &PolicySet, witness: &Request, holds: impl Fn(&Request) -> bool) -> Request {
-    use polctl_lang::eval::Value;
-    let plain = |value: &Value| match value {
-        Value::Str(s) if !s.is_empty() => Some(Value::Str(String::new())),
-        Value::List(items) if !items.is_empty() => Some(Value::List(Vec::new())),
-        _ => None,
-    };
-    let mut best = witness.clone();
-    let attempt = |change: &dyn Fn(&mut Request) -> bool, best: &mut Request| {
-        let mut candidate = best.clone();
-        if change(&mut candidate) && holds(&candidate) {
-            *best = candidate;
-        }
-    };
-    for i in 0..best.agent.len() {
-        attempt(
-            &|r| plain(&r.agent[i]).map(|v| r.agent[i] = v).is_some(),
-            &mut best,
-        );
-    }
-    for i in 0..best.context.len() {
-        attempt(
-            &|r| plain(&r.context[i]).map(|v| r.context[i] = v).is_some(),
-            &mut best,
-        );
-    }
-    let optional: Vec<bool> = set
-        .schema
-        .tools
-        .get(best.tool)
-        .map(|t| t.args.iter().map(|a| a.optional).collect())
-        .unwrap_or_default();
-    for i in 0..best.args.len() {
-        if optional.get(i).copied().unwrap_or(false) {
-            attempt(&|r| r.args[i].take().is_some(), &mut best);
-        }
-        attempt(
-            &|r| match r.args[i].as_ref().and_then(plain) {
-                Some(v) => {
-                    r.args[i] = Some(v);
-                    true
-                }
-                None => false,
-            },
-            &mut best,
-        );
-    }
-    attempt(&|r| !std::mem::take(&mut r.session).is_empty(), &mut best);
-    for i in 0..best.approvals.len() {
-        attempt(
-            &|r| std::mem::replace(&mut r.approvals[i], false),
-            &mut best,
-        );
-    }
-    best
 }
 
 /// The rule matched the request (a limit counts as matched whatever its counter).
