@@ -11,5 +11,5 @@
 pub mod planted;
 pub mod synth;
 
-pub use planted::{generate_planted, Planted, PlantedConfig, PlantedSet};
+pub use planted::{compare, generate_planted, Comparison, Planted, PlantedConfig, PlantedSet};
 pub use synth::{generate, SynthConfig};

@@ -12,7 +12,7 @@
 //! `polctl-bench diff [--rules N] [--changes K]` times the semantic diff of a generated set
 //! against a copy with K new rules.
 
-use polctl_bench::{generate, generate_planted, PlantedConfig, SynthConfig};
+use polctl_bench::{compare, generate, generate_planted, PlantedConfig, SynthConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -229,25 +229,7 @@ fn analyze_benchmark(args: &[String]) -> Result<(), String> {
     let analysis = polctl_solver::analyze(&compiled, &evaluator, polctl_solver::Options::default())
         .map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
-    let mut found: Vec<(String, String)> = analysis
-        .findings
-        .iter()
-        .map(|f| {
-            (
-                f.kind.as_str().to_owned(),
-                f.rule.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    found.sort();
-    let mut expected: Vec<(String, String)> = set
-        .planted
-        .iter()
-        .map(|p| (p.kind.to_owned(), p.rule.clone()))
-        .collect();
-    expected.sort();
-    let missed: Vec<_> = expected.iter().filter(|e| !found.contains(e)).collect();
-    let extra: Vec<_> = found.iter().filter(|f| !expected.contains(f)).collect();
+    let comparison = compare(&set, &analysis.findings);
     let mean_ms = if analysis.solver_queries == 0 {
         0.0
     } else {
@@ -259,13 +241,17 @@ fn analyze_benchmark(args: &[String]) -> Result<(), String> {
         config.tools,
         analysis.queries,
         analysis.solver_queries,
-        expected.len() - missed.len(),
-        expected.len(),
-        extra.len()
+        comparison.expected - comparison.missed.len(),
+        comparison.expected,
+        comparison.extra.len()
     );
-    if !missed.is_empty() || !extra.is_empty() {
+    if !comparison.missed.is_empty()
+        || !comparison.extra.is_empty()
+        || comparison.reported != comparison.expected
+    {
         return Err(format!(
-            "missed {missed:?}; reported besides the plants {extra:?}"
+            "missed {:?}; reported besides the plants {:?}; {} findings for {} plants",
+            comparison.missed, comparison.extra, comparison.reported, comparison.expected
         ));
     }
     Ok(())

@@ -8,6 +8,8 @@
 //! Each planted mistake gets a tool of its own (for the ones involving a platform rule) or a
 //! (tenant, tool) slot of its own, so one mistake never causes another finding.
 
+use crate::synth::Rng;
+use polctl_lang::diagnostic::Diagnostic;
 use std::fmt::Write;
 
 /// What to generate.
@@ -32,22 +34,6 @@ pub struct PlantedSet {
     pub files: Vec<(String, String)>,
     pub planted: Vec<Planted>,
     pub rule_count: usize,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 const KINDS: [&str; 4] = ["read", "write", "send", "execute"];
@@ -383,5 +369,46 @@ pub fn generate_planted(config: &PlantedConfig) -> PlantedSet {
         rule_count: writer.rules,
         files: writer.files,
         planted,
+    }
+}
+
+/// How an analysis's findings compare with the plants: `(kind, rule)` pairs that were
+/// planted but not reported, and reported but not planted. Exactly the plants were reported
+/// when both are empty and `reported == expected`.
+pub struct Comparison {
+    pub expected: usize,
+    pub reported: usize,
+    pub missed: Vec<(String, String)>,
+    pub extra: Vec<(String, String)>,
+}
+
+pub fn compare(set: &PlantedSet, findings: &[Diagnostic]) -> Comparison {
+    let found: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f.kind.as_str().to_owned(),
+                f.rule.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = set
+        .planted
+        .iter()
+        .map(|p| (p.kind.to_owned(), p.rule.clone()))
+        .collect();
+    Comparison {
+        expected: expected.len(),
+        reported: found.len(),
+        missed: expected
+            .iter()
+            .filter(|e| !found.contains(e))
+            .cloned()
+            .collect(),
+        extra: found
+            .iter()
+            .filter(|f| !expected.contains(f))
+            .cloned()
+            .collect(),
     }
 }

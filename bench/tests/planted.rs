@@ -1,7 +1,7 @@
 //! The analysis finds every planted mistake in a generated set, and nothing else; the
 //! generator is deterministic.
 
-use polctl_bench::{generate_planted, PlantedConfig};
+use polctl_bench::{compare, generate_planted, PlantedConfig};
 
 #[test]
 fn every_planted_mistake_is_found_and_nothing_else() {
@@ -19,24 +19,18 @@ fn every_planted_mistake_is_found_and_nothing_else() {
     let evaluator = polctl_lang::eval::Evaluator::new(compiled.clone(), "test").expect("plan");
     let analysis = polctl_solver::analyze(&compiled, &evaluator, polctl_solver::Options::default())
         .expect("analysis");
-    let mut found: Vec<(String, String)> = analysis
-        .findings
-        .iter()
-        .map(|f| {
-            (
-                f.kind.as_str().to_owned(),
-                f.rule.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    found.sort();
-    let mut expected: Vec<(String, String)> = set
-        .planted
-        .iter()
-        .map(|p| (p.kind.to_owned(), p.rule.clone()))
-        .collect();
-    expected.sort();
-    assert_eq!(found, expected);
+    let comparison = compare(&set, &analysis.findings);
+    assert!(
+        comparison.missed.is_empty(),
+        "missed {:?}",
+        comparison.missed
+    );
+    assert!(
+        comparison.extra.is_empty(),
+        "also reported {:?}",
+        comparison.extra
+    );
+    assert_eq!(comparison.reported, comparison.expected);
     // Nine kinds are planted (all but `unknown`, which needs a solver timeout).
     let mut kinds: Vec<&str> = set.planted.iter().map(|p| p.kind).collect();
     kinds.dedup();

@@ -95,23 +95,32 @@ fn key_bytes(text: &str, what: &str) -> Result<[u8; 32], BundleError> {
         .map_err(|_| BundleError::Key(format!("the {what} is not 32 bytes")))
 }
 
+fn supported_algorithm(algorithm: &str) -> Result<(), BundleError> {
+    if algorithm != "ed25519" {
+        return Err(BundleError::Key(format!(
+            "unsupported algorithm `{algorithm}`"
+        )));
+    }
+    Ok(())
+}
+
+/// A key file's stated id must be the one its key hashes to.
+fn same_key_id(stated: &str, actual: &str) -> Result<(), BundleError> {
+    if stated != actual {
+        return Err(BundleError::Key(format!(
+            "the key id `{stated}` does not belong to this key (it is `{actual}`)"
+        )));
+    }
+    Ok(())
+}
+
 pub fn parse_private_key(text: &str) -> Result<PrivateKey, BundleError> {
     let file: PrivateKeyFile = serde_json::from_str(text)
         .map_err(|e| BundleError::Key(format!("not a polctl private key file: {e}")))?;
-    if file.algorithm != "ed25519" {
-        return Err(BundleError::Key(format!(
-            "unsupported algorithm `{}`",
-            file.algorithm
-        )));
-    }
+    supported_algorithm(&file.algorithm)?;
     let signing = SigningKey::from_bytes(&key_bytes(&file.private_key, "private key")?);
     let id = key_id(&signing.verifying_key());
-    if id != file.key_id {
-        return Err(BundleError::Key(format!(
-            "the key id `{}` does not belong to this key (it is `{id}`)",
-            file.key_id
-        )));
-    }
+    same_key_id(&file.key_id, &id)?;
     Ok(PrivateKey {
         key_id: id,
         signing,
@@ -121,21 +130,11 @@ pub fn parse_private_key(text: &str) -> Result<PrivateKey, BundleError> {
 pub fn parse_public_key(text: &str) -> Result<PublicKey, BundleError> {
     let file: PublicKeyFile = serde_json::from_str(text)
         .map_err(|e| BundleError::Key(format!("not a polctl public key file: {e}")))?;
-    if file.algorithm != "ed25519" {
-        return Err(BundleError::Key(format!(
-            "unsupported algorithm `{}`",
-            file.algorithm
-        )));
-    }
+    supported_algorithm(&file.algorithm)?;
     let verifying = VerifyingKey::from_bytes(&key_bytes(&file.public_key, "public key")?)
         .map_err(|_| BundleError::Key("the public key is not a valid Ed25519 point".to_owned()))?;
     let id = key_id(&verifying);
-    if id != file.key_id {
-        return Err(BundleError::Key(format!(
-            "the key id `{}` does not belong to this key (it is `{id}`)",
-            file.key_id
-        )));
-    }
+    same_key_id(&file.key_id, &id)?;
     Ok(PublicKey {
         key_id: id,
         verifying,

@@ -26,6 +26,29 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// The type of a path as declared: attributes by name, an argument as the first of
+    /// `tools` that declares it; `None` for tool paths and undeclared names.
+    pub fn path_type(&self, path: &Path, tools: &[usize]) -> Option<Type> {
+        match path {
+            Path::Agent(name) => self
+                .agent
+                .iter()
+                .find(|a| &a.name == name)
+                .map(|a| a.ty.clone()),
+            Path::Context(name) => self
+                .context
+                .iter()
+                .find(|a| &a.name == name)
+                .map(|a| a.ty.clone()),
+            Path::Arg(name) => tools
+                .iter()
+                .find_map(|&t| self.tools.get(t)?.arg(name))
+                .map(|a| a.ty.clone()),
+            Path::Session | Path::Element => Some(Type::String),
+            Path::ToolName | Path::ToolKind => None,
+        }
+    }
+
     pub fn tool_index(&self, name: &str) -> Option<usize> {
         self.tools.iter().position(|t| t.name == name)
     }

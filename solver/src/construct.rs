@@ -60,25 +60,6 @@ impl Collector<'_> {
         &mut self.wanted[last].1
     }
 
-    fn type_of(&self, path: &Path) -> Option<Type> {
-        let schema = &self.set.schema;
-        match path {
-            Path::Agent(n) => schema
-                .agent
-                .iter()
-                .find(|a| &a.name == n)
-                .map(|a| a.ty.clone()),
-            Path::Context(n) => schema
-                .context
-                .iter()
-                .find(|a| &a.name == n)
-                .map(|a| a.ty.clone()),
-            Path::Arg(n) => schema.tools.get(self.tool)?.arg(n).map(|a| a.ty.clone()),
-            Path::Session | Path::Element => Some(Type::String),
-            Path::ToolName | Path::ToolKind => None,
-        }
-    }
-
     /// Records what a condition asks, positively; `element` collects under `every`/`some`.
     fn collect(&mut self, cond: &Cond, element: Option<&mut Wanted>) {
         match (cond, element) {
@@ -140,7 +121,7 @@ impl Collector<'_> {
         match cond {
             Cond::Has(name) => self.entry(&Path::Arg(name.clone())).present = true,
             Cond::Compare { path, op, value } => {
-                let ty = self.type_of(path);
+                let ty = self.set.schema.path_type(path, &[self.tool]);
                 let bound = ty.as_ref().and_then(|ty| number(value, ty));
                 let unit = 1;
                 let wanted = self.entry(path);

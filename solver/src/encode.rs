@@ -339,29 +339,6 @@ impl<'s> Encoding<'s> {
         Ok((reach, all(parts)))
     }
 
-    /// The type of a path as the rule's tools declare it.
-    fn path_type(&self, path: &Path, tools: &[usize]) -> Option<Type> {
-        let schema = &self.set.schema;
-        match path {
-            Path::Agent(name) => schema
-                .agent
-                .iter()
-                .find(|a| &a.name == name)
-                .map(|a| a.ty.clone()),
-            Path::Context(name) => schema
-                .context
-                .iter()
-                .find(|a| &a.name == name)
-                .map(|a| a.ty.clone()),
-            Path::Arg(name) => tools
-                .iter()
-                .find_map(|&t| schema.tools.get(t)?.arg(name))
-                .map(|a| a.ty.clone()),
-            Path::Session | Path::Element => Some(Type::String),
-            Path::ToolName | Path::ToolKind => None,
-        }
-    }
-
     fn term(
         &self,
         path: &Path,
@@ -384,7 +361,7 @@ impl<'s> Encoding<'s> {
                 .map(|i| self.context[i].clone())
                 .ok_or_else(missing),
             Path::Arg(name) => {
-                let ty = self.path_type(path, tools).ok_or_else(missing)?;
+                let ty = self.set.schema.path_type(path, tools).ok_or_else(missing)?;
                 self.args
                     .get(&(name.clone(), type_key(&ty)))
                     .map(|v| v.value.clone())
@@ -445,7 +422,7 @@ impl<'s> Encoding<'s> {
                 _ => Err(format!("`{path}` is not a number")),
             },
             Value::Enum(member) => {
-                let Some(Type::Enum { members }) = self.path_type(path, tools) else {
+                let Some(Type::Enum { members }) = self.set.schema.path_type(path, tools) else {
                     return Err(format!("`{path}` is not an enum"));
                 };
                 match (
@@ -485,6 +462,8 @@ impl<'s> Encoding<'s> {
             Cond::Not(inner) => self.cond(inner, tools, element)?.not(),
             Cond::Has(name) => {
                 let ty = self
+                    .set
+                    .schema
                     .path_type(&Path::Arg(name.clone()), tools)
                     .ok_or_else(|| format!("`args.{name}` is not declared"))?;
                 self.args
