@@ -104,8 +104,6 @@ pub fn analyze_with_progress(
     progress: ProgressFn,
 ) -> Result<Analysis, AnalysisError> {
     let mut shared = Shared::new(set, evaluator, options, FieldsRead::new(set));
-    let setup =
-        || -> Result<Encoding, AnalysisError> { Encoding::new(set).map_err(AnalysisError::Encode) };
     let mut findings = Vec::new();
 
     // Stage 1: a witness for every rule.
@@ -113,16 +111,9 @@ pub fn analyze_with_progress(
     let missing: Vec<usize> = (0..set.rules.len())
         .filter(|&r| shared.witnesses[r].is_empty())
         .collect();
-    let stage = |name: &'static str| move |done: usize, total: usize| progress(name, done, total);
-    let found = {
-        let shared = &shared;
-        run_jobs(
-            &missing,
-            || setup().map(|encoding| Worker::new(shared, encoding)),
-            |worker, &rule| worker.dead_rule(rule),
-            &stage("witnesses"),
-        )?
-    };
+    let found = run_stage(&shared, &missing, "witnesses", progress, |worker, &rule| {
+        worker.dead_rule(rule)
+    })?;
     for (&rule, (witness, diagnostics)) in missing.iter().zip(found) {
         shared.witnesses[rule].extend(witness);
         findings.extend(diagnostics);
@@ -138,15 +129,13 @@ pub fn analyze_with_progress(
                 )
         })
         .collect();
-    let shadowed = {
-        let shared = &shared;
-        run_jobs(
-            &subjects,
-            || setup().map(|encoding| Worker::new(shared, encoding)),
-            |worker, &rule| worker.shadowed(rule),
-            &stage("shadowing"),
-        )?
-    };
+    let shadowed = run_stage(
+        &shared,
+        &subjects,
+        "shadowing",
+        progress,
+        |worker, &rule| worker.shadowed(rule),
+    )?;
     for (&rule, diagnostics) in subjects.iter().zip(shadowed) {
         if !diagnostics.is_empty() {
             shared.shadowed[rule] = true;
@@ -156,15 +145,9 @@ pub fn analyze_with_progress(
 
     // Stage 3: everything else, per rule.
     let live: Vec<usize> = (0..set.rules.len()).filter(|&r| shared.alive(r)).collect();
-    let per_rule = {
-        let shared = &shared;
-        run_jobs(
-            &live,
-            || setup().map(|encoding| Worker::new(shared, encoding)),
-            |worker, &rule| worker.rule_findings(rule),
-            &stage("pairs"),
-        )?
-    };
+    let per_rule = run_stage(&shared, &live, "pairs", progress, |worker, &rule| {
+        worker.rule_findings(rule)
+    })?;
     findings.extend(per_rule.into_iter().flatten());
 
     findings.sort_by(|a, b| (a.sort_key(), &a.message).cmp(&(b.sort_key(), &b.message)));
@@ -174,6 +157,26 @@ pub fn analyze_with_progress(
         solver_queries: shared.solver_queries.load(Ordering::Relaxed),
         solver_seconds: shared.solver_micros.load(Ordering::Relaxed) as f64 / 1e6,
     })
+}
+
+/// One stage: `work` on every job, on every rayon worker with that worker's own encoding.
+fn run_stage<J: Sync, R: Send>(
+    shared: &Shared,
+    jobs: &[J],
+    name: &str,
+    progress: ProgressFn,
+    work: impl Fn(&Worker, &J) -> Result<R, AnalysisError> + Sync,
+) -> Result<Vec<R>, AnalysisError> {
+    run_jobs(
+        jobs,
+        || {
+            Encoding::new(shared.set)
+                .map(|encoding| Worker::new(shared, encoding))
+                .map_err(AnalysisError::Encode)
+        },
+        work,
+        &|done, total| progress(name, done, total),
+    )
 }
 
 /// Witnesses from generated requests: the first few generated requests each rule matches.
