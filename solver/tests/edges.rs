@@ -2,7 +2,7 @@
 
 use polctl_lang::eval::{Evaluator, Outcome};
 use polctl_lang::{compile, SourceSet};
-use polctl_solver::edges::{edge_values, Target};
+use polctl_solver::edges::{edge_values, EdgeValue, Target};
 
 fn evaluator(policy: &str) -> Evaluator {
     let schema = r#"
@@ -19,7 +19,7 @@ schema {
     Evaluator::new(set, "test").expect("plan")
 }
 
-fn edges(policy: &str, to: &str) -> Vec<String> {
+fn edge_values_for(policy: &str, to: &str) -> Vec<EdgeValue> {
     let evaluator = evaluator(policy);
     let request = evaluator
         .decode(&serde_json::json!({
@@ -34,6 +34,10 @@ fn edges(policy: &str, to: &str) -> Vec<String> {
         keep: Outcome::Deny,
     };
     edge_values(&evaluator, &request, target, 10_000)
+}
+
+fn edges(policy: &str, to: &str) -> Vec<String> {
+    edge_values_for(policy, to)
         .into_iter()
         .map(|e| e.value)
         .collect()
@@ -85,26 +89,14 @@ fn a_suffix_deny_is_escaped_by_one_more_character() {
 #[test]
 fn the_solver_finds_what_one_test_at_a_time_cannot() {
     // Reaching the allow needs a prefix and a suffix at once; neither built value has both.
-    let evaluator = evaluator(
+    let found = edge_values_for(
         r#"policy acme.mail {
   applies to tenant "acme"
   rule tagged:
     allow send_email when args.to starts with "ok:" and args.to ends with ":ok"
 }"#,
+        "eve@evil.example",
     );
-    let request = evaluator
-        .decode(&serde_json::json!({
-            "agent": { "id": "bot-1", "tenant": "acme" },
-            "tool": "send_email",
-            "args": { "to": "eve@evil.example", "subject": "hi" }
-        }))
-        .expect("request");
-    let target = Target {
-        arg: "to",
-        element: None,
-        keep: Outcome::Deny,
-    };
-    let found = edge_values(&evaluator, &request, target, 10_000);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].how.starts_with("solver: reaches"), "{found:?}");
     assert!(found[0].value.starts_with("ok:") && found[0].value.ends_with(":ok"));
