@@ -9,7 +9,7 @@
 //! queries that went to Z3 and their mean time, and whether exactly the planted findings were
 //! reported (it fails otherwise). `polctl-bench generate-planted DIR [...]` writes such a set.
 //! `polctl-bench bundle [--rules N]` times building, signing and verifying a bundle.
-//! `polctl-bench diff [--rules N] [--changes K]` times the semantic diff of a generated set
+//! `polctl-bench diff [--rules N] [--changes K] [--seed S]` times the semantic diff of a generated set
 //! against a copy with K new rules.
 
 use polctl_bench::{compare, generate, generate_planted, PlantedConfig, SynthConfig};
@@ -313,6 +313,7 @@ fn diff_benchmark(args: &[String]) -> Result<(), String> {
     let config = SynthConfig {
         rules: option(args, "--rules", 1_000)?,
         files: option(args, "--files", 100)?,
+        seed: option(args, "--seed", 1)? as u64,
         ..SynthConfig::default()
     };
     let changes = option(args, "--changes", 10)?;
@@ -353,13 +354,14 @@ fn diff_benchmark(args: &[String]) -> Result<(), String> {
     let diff = polctl_solver::diff::semantic_diff(&old, &new, 10_000).map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "| {} | {changed} | {} of {} | {} | {} | {} | {seconds:.2} s |",
+        "| {} | {changed} | {} of {} | {} | {} | {} | {} | {seconds:.2} s |",
         old.set().rules.len(),
         diff.tools_compared.len(),
         old.set().schema.tools.len(),
         diff.queries,
         diff.changes.len(),
-        diff.unknown.len()
+        diff.unknown.len(),
+        diff.truncated.len()
     );
     for (tool, pair, reason) in &diff.unknown {
         eprintln!("unknown: {tool} {pair}: {reason}");

@@ -7,7 +7,7 @@
 //! are integers, decimals are integers in millionths, lists of strings are a length and
 //! [`LIST_BOUND`] element strings.
 
-use crate::regex::matching_language;
+use crate::regex::{matching_language, text_language};
 use crate::strings::{literal, unescape};
 use polctl_lang::ir::{
     Attribute, CmpOp, Cond, Effect, Path, PolicySet, Scope, ScopeTerm, TextOp, Type, Value,
@@ -158,27 +158,72 @@ pub struct Encoding<'s> {
     /// Regex memberships, which are defined in SMT-LIB text (see `regex.rs`): declarations and
     /// assertions every solver over this encoding must load (`Encoding::solver_for`).
     definitions: RefCell<Definitions>,
-    /// Prefix of the regex membership names, so that two encodings (the old and the new
-    /// version of a set, in `polctl diff`) can share one solver.
-    namespace: String,
+}
+
+/// A Boolean defined as a string being in a language.
+#[derive(Clone)]
+struct Membership {
+    member: Bool,
+    subject: Z3String,
+    /// An SMT-LIB regex term.
+    language: String,
+    test: TextTest,
+}
+
+/// What a membership tests, to decide it on a concrete string.
+#[derive(Clone)]
+enum TextTest {
+    /// A `matches` pattern: decided by Z3 on the constant (and cached).
+    Regex,
+    /// Starts with, ends with or contains one of the texts: decided directly.
+    Text(TextOp, Vec<String>),
+}
+
+impl TextTest {
+    fn holds(&self, value: &str) -> Option<bool> {
+        let TextTest::Text(op, texts) = self else {
+            return None;
+        };
+        Some(texts.iter().any(|t| match op {
+            TextOp::StartsWith => value.starts_with(t.as_str()),
+            TextOp::EndsWith => value.ends_with(t.as_str()),
+            TextOp::Contains | TextOp::Matches => value.contains(t.as_str()),
+        }))
+    }
 }
 
 #[derive(Default)]
 struct Definitions {
-    /// `(member, subject, language)` of every regex membership.
-    members: Vec<(Bool, Z3String, String)>,
+    /// Every regex membership.
+    members: Vec<Membership>,
+    /// `(subject, language)` to its index in `members`: one membership per distinct test.
+    index: HashMap<(String, String), usize>,
+    /// The memberships used since the last rule was encoded.
+    used: Vec<usize>,
     /// Concrete membership results, `(language, value)` to whether the value matches.
     cache: HashMap<(String, String), bool>,
 }
 
 impl<'s> Encoding<'s> {
+    /// The encoding of `set`. Its variables are named after the request fields and its regex
+    /// memberships after their subject and language, so two encodings of schemas with the same
+    /// declarations (the old and the new version of a set, in `polctl diff`) share them in one
+    /// solver, and a rule both versions have encodes to the same term.
     pub fn new(set: &'s PolicySet) -> Result<Encoding<'s>, EncodeError> {
-        Encoding::in_namespace(set, "")
+        Encoding::build(set, |_| true)
     }
 
-    /// An encoding whose private names (regex memberships) start with `namespace`; the request
-    /// variables are shared with every other encoding of a schema with the same declarations.
-    pub fn in_namespace(set: &'s PolicySet, namespace: &str) -> Result<Encoding<'s>, EncodeError> {
+    /// The encoding of the rules that name one of `tools` (the others never match, and have
+    /// no counter): what a question about those tools needs, for a fraction of the cost on a
+    /// large set.
+    pub fn for_tools(set: &'s PolicySet, tools: &[usize]) -> Result<Encoding<'s>, EncodeError> {
+        Encoding::build(set, |rule| rule.tools.iter().any(|t| tools.contains(t)))
+    }
+
+    fn build(
+        set: &'s PolicySet,
+        encoded: impl Fn(&polctl_lang::ir::Rule) -> bool,
+    ) -> Result<Encoding<'s>, EncodeError> {
         let schema = &set.schema;
         let tool = Int::new_const("tool");
         let mut constraints = vec![
@@ -238,7 +283,7 @@ impl<'s> Encoding<'s> {
             .collect();
         let mut counters = HashMap::new();
         for (index, rule) in set.rules.iter().enumerate() {
-            if matches!(rule.effect, Effect::Limit(_)) {
+            if matches!(rule.effect, Effect::Limit(_)) && encoded(rule) {
                 let counter = Int::new_const(format!("counter {}", rule.id));
                 constraints.push(counter.ge(Int::from_i64(0)));
                 counters.insert(index, counter);
@@ -260,13 +305,15 @@ impl<'s> Encoding<'s> {
             condition: Vec::new(),
             regexes_of_rule: Vec::new(),
             definitions: RefCell::new(Definitions::default()),
-            namespace: namespace.to_owned(),
         };
         for rule in &set.rules {
-            let before = encoding.definitions.borrow().members.len();
-            let (reach, condition) = encoding.rule_parts(rule)?;
-            let after = encoding.definitions.borrow().members.len();
-            encoding.regexes_of_rule.push((before..after).collect());
+            let (reach, condition) = if encoded(rule) {
+                encoding.rule_parts(rule)?
+            } else {
+                (Bool::from_bool(false), Bool::from_bool(false))
+            };
+            let used = std::mem::take(&mut encoding.definitions.borrow_mut().used);
+            encoding.regexes_of_rule.push(used);
             encoding
                 .matches
                 .push(Bool::and(&[reach.clone(), condition.clone()]));
@@ -494,22 +541,26 @@ impl<'s> Encoding<'s> {
             Cond::Text { path, op, pattern } => {
                 let subject = self.string_term(path, tools, element)?;
                 match op {
-                    TextOp::StartsWith => literal(pattern).prefix(&subject),
-                    TextOp::EndsWith => literal(pattern).suffix(&subject),
-                    TextOp::Contains => subject.contains(literal(pattern)),
                     TextOp::Matches => {
                         let language = matching_language(pattern)
                             .map_err(|e| format!("regex `{pattern}`: {}", e.0))?;
-                        self.regex_member(&subject, &language)
+                        self.regex_member(&subject, language, TextTest::Regex)
+                    }
+                    _ => {
+                        let texts = vec![pattern.clone()];
+                        let language = text_language(*op, &texts);
+                        self.regex_member(&subject, language, TextTest::Text(*op, texts))
                     }
                 }
             }
             Cond::ContainsAny { path, needles } => {
                 let subject = self.string_term(path, tools, element)?;
-                any(needles
-                    .iter()
-                    .map(|n| subject.contains(literal(n)))
-                    .collect())
+                let language = text_language(TextOp::Contains, needles);
+                self.regex_member(
+                    &subject,
+                    language,
+                    TextTest::Text(TextOp::Contains, needles.clone()),
+                )
             }
             Cond::ListContains { path, value } => {
                 let (len, items) = self.list(path, tools)?;
@@ -564,18 +615,36 @@ impl<'s> Encoding<'s> {
         })
     }
 
-    /// A fresh Boolean defined as `subject` being in `language` (an SMT-LIB regex term).
-    fn regex_member(&self, subject: &Z3String, language: &str) -> Bool {
+    /// A Boolean defined as `subject` being in `language` (an SMT-LIB regex term). Its name is
+    /// a digest of both, so the same test gets the same Boolean in every encoding: the solver
+    /// then reasons once about a regex that the old and the new version share.
+    fn regex_member(&self, subject: &Z3String, language: String, test: TextTest) -> Bool {
+        use sha2::{Digest, Sha256};
         let mut definitions = self.definitions.borrow_mut();
-        let member = Bool::new_const(format!(
-            "{}matches#{}",
-            self.namespace,
-            definitions.members.len()
-        ));
-        definitions
-            .members
-            .push((member.clone(), subject.clone(), language.to_owned()));
-        member
+        let key = (subject.to_string(), language);
+        let index = match definitions.index.get(&key) {
+            Some(&index) => index,
+            None => {
+                let digest = Sha256::new()
+                    .chain_update(key.0.as_bytes())
+                    .chain_update([0])
+                    .chain_update(key.1.as_bytes())
+                    .finalize();
+                let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+                let member = Bool::new_const(format!("matches#{name}"));
+                definitions.members.push(Membership {
+                    member,
+                    subject: subject.clone(),
+                    language: key.1.clone(),
+                    test,
+                });
+                let index = definitions.members.len() - 1;
+                definitions.index.insert(key, index);
+                index
+            }
+        };
+        definitions.used.push(index);
+        definitions.members[index].member.clone()
     }
 
     /// A solver with the domain and the regex definitions that `rules` use. Loading only
@@ -602,11 +671,22 @@ impl<'s> Encoding<'s> {
 
     /// Loads the regex membership definitions that `rules` use into a solver.
     pub fn load_definitions(&self, solver: &Solver, rules: &[usize]) {
-        let definitions = self.definitions.borrow();
-        let mut indexes: Vec<usize> = rules
+        let indexes: Vec<usize> = rules
             .iter()
             .flat_map(|&r| self.regexes_of_rule.get(r).cloned().unwrap_or_default())
             .collect();
+        self.load_memberships(solver, indexes);
+    }
+
+    /// Loads the regex membership definitions of conditions encoded with [`Encoding::cond`]
+    /// since the rules were (a property's `forall`).
+    pub fn load_condition_definitions(&self, solver: &Solver) {
+        let used = std::mem::take(&mut self.definitions.borrow_mut().used);
+        self.load_memberships(solver, used);
+    }
+
+    fn load_memberships(&self, solver: &Solver, mut indexes: Vec<usize>) {
+        let definitions = self.definitions.borrow();
         indexes.sort_unstable();
         indexes.dedup();
         if indexes.is_empty() {
@@ -615,7 +695,12 @@ impl<'s> Encoding<'s> {
         let mut declarations = BTreeSet::new();
         let mut assertions = String::new();
         for index in indexes {
-            let (member, subject, language) = &definitions.members[index];
+            let Membership {
+                member,
+                subject,
+                language,
+                ..
+            } = &definitions.members[index];
             declarations.insert(format!("(declare-const {subject} String)"));
             declarations.insert(format!("(declare-const {member} Bool)"));
             assertions.push_str(&format!(
@@ -854,7 +939,11 @@ pub struct Decision {
 impl Encoding<'_> {
     /// Whether a concrete string is in an SMT-LIB regex language, decided by a one-constraint
     /// solver and cached.
-    fn concrete_member(&self, language: &str, value: &str) -> bool {
+    fn concrete_member(&self, membership: &Membership, value: &str) -> bool {
+        if let Some(holds) = membership.test.holds(value) {
+            return holds;
+        }
+        let language = &membership.language;
         let key = (language.to_owned(), value.to_owned());
         if let Some(known) = self.definitions.borrow().cache.get(&key) {
             return *known;
@@ -996,15 +1085,16 @@ impl Encoding<'_> {
                 Dynamic::from_ast(&Int::from_i64(value.min(i64::MAX as u64) as i64)),
             ));
         }
-        let members: Vec<(Bool, Z3String, String)> = self.definitions.borrow().members.clone();
-        for (member, subject, language) in members {
-            if free == Some(subject.to_string().as_str()) {
+        let members: Vec<Membership> = self.definitions.borrow().members.clone();
+        for membership in &members {
+            let subject = membership.subject.to_string();
+            if free == Some(subject.as_str()) {
                 continue;
             }
-            if let Some(value) = strings.get(&subject.to_string()) {
-                let result = self.concrete_member(&language, value);
+            if let Some(value) = strings.get(&subject) {
+                let result = self.concrete_member(membership, value);
                 pairs.push((
-                    Dynamic::from_ast(&member),
+                    Dynamic::from_ast(&membership.member),
                     Dynamic::from_ast(&Bool::from_bool(result)),
                 ));
             }

@@ -5,6 +5,7 @@
 //! own.
 
 pub mod candidates;
+pub mod check;
 pub mod construct;
 pub mod diff;
 pub mod edges;

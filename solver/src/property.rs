@@ -104,6 +104,7 @@ pub fn prove(
         .filter(|&r| set.rules[r].tools.iter().any(|t| tools.contains(t)))
         .collect();
     let solver = encoding.solver_for(&rules, Some(&tools));
+    encoding.load_condition_definitions(&solver);
     let mut params = Params::new();
     params.set_u32("timeout", timeout_ms);
     solver.set_params(&params);

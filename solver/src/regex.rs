@@ -7,6 +7,7 @@
 
 use crate::strings::escape;
 use polctl_lang::check::executable_regex;
+use polctl_lang::ir::TextOp;
 use regex_syntax::ast::{
     self, AssertionKind, Ast, ClassAsciiKind, ClassPerlKind, ClassSet, ClassSetItem,
     RepetitionKind, RepetitionRange,
@@ -93,6 +94,25 @@ pub fn matching_language(pattern: &str) -> Result<Regexp, RegexUnsupported> {
     } else {
         re_union(&languages)
     })
+}
+
+/// The language of strings that a text test accepts: `starts with` / `ends with` the text, or
+/// `contains` one of the texts (`contains any`). Z3 4.8.12's string solver decides these as
+/// regex memberships far faster than as word equations (`str.prefixof` and friends) when
+/// several of them, negated, constrain one field.
+pub fn text_language(op: TextOp, texts: &[String]) -> Regexp {
+    let literals: Vec<Regexp> = texts.iter().map(|t| regex_literal(t)).collect();
+    let body = match literals.len() {
+        0 => return "re.nostr".to_owned(),
+        1 => literals[0].clone(),
+        _ => re_union(&literals),
+    };
+    let all = "re.all".to_owned();
+    match op {
+        TextOp::StartsWith => re_concat(&[body, all]),
+        TextOp::EndsWith => re_concat(&[all, body]),
+        TextOp::Contains | TextOp::Matches => re_concat(&[all.clone(), body, all]),
+    }
 }
 
 struct Translator {

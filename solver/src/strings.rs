@@ -10,7 +10,8 @@ use z3::ast::String as Z3String;
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if (' '..='~').contains(&c) && c != '\\' {
+        // The quote too: a literal inside SMT-LIB text (regex languages) must not end early.
+        if (' '..='~').contains(&c) && c != '\\' && c != '"' {
             out.push(c);
         } else {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
@@ -64,6 +65,7 @@ mod tests {
             "\u{1F600}",
             "x\u{0}y\n",
             "\\u{41}",
+            "say \"hi\"",
         ] {
             assert_eq!(unescape(&escape(text)), text);
         }

@@ -18,14 +18,19 @@ pub fn compact(json: &mut Json) {
     }
 }
 
-/// Decides a witness with one version of a set, which reads only the counters of its own
-/// limit rules (the other version may have limits this one does not).
-pub fn decide_own(evaluator: &Evaluator, witness: &Json) -> Result<DecisionJson, RequestError> {
+/// Decodes a witness for one version of a set, which reads only the counters of its own limit
+/// rules (the other version may have limits this one does not).
+pub fn decode_own(evaluator: &Evaluator, witness: &Json) -> Result<Request, RequestError> {
     let mut own = witness.clone();
     if let Some(counters) = own.get_mut("counters").and_then(Json::as_object_mut) {
         counters.retain(|id, _| evaluator.set().rules.iter().any(|r| &r.id == id));
     }
-    let request = evaluator.decode(&own)?;
+    evaluator.decode(&own)
+}
+
+/// Decides a witness with one version of a set (see [`decode_own`]).
+pub fn decide_own(evaluator: &Evaluator, witness: &Json) -> Result<DecisionJson, RequestError> {
+    let request = decode_own(evaluator, witness)?;
     Ok(evaluator.render(&evaluator.decide(&request)))
 }
 

@@ -159,6 +159,7 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
                 "changes": semantic.changes,
                 "skipped": semantic.skipped.iter().map(|(t, r)| json!({"tool": t, "reason": r})).collect::<Vec<_>>(),
                 "unknown": semantic.unknown.iter().map(|(t, p, r)| json!({"tool": t, "change": p, "reason": r})).collect::<Vec<_>>(),
+                "truncated": semantic.truncated.iter().map(|(t, p)| json!({"tool": t, "change": p})).collect::<Vec<_>>(),
             });
             println!(
                 "{}",
@@ -222,7 +223,12 @@ fn print_human(
     list("changed", &rules.changed);
     println!();
     if semantic.changes.is_empty() {
-        println!("semantic changes: none (every request gets the same decision)");
+        if semantic.skipped.is_empty() && semantic.unknown.is_empty() {
+            println!("semantic changes: none (every request gets the same decision)");
+        } else {
+            // Not a proof: some tools were not compared, or not to the end.
+            println!("semantic changes: none found (see below for what was not compared)");
+        }
     }
     for change in &semantic.changes {
         print_change(change);
@@ -232,6 +238,12 @@ fn print_human(
     }
     for (tool, pair, reason) in &semantic.unknown {
         println!("unknown: `{tool}` {pair}: the solver gave up ({reason})");
+    }
+    for (tool, pair) in &semantic.truncated {
+        println!(
+            "more: `{tool}` {pair} has more classes than listed (the listing stops after {} from the solver)",
+            polctl_solver::diff::MAX_CLASSES
+        );
     }
     let mut tools: Vec<&String> = semantic.changes.iter().map(|c| &c.tool).collect();
     tools.dedup();
