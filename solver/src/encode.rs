@@ -172,15 +172,26 @@ struct Membership {
 
 /// What a membership tests, to decide it on a concrete string.
 #[derive(Clone)]
-enum TextTest {
+pub(crate) enum TextTest {
     /// A `matches` pattern: decided by Z3 on the constant (and cached).
-    Regex,
+    Regex(String),
     /// Starts with, ends with or contains one of the texts: decided directly.
     Text(TextOp, Vec<String>),
 }
 
+/// A regex membership as [`Encoding::memberships_of`] lists it.
+pub(crate) struct LanguageTest {
+    pub member: Bool,
+    pub subject: String,
+    /// The SMT-LIB regex term.
+    pub language: String,
+    pub test: TextTest,
+}
+
 impl TextTest {
-    fn holds(&self, value: &str) -> Option<bool> {
+    /// Whether a text test holds for `value`; `None` for a regex (which Z3 decides, so that
+    /// the answer is the encoding's).
+    pub(crate) fn holds(&self, value: &str) -> Option<bool> {
         let TextTest::Text(op, texts) = self else {
             return None;
         };
@@ -544,7 +555,7 @@ impl<'s> Encoding<'s> {
                     TextOp::Matches => {
                         let language = matching_language(pattern)
                             .map_err(|e| format!("regex `{pattern}`: {}", e.0))?;
-                        self.regex_member(&subject, language, TextTest::Regex)
+                        self.regex_member(&subject, language, TextTest::Regex(pattern.clone()))
                     }
                     _ => {
                         let texts = vec![pattern.clone()];
@@ -683,6 +694,29 @@ impl<'s> Encoding<'s> {
     pub fn load_condition_definitions(&self, solver: &Solver) {
         let used = std::mem::take(&mut self.definitions.borrow_mut().used);
         self.load_memberships(solver, used);
+    }
+
+    /// The regex memberships that `rules` use.
+    pub(crate) fn memberships_of(&self, rules: &[usize]) -> Vec<LanguageTest> {
+        let definitions = self.definitions.borrow();
+        let mut indexes: Vec<usize> = rules
+            .iter()
+            .flat_map(|&r| self.regexes_of_rule.get(r).cloned().unwrap_or_default())
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        indexes
+            .into_iter()
+            .map(|i| {
+                let m = &definitions.members[i];
+                LanguageTest {
+                    member: m.member.clone(),
+                    subject: m.subject.to_string(),
+                    language: m.language.clone(),
+                    test: m.test.clone(),
+                }
+            })
+            .collect()
     }
 
     fn load_memberships(&self, solver: &Solver, mut indexes: Vec<usize>) {

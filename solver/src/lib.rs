@@ -11,6 +11,7 @@ pub mod diff;
 pub mod edges;
 pub mod encode;
 pub mod findings;
+pub mod languages;
 pub mod pool;
 pub mod property;
 pub mod query;

@@ -22,9 +22,14 @@ use polctl_lang::eval::{DecisionJson, Evaluator, Outcome};
 use polctl_lang::ir::{Effect, PolicySet};
 use serde::Serialize;
 use serde_json::Value as Json;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use z3::ast::{Ast, Bool, Dynamic, Int};
 use z3::{SatResult, Solver};
+
+/// Time for the first try at one proposal; the query limit applies to the second, after the
+/// tool's language lemmas are loaded.
+const FIRST_TRY_MS: u32 = 1_000;
 
 /// Classes the solver enumerates per tool and pair of decisions at most (those the concrete
 /// search found come on top).
@@ -210,16 +215,22 @@ fn deciding_kind(set: &PolicySet, tool: usize, decision: &DecisionJson) -> Vec<u
         .collect()
 }
 
-/// "Exactly these rules of the deciding kind match" in one version.
+/// "Exactly these rules of the deciding kind decide" in one version, as the evaluator reports
+/// them: matching allow and deny rules, approval rules still waiting for a group, limits
+/// whose counter is reached.
 fn signature(side: &Side, set: &PolicySet, kind: &[usize], deciding: &[String]) -> Bool {
     let parts: Vec<Bool> = kind
         .iter()
         .map(|&r| {
-            let matches = side.matched[&r].clone();
+            let decides = match set.rules[r].effect {
+                Effect::RequireApproval { .. } => side.over_matches(&side.encoding.waiting(r)),
+                Effect::Limit(_) => side.over_matches(&side.encoding.limit_reached(r)),
+                Effect::Allow { .. } | Effect::Deny { .. } => side.matched[&r].clone(),
+            };
             if deciding.contains(&set.rules[r].id) {
-                matches
+                decides
             } else {
-                matches.not()
+                decides.not()
             }
         })
         .collect();
@@ -327,6 +338,7 @@ fn compare_tool(
         }
     }
     let atoms: Vec<Bool> = atoms.into_values().cloned().collect();
+    let language_lemmas = OnceCell::new();
     let mut search = ClassSearch::new(old, new, old_tool, new_tool);
     search.seed();
     let outcomes = [Outcome::Allow, Outcome::Deny, Outcome::RequireApproval];
@@ -340,6 +352,7 @@ fn compare_tool(
                     old_rules: &old_rules,
                     new_rules: &new_rules,
                     atoms: &atoms,
+                    language_lemmas: &language_lemmas,
                     from,
                     to,
                 };
@@ -372,6 +385,9 @@ struct Pair<'p, 'a> {
     new_rules: &'p [usize],
     /// The match Booleans of both versions (a rule both have is one Boolean).
     atoms: &'p [Bool],
+    /// Lemmas about the languages of the tool's regex memberships (`languages.rs`), computed
+    /// the first time Z3 gives up on one of the tool's pairs.
+    language_lemmas: &'p OnceCell<Vec<Bool>>,
     from: Outcome,
     to: Outcome,
 }
@@ -458,6 +474,8 @@ fn enumerate(
     for term in &skeleton {
         abstraction.assert(term);
     }
+    // So that a proposal reads as a request of this tool (its approvals and counters are).
+    abstraction.assert(after.encoding.is_tool(new_tool));
     let theory = || {
         let solver = after.encoding.solver_for(pair.new_rules, Some(&[new_tool]));
         before.encoding.load_definitions(&solver, pair.old_rules);
@@ -467,6 +485,9 @@ fn enumerate(
             .chain(&after.definitions)
         {
             solver.assert(term);
+        }
+        for lemma in pair.language_lemmas.get().into_iter().flatten() {
+            solver.assert(lemma);
         }
         solver
     };
@@ -506,7 +527,29 @@ fn enumerate(
             })
             .collect();
         diff.queries += 1;
-        let model = match decide(&mut incremental, &theory, &cube, timeout_ms) {
+        let mut decided = decide(
+            &mut incremental,
+            &theory,
+            &cube,
+            timeout_ms.min(FIRST_TRY_MS),
+        );
+        if matches!(decided, Decided::Unknown(_)) {
+            if pair.language_lemmas.get().is_none() {
+                // Worth computing once per tool, and only when needed: what Z3 cannot refute
+                // is most often two tests on one field whose languages do not meet.
+                let mut memberships = before.encoding.memberships_of(pair.old_rules);
+                memberships.extend(after.encoding.memberships_of(pair.new_rules));
+                memberships
+                    .sort_by(|a, b| (&a.subject, &a.language).cmp(&(&b.subject, &b.language)));
+                memberships.dedup_by(|a, b| a.subject == b.subject && a.language == b.language);
+                let _ = pair
+                    .language_lemmas
+                    .set(crate::languages::lemmas(&memberships));
+                incremental = theory();
+            }
+            decided = decide(&mut incremental, &theory, &cube, timeout_ms);
+        }
+        let model = match decided {
             Decided::Unsat(core) => {
                 // These rules cannot match (or fail to) together: never propose it again.
                 abstraction.assert(crate::encode::all(core).not());
@@ -525,13 +568,28 @@ fn enumerate(
             Decided::Sat(model) => model,
         };
         listed += 1;
+        // The request's fields from the theory's model; its approvals and counters from the
+        // proposal. Rules match on the fields alone, so the two agree on every match, and
+        // only the proposal's approvals and counters are sure to give the class it proposed
+        // (the theory was free to choose others with the same decisions).
         let mut witness = after.encoding.request_from_model(&model);
+        let proposed = after.encoding.request_from_model(&proposal);
+        for key in ["approvals", "counters"] {
+            match proposed.get(key) {
+                Some(value) => witness[key] = value.clone(),
+                None => {
+                    if let Some(map) = witness.as_object_mut() {
+                        map.remove(key);
+                    }
+                }
+            }
+        }
         // Counters of limits only the old version has.
         for (&rule, counter) in &before.encoding.counters {
             if !old_set.rules[rule].tools.contains(&old_tool) {
                 continue;
             }
-            let value = model
+            let value = proposal
                 .eval(counter, true)
                 .and_then(|v| v.as_i64())
                 .unwrap_or(0);
