@@ -19,9 +19,22 @@ fn evaluator(files: &[(String, String)]) -> Evaluator {
     Evaluator::new(set, "test").expect("plan")
 }
 
-/// A copy of a generated set with two rules removed and three added, on the tools of `tools`.
+/// A copy of a generated set with two rules removed and four added, on the tools of `tools`;
+/// its schema gains a context attribute and an optional argument on the first tool, and lists
+/// the agent roles in another order.
 fn edited(files: &[(String, String)], tools: &[String], seed: usize) -> Vec<(String, String)> {
     let mut files = files.to_vec();
+    for (path, text) in files.iter_mut() {
+        if path == "schema.pol" {
+            *text = text
+                .replace("verified: bool", "verified: bool\n    on_call: bool")
+                .replace(
+                    "role: enum { support, sales, billing, ops }",
+                    "role: enum { ops, billing, sales, support }",
+                )
+                .replacen(": read {", ": read { ticket: string?,", 1);
+        }
+    }
     let policies: Vec<usize> = (0..files.len())
         .filter(|&i| files[i].0 != "schema.pol")
         .collect();
@@ -41,6 +54,7 @@ fn edited(files: &[(String, String)], tools: &[String], seed: usize) -> Vec<(Str
         "deny {tool} when context.hour == 23\n    because \"night freeze\"",
         "allow {tool} when context.verified == true",
         "require approval from finance for {tool} when context.mode == incident",
+        "deny {tool} when context.on_call == false and context.hour > 20\n    because \"after hours\"",
     ];
     for (k, rule) in added.iter().enumerate() {
         let tool = &tools[(seed + k * 3) % tools.len()];

@@ -43,7 +43,9 @@ pub struct ArgVar {
     pub present: Bool,
 }
 
-fn type_key(ty: &Type) -> String {
+/// The key that names a variable's type: two versions share a variable when its name and
+/// this key are the same (ranges may differ; enum members may not).
+pub fn type_key(ty: &Type) -> String {
     match ty {
         Type::String => "string".into(),
         Type::Int { .. } => "int".into(),
@@ -745,6 +747,23 @@ impl<'s> Encoding<'s> {
         solver.from_string(text);
     }
 
+    /// What `tool`'s declaration says of its arguments: the required ones are present, and a
+    /// present one is in its type's range. Unlike the tool's domain in [`Encoding::solver_for`],
+    /// nothing about the arguments it does not declare (which another version of the set may).
+    pub fn declared_facts(&self, tool: usize) -> Bool {
+        let mut facts = Vec::new();
+        for arg in self.set.schema.tools.get(tool).map_or(&[][..], |t| &t.args) {
+            let Some(var) = self.args.get(&(arg.name.clone(), type_key(&arg.ty))) else {
+                continue;
+            };
+            if !arg.optional {
+                facts.push(var.present.clone());
+            }
+            facts.push(var.present.implies(domain(&var.value, &arg.ty)));
+        }
+        all(facts)
+    }
+
     /// A matching approval rule still waits for one of its groups.
     pub fn waiting(&self, rule: usize) -> Bool {
         let schema = &self.set.schema;
@@ -876,12 +895,19 @@ impl<'s> Encoding<'s> {
 
     /// A model of the request variables as a JSON request (language.md §1).
     pub fn request_from_model(&self, model: &Model) -> Json {
-        let schema = &self.set.schema;
         let tool = model
             .eval(&self.tool, true)
             .and_then(|v| v.as_i64())
             .unwrap_or(0)
-            .clamp(0, schema.tools.len().saturating_sub(1) as i64) as usize;
+            .clamp(0, self.set.schema.tools.len().saturating_sub(1) as i64)
+            as usize;
+        self.request_from_model_as(model, tool)
+    }
+
+    /// The request of a model as a request of `tool` (this schema's index), whatever the
+    /// model's tool variable says: in `polctl diff` the model's tool is the new version's.
+    pub fn request_from_model_as(&self, model: &Model, tool: usize) -> Json {
+        let schema = &self.set.schema;
         let object = |declared: &[Attribute], terms: &[Term]| -> Json {
             Json::Object(
                 declared

@@ -18,12 +18,32 @@ pub fn compact(json: &mut Json) {
     }
 }
 
-/// Decodes a witness for one version of a set, which reads only the counters of its own limit
-/// rules (the other version may have limits this one does not).
+/// Decodes a witness for one version of a set, which reads only what its own schema declares
+/// and the counters of its own limit rules: a diff's witness carries the fields of both
+/// versions (an attribute, argument, approver group or limit may be in one of them only).
 pub fn decode_own(evaluator: &Evaluator, witness: &Json) -> Result<Request, RequestError> {
+    let set = evaluator.set();
+    let schema = &set.schema;
     let mut own = witness.clone();
     if let Some(counters) = own.get_mut("counters").and_then(Json::as_object_mut) {
-        counters.retain(|id, _| evaluator.set().rules.iter().any(|r| &r.id == id));
+        counters.retain(|id, _| set.rules.iter().any(|r| &r.id == id));
+    }
+    for (key, declared) in [("agent", &schema.agent), ("context", &schema.context)] {
+        if let Some(object) = own.get_mut(key).and_then(Json::as_object_mut) {
+            object.retain(|name, _| declared.iter().any(|a| &a.name == name));
+        }
+    }
+    let tool = own["tool"]
+        .as_str()
+        .and_then(|name| schema.tool_index(name));
+    if let (Some(tool), Some(args)) = (tool, own.get_mut("args").and_then(Json::as_object_mut)) {
+        args.retain(|name, _| schema.tools[tool].args.iter().any(|a| &a.name == name));
+    }
+    if let Some(groups) = own.get_mut("approvals").and_then(Json::as_array_mut) {
+        groups.retain(|g| {
+            g.as_str()
+                .is_some_and(|g| schema.approvers.iter().any(|a| a == g))
+        });
     }
     evaluator.decode(&own)
 }

@@ -158,6 +158,7 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
                 "rules": rules,
                 "changes": semantic.changes,
                 "skipped": semantic.skipped.iter().map(|(t, r)| json!({"tool": t, "reason": r})).collect::<Vec<_>>(),
+                "one_sided": semantic.one_sided,
                 "unknown": semantic.unknown.iter().map(|(t, p, r)| json!({"tool": t, "change": p, "reason": r})).collect::<Vec<_>>(),
                 "truncated": semantic.truncated.iter().map(|(t, p)| json!({"tool": t, "change": p})).collect::<Vec<_>>(),
             });
@@ -223,7 +224,10 @@ fn print_human(
     list("changed", &rules.changed);
     println!();
     if semantic.changes.is_empty() {
-        if semantic.skipped.is_empty() && semantic.unknown.is_empty() {
+        if semantic.skipped.is_empty()
+            && semantic.unknown.is_empty()
+            && semantic.one_sided.is_empty()
+        {
             println!("semantic changes: none (every request gets the same decision)");
         } else {
             // Not a proof: some tools were not compared, or not to the end.
@@ -235,6 +239,9 @@ fn print_human(
     }
     for (tool, reason) in &semantic.skipped {
         println!("not compared: `{tool}`: {reason}");
+    }
+    for requests in &semantic.one_sided {
+        println!("not compared: {requests}");
     }
     for (tool, pair, reason) in &semantic.unknown {
         println!("unknown: `{tool}` {pair}: the solver gave up ({reason})");

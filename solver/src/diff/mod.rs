@@ -11,7 +11,7 @@
 //! the solver is listed up to that many and reported as truncated.
 
 use crate::check::{decide, Decided};
-use crate::encode::{any, Encoding};
+use crate::encode::{any, type_key, Encoding, Term};
 use crate::findings::AnalysisError;
 
 mod concrete;
@@ -19,13 +19,13 @@ mod concrete;
 use concrete::{Class, ClassSearch, Offer};
 use polctl_lang::display::rule_text;
 use polctl_lang::eval::{DecisionJson, Evaluator, Outcome};
-use polctl_lang::ir::{Effect, PolicySet};
+use polctl_lang::ir::{Effect, PolicySet, Tool, Type};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use z3::ast::{Ast, Bool, Dynamic, Int};
-use z3::{SatResult, Solver};
+use z3::{Model, SatResult, Solver};
 
 /// Time for the first try at one proposal; the query limit applies to the second, after the
 /// tool's language lemmas are loaded.
@@ -80,6 +80,9 @@ pub struct SemanticDiff {
     pub tools_compared: Vec<String>,
     /// Tools that could not be compared, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Requests only one version accepts (an enum member only one of them has), which are
+    /// not compared: what they are.
+    pub one_sided: Vec<String>,
     /// Pairs the solver gave up on: (tool, from → to, reason).
     pub unknown: Vec<(String, String, String)>,
     /// Pairs with more classes than [`MAX_CLASSES`] found by the solver: (tool, from → to).
@@ -110,6 +113,9 @@ struct Side<'a> {
     /// The tool index substituted for the tool variable: the two schemas may number the tools
     /// differently, and with the tool fixed a rule both versions have is the same term in both.
     tool: i64,
+    /// Further substitutions: an enum attribute whose members changed is read through the
+    /// other version's numbering (see [`enum_renumbering`]).
+    renumbered: Vec<(Dynamic, Dynamic)>,
     /// Per rule naming the tool: its match Boolean.
     matched: HashMap<usize, Bool>,
     /// The names of the match Booleans, to merge both versions' without asking Z3.
@@ -128,7 +134,9 @@ impl Side<'_> {
             Dynamic::from_ast(&self.encoding.tool),
             Dynamic::from_ast(&Int::from_i64(self.tool)),
         );
-        term.substitute(&[(&pair.0, &pair.1)]).simplify()
+        let mut pairs = vec![(&pair.0, &pair.1)];
+        pairs.extend(self.renumbered.iter().map(|(a, b)| (a, b)));
+        term.substitute(&pairs).simplify()
     }
 
     /// A term of this version over the rules' match Booleans, with its tool fixed.
@@ -156,9 +164,65 @@ impl Side<'_> {
     }
 }
 
-fn side(set: &PolicySet, tool: usize) -> Result<Side<'_>, AnalysisError> {
+/// For each enum attribute whose members differ between `set` and `other`, the substitution
+/// that makes `set`'s terms read the variable in `other`'s numbering: member `m`, number `j`
+/// in `other` and `i` in `set`, maps `j` to `i`; a member `set` does not have maps to -1,
+/// outside `set`'s domain, so such requests are not compared.
+fn enum_renumbering(
+    set: &PolicySet,
+    other: &PolicySet,
+    encoding: &Encoding,
+) -> Vec<(Dynamic, Dynamic)> {
+    let mut pairs = Vec::new();
+    let declared = [
+        (&set.schema.agent, &other.schema.agent, &encoding.agent),
+        (
+            &set.schema.context,
+            &other.schema.context,
+            &encoding.context,
+        ),
+    ];
+    for (mine, theirs, terms) in declared {
+        for (attribute, term) in mine.iter().zip(terms) {
+            let (Type::Enum { members }, Term::Int(variable)) = (&attribute.ty, term) else {
+                continue;
+            };
+            let Some(Type::Enum {
+                members: other_members,
+            }) = theirs
+                .iter()
+                .find(|a| a.name == attribute.name)
+                .map(|a| &a.ty)
+            else {
+                continue;
+            };
+            if members == other_members {
+                continue;
+            }
+            let mut read = Int::from_i64(-1);
+            for (j, member) in other_members.iter().enumerate().rev() {
+                if let Some(i) = members.iter().position(|m| m == member) {
+                    read = variable
+                        .eq(Int::from_i64(j as i64))
+                        .ite(&Int::from_i64(i as i64), &read);
+                }
+            }
+            pairs.push((Dynamic::from_ast(variable), Dynamic::from_ast(&read)));
+        }
+    }
+    pairs
+}
+
+/// One version's side of the comparison; `other` is the version whose enum numbering the
+/// request variables follow (the new one), if this is not it.
+fn side<'a>(
+    set: &'a PolicySet,
+    tool: usize,
+    other: Option<&PolicySet>,
+) -> Result<Side<'a>, AnalysisError> {
     use sha2::{Digest, Sha256};
     let encoding = Encoding::for_tools(set, &[tool]).map_err(AnalysisError::Encode)?;
+    let renumbered = other.map_or_else(Vec::new, |other| enum_renumbering(set, other, &encoding));
     // Only the rules that name this tool can decide its requests.
     let naming: Vec<usize> = (0..set.rules.len())
         .filter(|&r| set.rules[r].tools.contains(&tool))
@@ -166,6 +230,7 @@ fn side(set: &PolicySet, tool: usize) -> Result<Side<'_>, AnalysisError> {
     let decision = encoding.decision_over(&naming);
     let mut side = Side {
         tool: tool as i64,
+        renumbered,
         matched: HashMap::new(),
         names: HashMap::new(),
         definitions: Vec::new(),
@@ -245,6 +310,74 @@ fn kind_of(from: Outcome, to: Outcome) -> ChangeKind {
     }
 }
 
+/// Why the two schemas' agent or context attributes cannot be compared, if they cannot: an
+/// attribute both declare with different types (other than an enum whose members changed,
+/// which is compared member by member).
+fn incomparable_attributes(old: &PolicySet, new: &PolicySet) -> Option<String> {
+    let pairs = [
+        ("agent", &old.schema.agent, &new.schema.agent),
+        ("context", &old.schema.context, &new.schema.context),
+    ];
+    for (prefix, before, after) in pairs {
+        for a in before.iter() {
+            let Some(b) = after.iter().find(|b| b.name == a.name) else {
+                continue;
+            };
+            let enums = matches!((&a.ty, &b.ty), (Type::Enum { .. }, Type::Enum { .. }));
+            if !enums && type_key(&a.ty) != type_key(&b.ty) {
+                return Some(format!(
+                    "`{prefix}.{}` changed its type, so no request is the same for both versions",
+                    a.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Enum members of an agent or context attribute that only one version has: requests that
+/// carry them are valid in that version only, so they are not compared.
+fn one_sided_members(old: &PolicySet, new: &PolicySet) -> Vec<String> {
+    let mut notes = Vec::new();
+    let pairs = [
+        ("agent", &old.schema.agent, &new.schema.agent),
+        ("context", &old.schema.context, &new.schema.context),
+    ];
+    for (prefix, before, after) in pairs {
+        for b in after.iter() {
+            let Some(a) = before.iter().find(|a| a.name == b.name) else {
+                continue;
+            };
+            let (Type::Enum { members: was }, Type::Enum { members: is }) = (&a.ty, &b.ty) else {
+                continue;
+            };
+            for (members, others, version) in [(is, was, "new"), (was, is, "old")] {
+                for member in members.iter().filter(|m| !others.contains(m)) {
+                    notes.push(format!(
+                        "requests with `{prefix}.{}` = {member} (only the {version} version has it)",
+                        b.name
+                    ));
+                }
+            }
+        }
+    }
+    notes
+}
+
+/// Why two declarations of a tool cannot be compared, if they cannot: an argument both declare
+/// with different types (ranges may differ: requests in both are compared).
+fn incomparable_arguments(old: &Tool, new: &Tool) -> Option<String> {
+    old.args.iter().find_map(|a| {
+        let b = new.args.iter().find(|b| b.name == a.name)?;
+        (type_key(&a.ty) != type_key(&b.ty)).then(|| {
+            format!(
+                "argument `{}` changed its type, so no request is the same for both versions",
+                a.name
+            )
+        })
+    })
+}
+
 /// Compares two compiled versions of a set.
 pub fn semantic_diff(
     old: &Evaluator,
@@ -254,9 +387,8 @@ pub fn semantic_diff(
     let (old_set, new_set) = (old.set(), new.set());
     let mut diff = SemanticDiff::default();
     let mut jobs: Vec<(usize, usize)> = Vec::new();
-    let same_attributes = old_set.schema.agent == new_set.schema.agent
-        && old_set.schema.context == new_set.schema.context
-        && old_set.schema.approvers == new_set.schema.approvers;
+    let attributes = incomparable_attributes(old_set, new_set);
+    diff.one_sided = one_sided_members(old_set, new_set);
     for (new_tool, declared) in new_set.schema.tools.iter().enumerate() {
         let Some(old_tool) = old_set.schema.tool_index(&declared.name) else {
             continue;
@@ -264,18 +396,9 @@ pub fn semantic_diff(
         if rules_text(old_set, old_tool) == rules_text(new_set, new_tool) {
             continue;
         }
-        if !same_attributes {
-            diff.skipped.push((
-                declared.name.clone(),
-                "the agent or context attributes or the approver groups changed".to_owned(),
-            ));
-            continue;
-        }
-        if old_set.schema.tools[old_tool] != *declared {
-            diff.skipped.push((
-                declared.name.clone(),
-                "the tool's declaration changed".to_owned(),
-            ));
+        let arguments = incomparable_arguments(&old_set.schema.tools[old_tool], declared);
+        if let Some(reason) = attributes.clone().or(arguments) {
+            diff.skipped.push((declared.name.clone(), reason));
             continue;
         }
         diff.tools_compared.push(declared.name.clone());
@@ -323,8 +446,8 @@ fn compare_tool(
 ) -> Result<(), AnalysisError> {
     let (old_set, new_set) = (old.set(), new.set());
     let tool_name = new_set.schema.tools[new_tool].name.clone();
-    let before = side(old_set, old_tool)?;
-    let after = side(new_set, new_tool)?;
+    let before = side(old_set, old_tool, Some(new_set))?;
+    let after = side(new_set, new_tool, None)?;
     let old_rules: Vec<usize> = (0..old_set.rules.len())
         .filter(|&r| old_set.rules[r].tools.contains(&old_tool))
         .collect();
@@ -375,6 +498,39 @@ fn compare_tool(
         });
     }
     Ok(())
+}
+
+/// A model as a request that both versions can read: the new version's fields, plus the
+/// attributes, arguments and approver groups only the old version declares.
+fn merged_request(before: &Side, after: &Side, model: &Model) -> Json {
+    let mut request = after
+        .encoding
+        .request_from_model_as(model, after.tool as usize);
+    let old = before
+        .encoding
+        .request_from_model_as(model, before.tool as usize);
+    for key in ["agent", "context", "args"] {
+        if let (Some(into), Some(from)) = (
+            request.get_mut(key).and_then(Json::as_object_mut),
+            old.get(key).and_then(Json::as_object),
+        ) {
+            for (name, value) in from {
+                into.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+    let mut groups: Vec<Json> = [&request, &old]
+        .iter()
+        .filter_map(|r| r.get("approvals").and_then(Json::as_array))
+        .flatten()
+        .cloned()
+        .collect();
+    groups.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    groups.dedup();
+    if !groups.is_empty() {
+        request["approvals"] = Json::Array(groups);
+    }
+    request
 }
 
 /// One pair of decisions of one tool, old → new, and the two versions' terms for it.
@@ -474,10 +630,14 @@ fn enumerate(
     for term in &skeleton {
         abstraction.assert(term);
     }
-    // So that a proposal reads as a request of this tool (its approvals and counters are).
-    abstraction.assert(after.encoding.is_tool(new_tool));
+    // Requests of this tool that both versions accept: each version's declaration of its
+    // arguments holds (an argument only one declares is ignored by the other).
+    skeleton.push(after.encoding.is_tool(new_tool));
+    skeleton.push(after.fix(&after.encoding.declared_facts(new_tool)));
+    skeleton.push(before.fix(&before.encoding.declared_facts(old_tool)));
     let theory = || {
-        let solver = after.encoding.solver_for(pair.new_rules, Some(&[new_tool]));
+        let solver = Solver::new();
+        after.encoding.load_definitions(&solver, pair.new_rules);
         before.encoding.load_definitions(&solver, pair.old_rules);
         for term in skeleton
             .iter()
@@ -572,8 +732,8 @@ fn enumerate(
         // proposal. Rules match on the fields alone, so the two agree on every match, and
         // only the proposal's approvals and counters are sure to give the class it proposed
         // (the theory was free to choose others with the same decisions).
-        let mut witness = after.encoding.request_from_model(&model);
-        let proposed = after.encoding.request_from_model(&proposal);
+        let mut witness = merged_request(before, after, &model);
+        let proposed = merged_request(before, after, &proposal);
         for key in ["approvals", "counters"] {
             match proposed.get(key) {
                 Some(value) => witness[key] = value.clone(),
