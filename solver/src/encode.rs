@@ -200,6 +200,7 @@ impl TextTest {
         Some(texts.iter().any(|t| match op {
             TextOp::StartsWith => value.starts_with(t.as_str()),
             TextOp::EndsWith => value.ends_with(t.as_str()),
+            // (`matches` is a `Regex`, never a `Text`.)
             TextOp::Contains | TextOp::Matches => value.contains(t.as_str()),
         }))
     }

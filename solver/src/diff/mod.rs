@@ -2,13 +2,14 @@
 //! changes, with one witness each, confirmed by evaluating it against both versions.
 //!
 //! Only tools whose rules changed are analysed (a rule changed when its text or its policy's
-//! scope did; moving it between files or lines does not count). Per tool, the old and the new
-//! encoding share the request variables (same names, same declarations) in one solver; the
-//! old version's tool variable is fixed by substitution, because the two schemas may number the
-//! tools differently. For each pair of different decisions, classes are enumerated: a witness,
-//! its deciding rules in each version, then a constraint that excludes that pair of deciding
-//! rule sets, until no witness is left. A pair with more than [`MAX_CLASSES`] classes found by
-//! the solver is listed up to that many and reported as truncated.
+//! scope did; moving it between files or lines does not count), each in a Z3 context of its
+//! own. Per tool, the old and the new encoding share the request variables (same names, same
+//! types) in one solver, each with its own tool index substituted (the two schemas may number
+//! the tools differently) and the old one reading enum attributes in the new numbering; only
+//! requests both versions accept are compared. Classes are found by a concrete search first
+//! (`concrete.rs`), then enumerated lazily for each pair of decisions (see [`enumerate`]). A
+//! pair with more than [`MAX_CLASSES`] classes found by the solver is listed up to that many
+//! and reported as truncated.
 
 use crate::check::{decide, Decided};
 use crate::encode::{any, type_key, Encoding, Term};
@@ -19,7 +20,7 @@ mod concrete;
 use concrete::{Class, ClassSearch, Offer};
 use polctl_lang::display::rule_text;
 use polctl_lang::eval::{DecisionJson, Evaluator, Outcome};
-use polctl_lang::ir::{Effect, PolicySet, Tool, Type};
+use polctl_lang::ir::{Attribute, Effect, PolicySet, Tool, Type};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::cell::OnceCell;
@@ -310,54 +311,57 @@ fn kind_of(from: Outcome, to: Outcome) -> ChangeKind {
     }
 }
 
-/// Why the two schemas' agent or context attributes cannot be compared, if they cannot: an
-/// attribute both declare with different types (other than an enum whose members changed,
-/// which is compared member by member).
-fn incomparable_attributes(old: &PolicySet, new: &PolicySet) -> Option<String> {
+/// The agent and context attributes both versions declare: `(prefix, old, new)`.
+fn shared_attributes<'s>(
+    old: &'s PolicySet,
+    new: &'s PolicySet,
+) -> Vec<(&'static str, &'s Attribute, &'s Attribute)> {
     let pairs = [
         ("agent", &old.schema.agent, &new.schema.agent),
         ("context", &old.schema.context, &new.schema.context),
     ];
-    for (prefix, before, after) in pairs {
-        for a in before.iter() {
-            let Some(b) = after.iter().find(|b| b.name == a.name) else {
-                continue;
-            };
+    pairs
+        .into_iter()
+        .flat_map(|(prefix, before, after)| {
+            before.iter().filter_map(move |a| {
+                let b = after.iter().find(|b| b.name == a.name)?;
+                Some((prefix, a, b))
+            })
+        })
+        .collect()
+}
+
+/// Why the two schemas' agent or context attributes cannot be compared, if they cannot: an
+/// attribute both declare with different types (other than an enum whose members changed,
+/// which is compared member by member).
+fn incomparable_attributes(old: &PolicySet, new: &PolicySet) -> Option<String> {
+    shared_attributes(old, new)
+        .into_iter()
+        .find_map(|(prefix, a, b)| {
             let enums = matches!((&a.ty, &b.ty), (Type::Enum { .. }, Type::Enum { .. }));
-            if !enums && type_key(&a.ty) != type_key(&b.ty) {
-                return Some(format!(
+            (!enums && type_key(&a.ty) != type_key(&b.ty)).then(|| {
+                format!(
                     "`{prefix}.{}` changed its type, so no request is the same for both versions",
                     a.name
-                ));
-            }
-        }
-    }
-    None
+                )
+            })
+        })
 }
 
 /// Enum members of an agent or context attribute that only one version has: requests that
 /// carry them are valid in that version only, so they are not compared.
 fn one_sided_members(old: &PolicySet, new: &PolicySet) -> Vec<String> {
     let mut notes = Vec::new();
-    let pairs = [
-        ("agent", &old.schema.agent, &new.schema.agent),
-        ("context", &old.schema.context, &new.schema.context),
-    ];
-    for (prefix, before, after) in pairs {
-        for b in after.iter() {
-            let Some(a) = before.iter().find(|a| a.name == b.name) else {
-                continue;
-            };
-            let (Type::Enum { members: was }, Type::Enum { members: is }) = (&a.ty, &b.ty) else {
-                continue;
-            };
-            for (members, others, version) in [(is, was, "new"), (was, is, "old")] {
-                for member in members.iter().filter(|m| !others.contains(m)) {
-                    notes.push(format!(
-                        "requests with `{prefix}.{}` = {member} (only the {version} version has it)",
-                        b.name
-                    ));
-                }
+    for (prefix, a, b) in shared_attributes(old, new) {
+        let (Type::Enum { members: was }, Type::Enum { members: is }) = (&a.ty, &b.ty) else {
+            continue;
+        };
+        for (members, others, version) in [(is, was, "new"), (was, is, "old")] {
+            for member in members.iter().filter(|m| !others.contains(m)) {
+                notes.push(format!(
+                    "requests with `{prefix}.{}` = {member} (only the {version} version has it)",
+                    b.name
+                ));
             }
         }
     }
