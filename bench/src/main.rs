@@ -363,7 +363,8 @@ fn diff_benchmark(args: &[String]) -> Result<(), String> {
         diff.unknown.len(),
         diff.truncated.len()
     );
-    for (tool, pair, reason) in &diff.unknown {
+    for unknown in &diff.unknown {
+        let (tool, pair, reason) = (&unknown.tool, unknown.change(), &unknown.reason);
         eprintln!("unknown: {tool} {pair}: {reason}");
     }
     Ok(())

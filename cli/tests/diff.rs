@@ -69,20 +69,30 @@ fn diff_corpus() {
 #[test]
 fn fail_on_gates_and_identical_sets_have_no_changes() {
     let root = workspace().join("cli/tests/fixtures/diff");
-    let run = |case: &str, fail_on: &str| {
+    let run_with = |case: &str, fail_on: &str, extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_polctl"))
             .args(["diff", "old", "new", "--fail-on", fail_on])
+            .args(extra)
             .current_dir(root.join(case))
             .output()
             .expect("polctl runs")
             .status
             .code()
     };
+    let run = |case: &str, fail_on: &str| run_with(case, fail_on, &[]);
     assert_eq!(run("widen_new_allow", "widen"), Some(2));
     assert_eq!(run("widen_new_allow", "narrow"), Some(0));
     assert_eq!(run("narrow_new_deny", "narrow"), Some(2));
     assert_eq!(run("narrow_new_deny", "any"), Some(2));
     assert_eq!(run("refactor_same_meaning", "any"), Some(0));
+    // A new role's requests are not compared (the old version does not accept them): a widen
+    // could hide there, so the gate fails unless told to gate only on what was compared.
+    assert_eq!(run("enum_member_added", "narrow"), Some(2));
+    assert_eq!(run("enum_member_added", "widen"), Some(2));
+    assert_eq!(
+        run_with("enum_member_added", "widen", &["--allow-incomplete"]),
+        Some(0)
+    );
     let same = Command::new(env!("CARGO_BIN_EXE_polctl"))
         .args([
             "diff",

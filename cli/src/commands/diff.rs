@@ -6,7 +6,7 @@
 
 use crate::exit::{CliError, Exit};
 use crate::load::{find_files_with_suffix, find_policy_files, read_bytes, read_text};
-use crate::output::{ColorChoice, Format};
+use crate::output::{plural, ColorChoice, Format};
 use clap::{Args, ValueEnum};
 use polctl_bundle::textdiff::{text_diff, FileDiff, FileStatus};
 use polctl_lang::diagnostic::render_human;
@@ -31,16 +31,23 @@ pub enum FailOn {
 /// whose decision changes (widen, narrow, approval), each with a witness request.
 ///
 /// Exits 2 when --fail-on names a kind of change that exists (the "no new access" gate for
-/// pull requests: `polctl diff git:origin/main . --fail-on widen`).
+/// pull requests: `polctl diff git:origin/main . --fail-on widen`), and also when such a
+/// change could hide in what was not compared (a tool skipped, a pair the solver gave up on,
+/// requests only one version accepts) unless --allow-incomplete.
 #[derive(Args)]
 pub struct DiffArgs {
     /// The old version: a directory, a bundle, or `git:REV[:PATH]`.
     old: String,
     /// The new version: a directory, a bundle, or `git:REV[:PATH]`.
     new: String,
-    /// Exit 2 when a change of this kind exists.
+    /// Exit 2 when a change of this kind exists, or could hide in what was not compared.
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
+    /// With --fail-on, gate only on what was compared: pass when a change of the kind could
+    /// only hide in a tool that was skipped, a pair the solver gave up on, or requests only
+    /// one version accepts.
+    #[arg(long, requires = "fail_on")]
+    allow_incomplete: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -159,8 +166,8 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
                 "changes": semantic.changes,
                 "skipped": semantic.skipped.iter().map(|(t, r)| json!({"tool": t, "reason": r})).collect::<Vec<_>>(),
                 "one_sided": semantic.one_sided,
-                "unknown": semantic.unknown.iter().map(|(t, p, r)| json!({"tool": t, "change": p, "reason": r})).collect::<Vec<_>>(),
-                "truncated": semantic.truncated.iter().map(|(t, p)| json!({"tool": t, "change": p})).collect::<Vec<_>>(),
+                "unknown": semantic.unknown.iter().map(|u| json!({"tool": u.tool, "change": u.change(), "reason": u.reason})).collect::<Vec<_>>(),
+                "truncated": semantic.truncated.iter().map(|u| json!({"tool": u.tool, "change": u.change()})).collect::<Vec<_>>(),
             });
             println!(
                 "{}",
@@ -169,13 +176,30 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
         }
         Format::Human => print_human(&files, &rules, &semantic, args.color.enabled_for_stdout()),
     }
-    let failing = args.fail_on.is_some_and(|wanted| {
-        semantic.changes.iter().any(|c| match wanted {
-            FailOn::Widen => c.kind == ChangeKind::Widen,
-            FailOn::Narrow => c.kind == ChangeKind::Narrow,
-            FailOn::Any => true,
-        })
-    });
+    let Some(wanted) = args.fail_on else {
+        return Ok(Exit::Success);
+    };
+    let counts = |kind: ChangeKind| match wanted {
+        FailOn::Widen => kind == ChangeKind::Widen,
+        FailOn::Narrow => kind == ChangeKind::Narrow,
+        FailOn::Any => true,
+    };
+    let failing = semantic.changes.iter().any(|c| counts(c.kind));
+    // What the gate cannot vouch for: a pair's kind is known from its decisions, a skipped
+    // tool's or a one-sided request's is not.
+    let unknown_pairs = semantic
+        .unknown
+        .iter()
+        .filter(|u| counts(ChangeKind::of(u.from, u.to)));
+    let incomplete = unknown_pairs.count() + semantic.skipped.len() + semantic.one_sided.len();
+    if !failing && incomplete > 0 && !args.allow_incomplete {
+        eprintln!(
+            "error: --fail-on cannot vouch for what was not compared ({} listed above); \
+             pass --allow-incomplete to gate only on what was",
+            plural(incomplete, "item")
+        );
+        return Ok(Exit::Findings);
+    }
     Ok(if failing {
         Exit::Findings
     } else {
@@ -243,10 +267,12 @@ fn print_human(
     for requests in &semantic.one_sided {
         println!("not compared: {requests}");
     }
-    for (tool, pair, reason) in &semantic.unknown {
+    for unknown in &semantic.unknown {
+        let (tool, pair, reason) = (&unknown.tool, unknown.change(), &unknown.reason);
         println!("unknown: `{tool}` {pair}: the solver gave up ({reason})");
     }
-    for (tool, pair) in &semantic.truncated {
+    for truncated in &semantic.truncated {
+        let (tool, pair) = (&truncated.tool, truncated.change());
         println!(
             "more: `{tool}` {pair} has more classes than listed (the listing stops after {} from the solver)",
             polctl_solver::diff::MAX_CLASSES

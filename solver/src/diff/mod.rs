@@ -49,6 +49,15 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
+    /// The kind of a change from one decision to another.
+    pub fn of(from: Outcome, to: Outcome) -> ChangeKind {
+        match (from, to) {
+            (_, Outcome::Allow) if from != Outcome::Allow => ChangeKind::Widen,
+            (Outcome::Allow, _) => ChangeKind::Narrow,
+            _ => ChangeKind::Approval,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Widen => "widen",
@@ -73,6 +82,23 @@ pub struct Change {
     pub witness: Json,
 }
 
+/// A (tool, old → new) pair the diff did not finish, and why (the solver's reason, or that
+/// the listing was cut at [`MAX_CLASSES`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unfinished {
+    pub tool: String,
+    pub from: Outcome,
+    pub to: Outcome,
+    pub reason: String,
+}
+
+impl Unfinished {
+    /// `allow → deny`.
+    pub fn change(&self) -> String {
+        format!("{} → {}", self.from.as_str(), self.to.as_str())
+    }
+}
+
 /// The semantic diff.
 #[derive(Debug, Clone, Default)]
 pub struct SemanticDiff {
@@ -84,10 +110,10 @@ pub struct SemanticDiff {
     /// Requests only one version accepts (an enum member only one of them has), which are
     /// not compared: what they are.
     pub one_sided: Vec<String>,
-    /// Pairs the solver gave up on: (tool, from → to, reason).
-    pub unknown: Vec<(String, String, String)>,
-    /// Pairs with more classes than [`MAX_CLASSES`] found by the solver: (tool, from → to).
-    pub truncated: Vec<(String, String)>,
+    /// Pairs the solver gave up on.
+    pub unknown: Vec<Unfinished>,
+    /// Pairs with more classes than [`MAX_CLASSES`] found by the solver.
+    pub truncated: Vec<Unfinished>,
     pub queries: usize,
 }
 
@@ -303,14 +329,6 @@ fn signature(side: &Side, set: &PolicySet, kind: &[usize], deciding: &[String]) 
     crate::encode::all(parts)
 }
 
-fn kind_of(from: Outcome, to: Outcome) -> ChangeKind {
-    match (from, to) {
-        (_, Outcome::Allow) if from != Outcome::Allow => ChangeKind::Widen,
-        (Outcome::Allow, _) => ChangeKind::Narrow,
-        _ => ChangeKind::Approval,
-    }
-}
-
 /// The agent and context attributes both versions declare: `(prefix, old, new)`.
 fn shared_attributes<'s>(
     old: &'s PolicySet,
@@ -490,7 +508,7 @@ fn compare_tool(
     for class in search.found {
         let (from, to) = (class.was.decision, class.is.decision);
         diff.changes.push(Change {
-            kind: kind_of(from, to),
+            kind: ChangeKind::of(from, to),
             tool: tool_name.clone(),
             from,
             to,
@@ -555,6 +573,17 @@ struct Pair<'p, 'a> {
 impl Pair<'_, '_> {
     fn name(&self) -> String {
         format!("{} → {}", self.from.as_str(), self.to.as_str())
+    }
+
+    fn unfinished(&self, reason: String) -> Unfinished {
+        Unfinished {
+            tool: self.after.encoding.set.schema.tools[self.after.tool as usize]
+                .name
+                .clone(),
+            from: self.from,
+            to: self.to,
+            reason,
+        }
     }
 
     /// The class of a witness as a term: the same deciding rules in both versions.
@@ -726,7 +755,8 @@ fn enumerate(
                 continue;
             }
             Decided::Sat(_) if listed == MAX_CLASSES => {
-                diff.truncated.push((tool_name.clone(), pair.name()));
+                diff.truncated
+                    .push(pair.unfinished(format!("more than {MAX_CLASSES} classes")));
                 break;
             }
             Decided::Sat(model) => model,
@@ -784,7 +814,7 @@ fn enumerate(
         search.walk(start);
     }
     if let Some(reason) = gave_up {
-        diff.unknown.push((tool_name, pair.name(), reason));
+        diff.unknown.push(pair.unfinished(reason));
     }
     Ok(())
 }
