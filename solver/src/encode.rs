@@ -685,11 +685,15 @@ impl<'s> Encoding<'s> {
 
     /// Loads the regex membership definitions that `rules` use into a solver.
     pub fn load_definitions(&self, solver: &Solver, rules: &[usize]) {
-        let indexes: Vec<usize> = rules
+        self.load_memberships(solver, self.membership_indexes(rules));
+    }
+
+    /// The indexes of the regex memberships that `rules` use (unsorted, maybe repeated).
+    fn membership_indexes(&self, rules: &[usize]) -> Vec<usize> {
+        rules
             .iter()
             .flat_map(|&r| self.regexes_of_rule.get(r).cloned().unwrap_or_default())
-            .collect();
-        self.load_memberships(solver, indexes);
+            .collect()
     }
 
     /// Loads the regex membership definitions of conditions encoded with [`Encoding::cond`]
@@ -702,10 +706,7 @@ impl<'s> Encoding<'s> {
     /// The regex memberships that `rules` use.
     pub(crate) fn memberships_of(&self, rules: &[usize]) -> Vec<LanguageTest> {
         let definitions = self.definitions.borrow();
-        let mut indexes: Vec<usize> = rules
-            .iter()
-            .flat_map(|&r| self.regexes_of_rule.get(r).cloned().unwrap_or_default())
-            .collect();
+        let mut indexes = self.membership_indexes(rules);
         indexes.sort_unstable();
         indexes.dedup();
         indexes

@@ -22,6 +22,7 @@ use polctl_lang::ir::TextOp;
 use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::util::{primitives::StateID, start};
 use regex_automata::{Anchored, MatchKind};
+use std::cell::OnceCell;
 use z3::ast::Bool;
 use z3::{Params, SatResult, Solver};
 
@@ -62,10 +63,10 @@ fn texts_disjoint(a: (&TextOp, &[String]), b: (&TextOp, &[String])) -> bool {
 }
 
 /// A sample of one side's language passes the other side's test.
-fn share_a_sample(a: &LanguageTest, b: &LanguageTest) -> bool {
+fn share_a_sample(a: &Prepared, b: &Prepared) -> bool {
     [(a, b), (b, a)]
         .into_iter()
-        .any(|(from, to)| samples(from).iter().any(|s| passes(&to.test, s)))
+        .any(|(from, to)| from.samples.iter().any(|s| to.passes(s)))
 }
 
 /// Every string that passes text test `a` passes text test `b`.
@@ -85,66 +86,100 @@ fn text_inside(a: (&TextOp, &[String]), b: (&TextOp, &[String])) -> bool {
     }
 }
 
-/// Strings in a test's language, to refute that it is inside another cheaply.
-fn samples(test: &LanguageTest) -> Vec<String> {
-    match &test.test {
-        TextTest::Text(op, texts) => texts
-            .iter()
-            .flat_map(|t| match op {
-                TextOp::StartsWith => vec![t.clone(), format!("{t}~")],
-                TextOp::EndsWith => vec![t.clone(), format!("~{t}")],
-                TextOp::Contains | TextOp::Matches => vec![t.clone(), format!("~{t}~")],
-            })
-            .collect(),
-        TextTest::Regex(pattern) => {
-            let mut rng = Rng::new(7);
-            (0..SAMPLES)
-                .filter_map(|_| sample_matching(pattern, &mut rng))
-                .collect()
-        }
-    }
+/// A membership with what the pair questions need of it, worked out once per membership
+/// rather than once per pair: samples of its language, its compiled regex, its DFA (built on
+/// first use: text tests against text tests never need one).
+struct Prepared<'t> {
+    test: &'t LanguageTest,
+    /// Strings in its language, to refute cheaply that it is inside another.
+    samples: Vec<String>,
+    /// For a `matches` test, the evaluator's regex.
+    regex: Option<regex::Regex>,
+    dfa: OnceCell<Option<dense::DFA<Vec<u32>>>>,
 }
 
-/// Whether `value` passes a test (a regex by the evaluator's `regex` semantics).
-fn passes(test: &TextTest, value: &str) -> bool {
-    match test {
-        TextTest::Text(..) => test.holds(value) == Some(true),
-        TextTest::Regex(pattern) => {
-            regex::Regex::new(&polctl_lang::check::executable_regex(pattern))
-                .is_ok_and(|r| r.is_match(value))
+impl<'t> Prepared<'t> {
+    fn new(test: &'t LanguageTest) -> Prepared<'t> {
+        let (samples, regex) = match &test.test {
+            TextTest::Text(op, texts) => (
+                texts
+                    .iter()
+                    .flat_map(|t| match op {
+                        TextOp::StartsWith => vec![t.clone(), format!("{t}~")],
+                        TextOp::EndsWith => vec![t.clone(), format!("~{t}")],
+                        TextOp::Contains | TextOp::Matches => vec![t.clone(), format!("~{t}~")],
+                    })
+                    .collect(),
+                None,
+            ),
+            TextTest::Regex(pattern) => {
+                let mut rng = Rng::new(7);
+                let samples = (0..SAMPLES)
+                    .filter_map(|_| sample_matching(pattern, &mut rng))
+                    .collect();
+                let regex = regex::Regex::new(&polctl_lang::check::executable_regex(pattern)).ok();
+                (samples, regex)
+            }
+        };
+        Prepared {
+            test,
+            samples,
+            regex,
+            dfa: OnceCell::new(),
         }
+    }
+
+    /// Whether `value` passes the test (a regex by the evaluator's `regex` semantics).
+    fn passes(&self, value: &str) -> bool {
+        match &self.test.test {
+            TextTest::Text(..) => self.test.test.holds(value) == Some(true),
+            TextTest::Regex(_) => self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+        }
+    }
+
+    fn dfa(&self) -> Option<&dense::DFA<Vec<u32>>> {
+        self.dfa.get_or_init(|| dfa(self.test)).as_ref()
     }
 }
 
 /// Every string in `a`'s language is in `b`'s.
-fn inside(a: &LanguageTest, b: &LanguageTest) -> bool {
-    if let (TextTest::Text(op_a, texts_a), TextTest::Text(op_b, texts_b)) = (&a.test, &b.test) {
+fn inside(a: &Prepared, b: &Prepared) -> bool {
+    if let (TextTest::Text(op_a, texts_a), TextTest::Text(op_b, texts_b)) =
+        (&a.test.test, &b.test.test)
+    {
         return text_inside((op_a, texts_a), (op_b, texts_b));
     }
-    if !samples(a).iter().all(|s| passes(&b.test, s)) {
+    if !a.samples.iter().all(|s| b.passes(s)) {
         return false;
     }
-    match (dfa(a), dfa(b)) {
-        (Some(da), Some(db)) => some_string(&da, &db, |x, y| x && !y) == Some(false),
+    match (a.dfa(), b.dfa()) {
+        (Some(da), Some(db)) => some_string(da, db, |x, y| x && !y) == Some(false),
         _ => {
             empty(&format!(
                 "(re.inter {} (re.comp {}))",
-                a.language, b.language
+                a.test.language, b.test.language
             )) == Some(true)
         }
     }
 }
 
-fn disjoint(a: &LanguageTest, b: &LanguageTest) -> bool {
-    if let (TextTest::Text(op_a, texts_a), TextTest::Text(op_b, texts_b)) = (&a.test, &b.test) {
+fn disjoint(a: &Prepared, b: &Prepared) -> bool {
+    if let (TextTest::Text(op_a, texts_a), TextTest::Text(op_b, texts_b)) =
+        (&a.test.test, &b.test.test)
+    {
         return texts_disjoint((op_a, texts_a), (op_b, texts_b));
     }
     if share_a_sample(a, b) {
         return false;
     }
-    match (dfa(a), dfa(b)) {
-        (Some(da), Some(db)) => some_string(&da, &db, |x, y| x && y) == Some(false),
-        _ => empty(&format!("(re.inter {} {})", a.language, b.language)) == Some(true),
+    match (a.dfa(), b.dfa()) {
+        (Some(da), Some(db)) => some_string(da, db, |x, y| x && y) == Some(false),
+        _ => {
+            empty(&format!(
+                "(re.inter {} {})",
+                a.test.language, b.test.language
+            )) == Some(true)
+        }
     }
 }
 
@@ -243,21 +278,23 @@ fn some_string(
 /// disjoint, `a ⇒ b` when `a`'s is inside `b`'s (a narrowed regex in one version of a rule
 /// and the wider one in the other).
 pub(crate) fn lemmas(memberships: &[LanguageTest]) -> Vec<Bool> {
+    let prepared: Vec<Prepared> = memberships.iter().map(Prepared::new).collect();
     let mut lemmas = Vec::new();
-    for (i, a) in memberships.iter().enumerate() {
-        for b in &memberships[i + 1..] {
-            if a.subject != b.subject || a.language == b.language {
+    for (i, a) in prepared.iter().enumerate() {
+        for b in &prepared[i + 1..] {
+            let (x, y) = (a.test, b.test);
+            if x.subject != y.subject || x.language == y.language {
                 continue;
             }
             if disjoint(a, b) {
-                lemmas.push(Bool::and(&[a.member.clone(), b.member.clone()]).not());
+                lemmas.push(Bool::and(&[x.member.clone(), y.member.clone()]).not());
                 continue;
             }
             if inside(a, b) {
-                lemmas.push(a.member.implies(&b.member));
+                lemmas.push(x.member.implies(&y.member));
             }
             if inside(b, a) {
-                lemmas.push(b.member.implies(&a.member));
+                lemmas.push(y.member.implies(&x.member));
             }
         }
     }
@@ -286,6 +323,14 @@ mod tests {
             language: text_language(op, &texts),
             test: TextTest::Text(op, texts),
         }
+    }
+
+    fn disjoint(a: &LanguageTest, b: &LanguageTest) -> bool {
+        super::disjoint(&Prepared::new(a), &Prepared::new(b))
+    }
+
+    fn inside(a: &LanguageTest, b: &LanguageTest) -> bool {
+        super::inside(&Prepared::new(a), &Prepared::new(b))
     }
 
     #[test]

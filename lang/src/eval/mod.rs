@@ -561,14 +561,7 @@ impl Evaluator {
             .map(|candidate| RuleState {
                 rule: candidate.rule,
                 in_scope: self.in_scope(candidate.policy, &key),
-                condition: candidate
-                    .when
-                    .as_ref()
-                    .is_none_or(|c| c.eval(request, None))
-                    && !candidate
-                        .unless
-                        .as_ref()
-                        .is_some_and(|c| c.eval(request, None)),
+                condition: Self::matches(candidate, request),
             })
             .collect()
     }
