@@ -97,7 +97,10 @@ fn every_changed_decision_falls_in_a_reported_class() {
             .map(|t| t.name.clone())
             .collect();
         let new = evaluator(&edited(&old_files, &tools, seed));
-        let diff = semantic_diff(&old, &new, 10_000).expect("diff");
+        // A generous query limit: a few of these proposals need Z3 to find strings (about 5 s
+        // each on seed 4, alone on this machine), and CI runs other tests beside this one. The
+        // assertion below, that nothing is left undecided, stays.
+        let diff = semantic_diff(&old, &new, 40_000).expect("diff");
         assert!(
             diff.unknown.is_empty(),
             "seed {seed}: undecided {:?}",
