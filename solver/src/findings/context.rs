@@ -325,7 +325,14 @@ impl<'a> Worker<'a> {
             .positive_rules()
             .first()
             .map(|&r| shared.set.rules[r].tools.as_slice());
-        let solver = self.encoding.solver_for(&query.rules(), subject_tools);
+        let rules = query.rules();
+        let solver = self.encoding.solver_for(&rules, subject_tools);
+        // Which of these rules' text tests on one field exclude or include each other: Z3
+        // 4.8.12 cannot refute an anchored regex together with a disjoint `ends with` in any
+        // time, but is handed the answer here (see `languages.rs`).
+        for lemma in crate::languages::lemmas(&self.encoding.memberships_of(&rules)) {
+            solver.assert(&lemma);
+        }
         let mut params = Params::new();
         params.set_u32("timeout", shared.options.timeout_ms);
         solver.set_params(&params);
