@@ -558,6 +558,11 @@ fn properties_are_proven_or_refuted_with_a_counterexample() {
         text.contains("refunds are never allowed ... FAILED"),
         "{text}"
     );
+    // Proven only with the fact that `^ticket-[0-9]+$` and `ends with ".example"` are disjoint.
+    assert!(
+        text.contains("no notification goes to an outside address ... ok"),
+        "{text}"
+    );
     // The counterexample is a request the evaluator decides `allow`.
     let start = text.find("decided allow:\n").expect("counterexample") + "decided allow:\n".len();
     let end = start + text[start..].find("\n}\n").expect("end of JSON") + 2;

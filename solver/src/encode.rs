@@ -697,16 +697,20 @@ impl<'s> Encoding<'s> {
     }
 
     /// Loads the regex membership definitions of conditions encoded with [`Encoding::cond`]
-    /// since the rules were (a property's `forall`).
-    pub fn load_condition_definitions(&self, solver: &Solver) {
+    /// since the rules were (a property's `forall`), and returns them.
+    pub(crate) fn load_condition_definitions(&self, solver: &Solver) -> Vec<LanguageTest> {
         let used = std::mem::take(&mut self.definitions.borrow_mut().used);
-        self.load_memberships(solver, used);
+        self.load_memberships(solver, used.clone());
+        self.language_tests(used)
     }
 
     /// The regex memberships that `rules` use.
     pub(crate) fn memberships_of(&self, rules: &[usize]) -> Vec<LanguageTest> {
+        self.language_tests(self.membership_indexes(rules))
+    }
+
+    fn language_tests(&self, mut indexes: Vec<usize>) -> Vec<LanguageTest> {
         let definitions = self.definitions.borrow();
-        let mut indexes = self.membership_indexes(rules);
         indexes.sort_unstable();
         indexes.dedup();
         indexes

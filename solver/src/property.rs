@@ -19,6 +19,9 @@ pub enum Claim {
     Always(Outcome),
 }
 
+/// How long Z3 gets before the language facts are worked out and it is asked again.
+const FIRST_TRY_MS: u32 = 1_000;
+
 /// The solver's verdict on a property.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -104,13 +107,29 @@ pub fn prove(
         .filter(|&r| set.rules[r].tools.iter().any(|t| tools.contains(t)))
         .collect();
     let solver = encoding.solver_for(&rules, Some(&tools));
-    encoding.load_condition_definitions(&solver);
-    let mut params = Params::new();
-    params.set_u32("timeout", timeout_ms);
-    solver.set_params(&params);
+    let mut memberships = encoding.load_condition_definitions(&solver);
+    let limit = |ms: u32| {
+        let mut params = Params::new();
+        params.set_u32("timeout", ms);
+        solver.set_params(&params);
+    };
     solver.assert(&condition);
     solver.assert(&broken);
-    match solver.check() {
+    let first_try_ms = (timeout_ms / 4).min(FIRST_TRY_MS);
+    limit(first_try_ms);
+    let mut result = solver.check();
+    if result == SatResult::Unknown {
+        // Most often two tests on one field whose languages do not meet, which Z3 4.8.12
+        // cannot refute in any time: hand it those facts (`languages.rs`), which are worth
+        // working out only now (every rule on the tools takes part), and ask again.
+        memberships.extend(encoding.memberships_of(&rules));
+        for lemma in crate::languages::lemmas(&memberships) {
+            solver.assert(&lemma);
+        }
+        limit(timeout_ms - first_try_ms);
+        result = solver.check();
+    }
+    match result {
         SatResult::Unsat => Verdict::Proven,
         SatResult::Unknown => Verdict::Unknown(
             solver
