@@ -182,12 +182,39 @@ pub(crate) enum TextTest {
 }
 
 /// A regex membership as [`Encoding::memberships_of`] lists it.
+#[derive(Clone)]
 pub(crate) struct LanguageTest {
     pub member: Bool,
+    /// The string variable tested, and its Z3 name.
+    pub variable: Z3String,
     pub subject: String,
     /// The SMT-LIB regex term.
     pub language: String,
     pub test: TextTest,
+}
+
+/// Defines each membership's Boolean in `solver` as its variable being in its language.
+pub(crate) fn load_tests(solver: &Solver, tests: &[LanguageTest]) {
+    if tests.is_empty() {
+        return;
+    }
+    let mut declarations = BTreeSet::new();
+    let mut assertions = String::new();
+    for LanguageTest {
+        member,
+        variable,
+        language,
+        ..
+    } in tests
+    {
+        declarations.insert(format!("(declare-const {variable} String)"));
+        declarations.insert(format!("(declare-const {member} Bool)"));
+        assertions.push_str(&format!(
+            "(assert (= {member} (str.in_re {variable} {language})))"
+        ));
+    }
+    let text: String = declarations.into_iter().collect::<String>() + &assertions;
+    solver.from_string(text);
 }
 
 impl TextTest {
@@ -216,6 +243,9 @@ struct Definitions {
     used: Vec<usize>,
     /// Concrete membership results, `(language, value)` to whether the value matches.
     cache: HashMap<(String, String), bool>,
+    /// Per string variable (by its Z3 name), the texts it is compared with by `==`, `in` or a
+    /// scope: what a string chosen for it outside Z3 (`realize.rs`) must respect.
+    literals: HashMap<String, BTreeSet<String>>,
 }
 
 impl<'s> Encoding<'s> {
@@ -360,7 +390,7 @@ impl<'s> Encoding<'s> {
                 return Bool::from_bool(false);
             };
             match (&self.agent[index], &schema.agent[index].ty) {
-                (Term::Str(s), _) => s.eq(literal(value)),
+                (Term::Str(s), _) => self.text_is(s, value),
                 (Term::Int(i), Type::Enum { members }) => {
                     match members.iter().position(|m| m == value) {
                         Some(member) => i.eq(Int::from_i64(member as i64)),
@@ -469,7 +499,7 @@ impl<'s> Encoding<'s> {
                 .filter(|(_, t)| t.kind == *kind)
                 .map(|(i, _)| self.is_tool(i))
                 .collect())),
-            Value::Str(s) => Ok(self.string_term(path, tools, element)?.eq(literal(s))),
+            Value::Str(s) => Ok(self.text_is(&self.string_term(path, tools, element)?, s)),
             Value::Bool(b) => match self.term(path, tools, element)? {
                 Term::Bool(v) => Ok(v.eq(Bool::from_bool(*b))),
                 _ => Err(format!("`{path}` is not a bool")),
@@ -582,7 +612,7 @@ impl<'s> Encoding<'s> {
                     .iter()
                     .enumerate()
                     .map(|(i, item)| {
-                        Bool::and(&[len.gt(Int::from_i64(i as i64)), item.eq(literal(value))])
+                        Bool::and(&[len.gt(Int::from_i64(i as i64)), self.text_is(item, value)])
                     })
                     .collect())
             }
@@ -594,7 +624,7 @@ impl<'s> Encoding<'s> {
                     .map(|(i, item)| {
                         Bool::and(&[
                             len.gt(Int::from_i64(i as i64)),
-                            any(values.iter().map(|v| item.eq(literal(v))).collect()),
+                            any(values.iter().map(|v| self.text_is(item, v)).collect()),
                         ])
                     })
                     .collect())
@@ -627,6 +657,27 @@ impl<'s> Encoding<'s> {
                 compare(&len, *op, Int::from_i64(*value))
             }
         })
+    }
+
+    /// `subject == text`, remembered as a literal of `subject`.
+    fn text_is(&self, subject: &Z3String, text: &str) -> Bool {
+        self.definitions
+            .borrow_mut()
+            .literals
+            .entry(subject.to_string())
+            .or_default()
+            .insert(text.to_owned());
+        subject.eq(literal(text))
+    }
+
+    /// The texts a string variable (by its Z3 name) is compared with anywhere in the encoding.
+    pub(crate) fn literals_of(&self, subject: &str) -> Vec<String> {
+        self.definitions
+            .borrow()
+            .literals
+            .get(subject)
+            .map(|texts| texts.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// A Boolean defined as `subject` being in `language` (an SMT-LIB regex term). Its name is
@@ -666,8 +717,15 @@ impl<'s> Encoding<'s> {
     /// is given, the request's tool is one of them and only their argument domains are loaded
     /// (a query whose subject rule names those tools loses nothing by it).
     pub fn solver_for(&self, rules: &[usize], tools: Option<&[usize]>) -> Solver {
-        let solver = Solver::new();
+        let solver = self.domain_solver(tools);
         self.load_definitions(&solver, rules);
+        solver
+    }
+
+    /// [`Encoding::solver_for`] without the regex membership definitions: their Booleans are
+    /// free (the abstraction of `realize.rs`).
+    pub(crate) fn domain_solver(&self, tools: Option<&[usize]>) -> Solver {
+        let solver = Solver::new();
         solver.assert(&self.domain);
         match tools {
             Some(tools) => {
@@ -719,6 +777,7 @@ impl<'s> Encoding<'s> {
                 let m = &definitions.members[i];
                 LanguageTest {
                     member: m.member.clone(),
+                    variable: m.subject.clone(),
                     subject: m.subject.to_string(),
                     language: m.language.clone(),
                     test: m.test.clone(),
@@ -727,30 +786,8 @@ impl<'s> Encoding<'s> {
             .collect()
     }
 
-    fn load_memberships(&self, solver: &Solver, mut indexes: Vec<usize>) {
-        let definitions = self.definitions.borrow();
-        indexes.sort_unstable();
-        indexes.dedup();
-        if indexes.is_empty() {
-            return;
-        }
-        let mut declarations = BTreeSet::new();
-        let mut assertions = String::new();
-        for index in indexes {
-            let Membership {
-                member,
-                subject,
-                language,
-                ..
-            } = &definitions.members[index];
-            declarations.insert(format!("(declare-const {subject} String)"));
-            declarations.insert(format!("(declare-const {member} Bool)"));
-            assertions.push_str(&format!(
-                "(assert (= {member} (str.in_re {subject} {language})))"
-            ));
-        }
-        let text: String = declarations.into_iter().collect::<String>() + &assertions;
-        solver.from_string(text);
+    fn load_memberships(&self, solver: &Solver, indexes: Vec<usize>) {
+        load_tests(solver, &self.language_tests(indexes));
     }
 
     /// What `tool`'s declaration says of its arguments: the required ones are present, and a

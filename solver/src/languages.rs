@@ -89,8 +89,8 @@ fn text_inside(a: (&TextOp, &[String]), b: (&TextOp, &[String])) -> bool {
 /// A membership with what the pair questions need of it, worked out once per membership
 /// rather than once per pair: samples of its language, its compiled regex, its DFA (built on
 /// first use: text tests against text tests never need one).
-struct Prepared<'t> {
-    test: &'t LanguageTest,
+pub(crate) struct Prepared<'t> {
+    pub test: &'t LanguageTest,
     /// Strings in its language, to refute cheaply that it is inside another.
     samples: Vec<String>,
     /// For a `matches` test, the evaluator's regex.
@@ -99,7 +99,7 @@ struct Prepared<'t> {
 }
 
 impl<'t> Prepared<'t> {
-    fn new(test: &'t LanguageTest) -> Prepared<'t> {
+    pub fn new(test: &'t LanguageTest) -> Prepared<'t> {
         let (samples, regex) = match &test.test {
             TextTest::Text(op, texts) => (
                 texts
@@ -130,14 +130,14 @@ impl<'t> Prepared<'t> {
     }
 
     /// Whether `value` passes the test (a regex by the evaluator's `regex` semantics).
-    fn passes(&self, value: &str) -> bool {
+    pub fn passes(&self, value: &str) -> bool {
         match &self.test.test {
             TextTest::Text(..) => self.test.test.holds(value) == Some(true),
             TextTest::Regex(_) => self.regex.as_ref().is_some_and(|r| r.is_match(value)),
         }
     }
 
-    fn dfa(&self) -> Option<&dense::DFA<Vec<u32>>> {
+    pub fn dfa(&self) -> Option<&dense::DFA<Vec<u32>>> {
         self.dfa.get_or_init(|| dfa(self.test)).as_ref()
     }
 }
@@ -191,7 +191,7 @@ const PAIRS_LIMIT: usize = 50_000;
 /// anywhere in the string as `Regex::is_match` does. `None` when it cannot be built within
 /// [`DFA_LIMIT`] (then Z3 is asked instead).
 fn dfa(test: &LanguageTest) -> Option<dense::DFA<Vec<u32>>> {
-    let pattern = match &test.test {
+    dfa_of(&match &test.test {
         TextTest::Regex(pattern) => polctl_lang::check::executable_regex(pattern),
         TextTest::Text(_, texts) if texts.is_empty() => return None,
         TextTest::Text(op, texts) => {
@@ -203,24 +203,29 @@ fn dfa(test: &LanguageTest) -> Option<dense::DFA<Vec<u32>>> {
                 TextOp::Contains | TextOp::Matches => format!("(?:{any})"),
             }
         }
-    };
+    })
+}
+
+/// A pattern of the `regex` crate as a DFA that searches anywhere in the string; `None` when
+/// it cannot be built within [`DFA_LIMIT`].
+pub(crate) fn dfa_of(pattern: &str) -> Option<dense::DFA<Vec<u32>>> {
     let config = dense::DFA::config()
         .match_kind(MatchKind::All)
         .start_kind(StartKind::Unanchored)
         .dfa_size_limit(Some(DFA_LIMIT))
         .determinize_size_limit(Some(DFA_LIMIT));
-    dense::Builder::new().configure(config).build(&pattern).ok()
+    dense::Builder::new().configure(config).build(pattern).ok()
 }
 
 /// Where a DFA is after some bytes: a match has been seen (the string passes whatever
 /// follows), or a state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum At {
+pub(crate) enum At {
     Matched,
     In(StateID),
 }
 
-fn at(dfa: &dense::DFA<Vec<u32>>, state: StateID) -> At {
+pub(crate) fn at(dfa: &dense::DFA<Vec<u32>>, state: StateID) -> At {
     // A match state means a match ended before the last byte (matches are reported one byte
     // late), so the string passes.
     if dfa.is_match_state(state) {
@@ -230,7 +235,7 @@ fn at(dfa: &dense::DFA<Vec<u32>>, state: StateID) -> At {
     }
 }
 
-fn passes_here(dfa: &dense::DFA<Vec<u32>>, at: At) -> bool {
+pub(crate) fn passes_here(dfa: &dense::DFA<Vec<u32>>, at: At) -> bool {
     match at {
         At::Matched => true,
         At::In(state) => dfa.is_match_state(dfa.next_eoi_state(state)),
@@ -309,6 +314,7 @@ mod tests {
     fn regex(pattern: &str) -> LanguageTest {
         LanguageTest {
             member: Bool::new_const(format!("m {pattern}")),
+            variable: z3::ast::String::new_const("s"),
             subject: "s".to_owned(),
             language: matching_language(pattern).expect("translatable"),
             test: TextTest::Regex(pattern.to_owned()),
@@ -319,6 +325,7 @@ mod tests {
         let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
         LanguageTest {
             member: Bool::new_const(format!("t {op:?} {texts:?}")),
+            variable: z3::ast::String::new_const("s"),
             subject: "s".to_owned(),
             language: text_language(op, &texts),
             test: TextTest::Text(op, texts),

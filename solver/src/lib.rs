@@ -15,6 +15,7 @@ pub mod languages;
 pub mod pool;
 pub mod property;
 pub mod query;
+pub(crate) mod realize;
 pub mod regex;
 pub mod strings;
 pub mod witness;

@@ -6,11 +6,13 @@
 //! `forall` holds and that the decision is the forbidden one) before it is reported. Lists are
 //! reasoned about up to [`crate::LIST_BOUND`] elements, so a proof about lists holds up to it.
 
-use crate::encode::Encoding;
+use crate::encode::{load_tests, Encoding};
+use crate::realize::{self, Chosen, Realized};
 use polctl_lang::eval::{Evaluator, Outcome};
 use polctl_lang::ir::{CmpOp, Cond, Path, PolicySet, Value};
 use serde_json::Value as Json;
-use z3::{Params, SatResult};
+use std::time::{Duration, Instant};
+use z3::{Params, SatResult, Solver};
 
 /// What a property claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,43 +109,63 @@ pub fn prove(
         .filter(|&r| set.rules[r].tools.iter().any(|t| tools.contains(t)))
         .collect();
     let solver = encoding.solver_for(&rules, Some(&tools));
-    let mut memberships = encoding.load_condition_definitions(&solver);
-    let limit = |ms: u32| {
+    let condition_tests = encoding.load_condition_definitions(&solver);
+    let limit = |solver: &Solver, ms: u32| {
         let mut params = Params::new();
-        params.set_u32("timeout", ms);
+        params.set_u32("timeout", ms.max(1));
         solver.set_params(&params);
     };
+    let started = Instant::now();
     solver.assert(&condition);
     solver.assert(&broken);
     let first_try_ms = (timeout_ms / 4).min(FIRST_TRY_MS);
-    limit(first_try_ms);
-    let mut result = solver.check();
-    if result == SatResult::Unknown {
-        // Most often two tests on one field whose languages do not meet, which Z3 4.8.12
-        // cannot refute in any time: hand it those facts (`languages.rs`), which are worth
-        // working out only now (every rule on the tools takes part), and ask again.
-        memberships.extend(encoding.memberships_of(&rules));
-        for lemma in crate::languages::lemmas(&memberships) {
-            solver.assert(&lemma);
-        }
-        limit(timeout_ms - first_try_ms);
-        result = solver.check();
-    }
-    match result {
-        SatResult::Unsat => Verdict::Proven,
-        SatResult::Unknown => Verdict::Unknown(
-            solver
-                .get_reason_unknown()
-                .unwrap_or_else(|| "unknown".to_owned()),
-        ),
-        SatResult::Sat => {
-            let Some(model) = solver.get_model() else {
-                return Verdict::Unknown("no model".to_owned());
+    limit(&solver, first_try_ms);
+    let model = match solver.check() {
+        SatResult::Unsat => return Verdict::Proven,
+        SatResult::Sat => solver.get_model(),
+        SatResult::Unknown => {
+            // Z3 4.8.12's string solver gives up on some combinations of text tests on one
+            // field in any time: decide them with strings chosen outside Z3 (`realize.rs`),
+            // worth setting up only now (every rule on the tools takes part).
+            let mut memberships = condition_tests.clone();
+            memberships.extend(encoding.memberships_of(&rules));
+            let lemmas = crate::languages::lemmas(&memberships);
+            let abstraction = encoding.domain_solver(Some(&tools));
+            for fact in lemmas.iter().chain([&condition, &broken]) {
+                abstraction.assert(fact);
+            }
+            let confirm = |strings: &Chosen, ms: u32| {
+                let solver = encoding.solver_for(&rules, Some(&tools));
+                load_tests(&solver, &condition_tests);
+                for fact in lemmas.iter().chain([&condition, &broken]) {
+                    solver.assert(fact);
+                }
+                realize::check_with(solver, strings, ms)
             };
-            let json = encoding.request_from_model(&model);
-            replay(evaluator, forall, claim, json)
+            let deadline = started + Duration::from_millis(timeout_ms.into());
+            match realize::decide(
+                &abstraction,
+                &memberships,
+                &|subject| encoding.literals_of(subject),
+                &confirm,
+                deadline,
+            ) {
+                Realized::Sat(model) => Some(model),
+                Realized::Unsat => return Verdict::Proven,
+                Realized::Unknown(why) => {
+                    let reason = solver
+                        .get_reason_unknown()
+                        .unwrap_or_else(|| "unknown".to_owned());
+                    return Verdict::Unknown(format!("{reason}; {why}"));
+                }
+            }
         }
-    }
+    };
+    let Some(model) = model else {
+        return Verdict::Unknown("no model".to_owned());
+    };
+    let json = encoding.request_from_model(&model);
+    replay(evaluator, forall, claim, json)
 }
 
 /// The evaluator must agree that the counterexample satisfies `forall` and breaks the claim.

@@ -17,6 +17,7 @@ use crate::findings::AnalysisError;
 
 mod concrete;
 
+use crate::realize::{self, Chosen, Realized};
 use concrete::{Class, ClassSearch, Offer};
 use polctl_lang::display::rule_text;
 use polctl_lang::eval::{DecisionJson, Evaluator, Outcome};
@@ -25,6 +26,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 use z3::ast::{Ast, Bool, Dynamic, Int};
 use z3::{Model, SatResult, Solver};
 
@@ -668,10 +670,14 @@ fn enumerate(
     skeleton.push(after.encoding.is_tool(new_tool));
     skeleton.push(after.fix(&after.encoding.declared_facts(new_tool)));
     skeleton.push(before.fix(&before.encoding.declared_facts(old_tool)));
-    let theory = || {
+    // The theory; without the regex membership definitions, the abstraction over strings
+    // of `realize.rs`.
+    let build = |with_memberships: bool| {
         let solver = Solver::new();
-        after.encoding.load_definitions(&solver, pair.new_rules);
-        before.encoding.load_definitions(&solver, pair.old_rules);
+        if with_memberships {
+            after.encoding.load_definitions(&solver, pair.new_rules);
+            before.encoding.load_definitions(&solver, pair.old_rules);
+        }
         for term in skeleton
             .iter()
             .chain(&before.definitions)
@@ -684,6 +690,7 @@ fn enumerate(
         }
         solver
     };
+    let theory = || build(true);
     let mut incremental = theory();
     let mut excluded = 0;
     let mut listed = 0;
@@ -727,20 +734,42 @@ fn enumerate(
             timeout_ms.min(FIRST_TRY_MS),
         );
         if matches!(decided, Decided::Unknown(_)) {
+            let mut memberships = before.encoding.memberships_of(pair.old_rules);
+            memberships.extend(after.encoding.memberships_of(pair.new_rules));
+            memberships.sort_by(|a, b| (&a.subject, &a.language).cmp(&(&b.subject, &b.language)));
+            memberships.dedup_by(|a, b| a.subject == b.subject && a.language == b.language);
             if pair.language_lemmas.get().is_none() {
                 // Worth computing once per tool, and only when needed: what Z3 cannot refute
                 // is most often two tests on one field whose languages do not meet.
-                let mut memberships = before.encoding.memberships_of(pair.old_rules);
-                memberships.extend(after.encoding.memberships_of(pair.new_rules));
-                memberships
-                    .sort_by(|a, b| (&a.subject, &a.language).cmp(&(&b.subject, &b.language)));
-                memberships.dedup_by(|a, b| a.subject == b.subject && a.language == b.language);
                 let _ = pair
                     .language_lemmas
                     .set(crate::languages::lemmas(&memberships));
                 incremental = theory();
             }
-            decided = decide(&mut incremental, &theory, &cube, timeout_ms);
+            // Strings chosen outside Z3 first (exact, and usually quick); Z3 with the whole
+            // limit only when that gives up.
+            let literals_of = |subject: &str| {
+                let mut texts = before.encoding.literals_of(subject);
+                texts.extend(after.encoding.literals_of(subject));
+                texts.sort();
+                texts.dedup();
+                texts
+            };
+            let abstraction = build(false);
+            cube.iter().for_each(|literal| abstraction.assert(literal));
+            let confirm = |strings: &Chosen, ms: u32| {
+                let solver = theory();
+                cube.iter().for_each(|literal| solver.assert(literal));
+                realize::check_with(solver, strings, ms)
+            };
+            let deadline = Instant::now() + Duration::from_millis((timeout_ms / 2).into());
+            decided =
+                match realize::decide(&abstraction, &memberships, &literals_of, &confirm, deadline)
+                {
+                    Realized::Sat(model) => Decided::Sat(model),
+                    Realized::Unsat => Decided::Unsat(cube.clone()),
+                    Realized::Unknown(_) => decide(&mut incremental, &theory, &cube, timeout_ms),
+                };
         }
         let model = match decided {
             Decided::Unsat(core) => {

@@ -7,6 +7,7 @@ use crate::candidates::{search, FieldsRead};
 use crate::construct::{construct, scoped_request};
 use crate::encode::Encoding;
 use crate::query::{all_approved, Query};
+use crate::realize::{self, Chosen, Realized};
 use polctl_lang::diagnostic::{Diagnostic, DiagnosticKind, Severity};
 use polctl_lang::eval::generate::{request_to_json, RequestGenerator};
 use polctl_lang::eval::{Decision, Evaluator, Request, RuleStatus, RuleTrace};
@@ -14,9 +15,9 @@ use polctl_lang::ir::{Cond, Effect, PolicySet, Scope, ScopeTerm};
 use serde_json::Value as Json;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use z3::ast::Bool;
-use z3::{Params, SatResult};
+use z3::{Params, SatResult, Solver};
 
 /// The answer to a query.
 pub enum Answer {
@@ -326,35 +327,76 @@ impl<'a> Worker<'a> {
             .first()
             .map(|&r| shared.set.rules[r].tools.as_slice());
         let rules = query.rules();
-        let solver = self.encoding.solver_for(&rules, subject_tools);
+        let memberships = self.encoding.memberships_of(&rules);
         // Which of these rules' text tests on one field exclude or include each other: Z3
         // 4.8.12 cannot refute an anchored regex together with a disjoint `ends with` in any
         // time, but is handed the answer here (see `languages.rs`).
-        for lemma in crate::languages::lemmas(&self.encoding.memberships_of(&rules)) {
-            solver.assert(&lemma);
-        }
-        let mut params = Params::new();
-        params.set_u32("timeout", shared.options.timeout_ms);
-        solver.set_params(&params);
-        for constraint in query.constraints(&self.encoding, &self.all_approved) {
-            solver.assert(&constraint);
-        }
+        let lemmas = crate::languages::lemmas(&memberships);
+        let constraints = query.constraints(&self.encoding, &self.all_approved);
+        let load = |solver: &Solver| {
+            lemmas
+                .iter()
+                .chain(&constraints)
+                .for_each(|c| solver.assert(c));
+        };
+        let timeout_ms = shared.options.timeout_ms;
         let started = Instant::now();
-        let result = solver.check();
+        let deadline = started + Duration::from_millis(timeout_ms.into());
+        let solver = self.encoding.solver_for(&rules, subject_tools);
+        load(&solver);
+        // With text tests, Z3 gets half the limit; what it gives up on is decided with
+        // strings chosen outside it (`realize.rs`) in the other half.
+        let first_ms = if memberships.is_empty() {
+            timeout_ms
+        } else {
+            timeout_ms / 2
+        };
+        let mut params = Params::new();
+        params.set_u32("timeout", first_ms.max(1));
+        solver.set_params(&params);
+        let result = match solver.check() {
+            SatResult::Unsat => Err(Answer::Unsat),
+            SatResult::Sat => solver
+                .get_model()
+                .ok_or_else(|| Answer::Unknown("no model".to_owned())),
+            SatResult::Unknown => {
+                let reason = solver
+                    .get_reason_unknown()
+                    .unwrap_or_else(|| "unknown".to_owned());
+                if memberships.is_empty() {
+                    Err(Answer::Unknown(reason))
+                } else {
+                    let abstraction = self.encoding.domain_solver(subject_tools);
+                    load(&abstraction);
+                    let confirm = |strings: &Chosen, ms: u32| {
+                        let solver = self.encoding.solver_for(&rules, subject_tools);
+                        load(&solver);
+                        realize::check_with(solver, strings, ms)
+                    };
+                    match realize::decide(
+                        &abstraction,
+                        &memberships,
+                        &|subject| self.encoding.literals_of(subject),
+                        &confirm,
+                        deadline,
+                    ) {
+                        Realized::Sat(model) => Ok(model),
+                        Realized::Unsat => Err(Answer::Unsat),
+                        // Out of time is Z3's reason already; anything else is worth saying.
+                        Realized::Unknown(why) if why == "timeout" || why == "canceled" => {
+                            Err(Answer::Unknown(reason))
+                        }
+                        Realized::Unknown(why) => Err(Answer::Unknown(format!("{reason}; {why}"))),
+                    }
+                }
+            }
+        };
         shared
             .solver_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         match result {
-            SatResult::Unsat => Ok(Answer::Unsat),
-            SatResult::Unknown => Ok(Answer::Unknown(
-                solver
-                    .get_reason_unknown()
-                    .unwrap_or_else(|| "unknown".to_owned()),
-            )),
-            SatResult::Sat => {
-                let Some(model) = solver.get_model() else {
-                    return Ok(Answer::Unknown("no model".to_owned()));
-                };
+            Err(answer) => Ok(answer),
+            Ok(model) => {
                 let json = self.encoding.request_from_model(&model);
                 let mut request =
                     shared
