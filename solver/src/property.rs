@@ -21,7 +21,7 @@ pub enum Claim {
     Always(Outcome),
 }
 
-/// How long Z3 gets before the language facts are worked out and it is asked again.
+/// How long Z3 gets before the strings are chosen outside it (`realize.rs`).
 const FIRST_TRY_MS: u32 = 1_000;
 
 /// The solver's verdict on a property.
@@ -156,7 +156,7 @@ pub fn prove(
                     let reason = solver
                         .get_reason_unknown()
                         .unwrap_or_else(|| "unknown".to_owned());
-                    return Verdict::Unknown(format!("{reason}; {why}"));
+                    return Verdict::Unknown(realize::unknown_reason(reason, &why));
                 }
             }
         }

@@ -51,6 +51,16 @@ pub(crate) fn check_with(solver: Solver, strings: &Chosen, ms: u32) -> Option<Mo
         .flatten()
 }
 
+/// Why a query ended undecided, from Z3's reason and the loop's: running out of time is
+/// Z3's reason already, anything else is worth adding.
+pub(crate) fn unknown_reason(z3_reason: String, why: &str) -> String {
+    if why == "timeout" || why == "canceled" {
+        z3_reason
+    } else {
+        format!("{z3_reason}; {why}")
+    }
+}
+
 /// What the loop concluded.
 pub(crate) enum Realized {
     /// A model of the whole query, strings included.

@@ -382,11 +382,9 @@ impl<'a> Worker<'a> {
                     ) {
                         Realized::Sat(model) => Ok(model),
                         Realized::Unsat => Err(Answer::Unsat),
-                        // Out of time is Z3's reason already; anything else is worth saying.
-                        Realized::Unknown(why) if why == "timeout" || why == "canceled" => {
-                            Err(Answer::Unknown(reason))
+                        Realized::Unknown(why) => {
+                            Err(Answer::Unknown(realize::unknown_reason(reason, &why)))
                         }
-                        Realized::Unknown(why) => Err(Answer::Unknown(format!("{reason}; {why}"))),
                     }
                 }
             }
