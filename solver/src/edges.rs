@@ -7,27 +7,31 @@
 //! of the request as the case has it. `eve@evil.example` against `every args.to ends with
 //! "@acme.example"` gives `eve@evil.example@acme.example`: the edge of the rule's condition,
 //! found rather than guessed. Values built from the rule's own string tests (its prefixes,
-//! suffixes, substrings and samples of its regexes around the original) are tried first,
-//! because Z3 4.8.12 gives up on regex membership around a fixed text; Z3 answers the rest
-//! (`not ... ends with`, comparisons between several tests). The evaluator confirms the flip
-//! before a value is returned.
+//! suffixes, substrings and samples of its regexes around the original) are tried first; Z3
+//! answers the rest (`not ... ends with`, comparisons between several tests), except for rules
+//! that test the value with a regex: Z3 4.8.12 gives up on regex membership around a fixed
+//! text, so those values are chosen on the rule's DFAs (`realize.rs`), such as
+//! `ops-0-drop-tables-ok` for `matches "^ops-[0-9]+-" and ends with "-ok"`. The evaluator
+//! confirms the flip before a value is returned.
 
 use crate::candidates::FieldsRead;
-use crate::encode::{Encoding, Term};
-use crate::strings::{literal, unescape};
+use crate::encode::{load_tests, Encoding, LanguageTest, Term, TextTest};
+use crate::realize::{self, Chosen, Realized};
+use crate::strings::{escape, literal, unescape};
 use polctl_lang::eval::generate::Rng;
 use polctl_lang::eval::{sample_matching, Evaluator, Outcome, Request, Value};
 use polctl_lang::ir::{Cond, Effect, Path, TextOp};
-use z3::ast::{Int, String as Z3String};
+use std::time::{Duration, Instant};
+use z3::ast::{Bool, Int, String as Z3String};
 use z3::{Params, SatResult};
 
 /// The most characters an edge value adds around the original.
 pub const MAX_EXTRA: i64 = 24;
 
-/// The most time one edge query gets. Queries on rules whose tests of the argument include a
-/// regex are not asked at all (Z3 4.8.12 gives up on them whatever the limit); the others take
-/// milliseconds, so this limit only guards against the unexpected and, being generous, keeps
-/// the results the same on a loaded machine.
+/// The most time one edge query gets. Queries take milliseconds (those on rules that test the
+/// argument with a regex are decided on DFAs, not by Z3's string solver), so this limit only
+/// guards against the unexpected and, being generous, keeps the results the same on a loaded
+/// machine.
 pub const MAX_QUERY_MS: u32 = 5_000;
 
 /// A value at the edge of a rule's condition.
@@ -152,7 +156,22 @@ pub fn edge_values(
             .find(|value| flips(value));
         let (value, how) = match built {
             Some(value) => (value, format!("edge of `{}`: {direction} it", rule_ir.id)),
-            None if reads_with_regex(rule_ir, &path) => continue,
+            None if reads_with_regex(rule_ir, &path) => {
+                let flipped = if matched { condition.not() } else { condition };
+                let edge = Edge {
+                    encoding: &encoding,
+                    rule,
+                    tool: request.tool,
+                    free: &free,
+                    flipped: &flipped,
+                };
+                match edge.chosen(&original, timeout_ms.min(MAX_QUERY_MS)) {
+                    Some(value) if flips(&value) => {
+                        (value, format!("solver: {direction} `{}`", rule_ir.id))
+                    }
+                    _ => continue,
+                }
+            }
             None => {
                 let flipped = if matched { condition.not() } else { condition };
                 let solver = encoding.solver_for(&[rule], Some(&[request.tool]));
@@ -195,6 +214,70 @@ pub fn edge_values(
         }
     }
     found
+}
+
+/// An edge query on a rule that tests the value with a regex.
+struct Edge<'e> {
+    encoding: &'e Encoding<'e>,
+    rule: usize,
+    tool: usize,
+    /// The value's variable; the request's other fields are pinned in `flipped`.
+    free: &'e Z3String,
+    /// The rule's match, negated when it matched.
+    flipped: &'e Bool,
+}
+
+impl Edge<'_> {
+    /// The value chosen outside Z3 (`realize.rs`, on the rule's DFAs), which Z3 4.8.12 cannot
+    /// find itself: the shortest one that keeps `original` with at most [`MAX_EXTRA`]
+    /// characters before it, after it, or up to half of them on each side.
+    fn chosen(&self, original: &str, timeout_ms: u32) -> Option<String> {
+        let subject = self.free.to_string();
+        let (half, literal_re) = (MAX_EXTRA / 2, regex_syntax::escape(original));
+        let pattern = format!(
+            "^(?:(?s:.){{0,{MAX_EXTRA}}}{literal_re}|{literal_re}(?s:.){{0,{MAX_EXTRA}}}|(?s:.){{1,{half}}}{literal_re}(?s:.){{1,{half}}})$"
+        );
+        let text = format!("(str.to_re \"{}\")", escape(original));
+        let any = |lo: i64, hi: i64| format!("((_ re.loop {lo} {hi}) re.allchar)");
+        let language = format!(
+            "(re.union (re.++ {all} {text}) (re.++ {text} {all}) (re.++ {some} {text} {some}))",
+            all = any(0, MAX_EXTRA),
+            some = any(1, half),
+        );
+        let around = LanguageTest {
+            member: Bool::fresh_const("edge_around"),
+            variable: self.free.clone(),
+            subject: subject.clone(),
+            language,
+            test: TextTest::Regex(pattern),
+        };
+        let mut memberships: Vec<LanguageTest> = self
+            .encoding
+            .memberships_of(&[self.rule])
+            .into_iter()
+            .filter(|m| m.subject == subject)
+            .collect();
+        memberships.push(around.clone());
+        let abstraction = self.encoding.domain_solver(Some(&[self.tool]));
+        abstraction.assert(self.flipped);
+        abstraction.assert(&around.member);
+        let confirm = |strings: &Chosen, ms: u32| {
+            let solver = self.encoding.solver_for(&[self.rule], Some(&[self.tool]));
+            load_tests(&solver, std::slice::from_ref(&around));
+            solver.assert(self.flipped);
+            solver.assert(&around.member);
+            realize::check_with(solver, strings, ms)
+        };
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms.into());
+        let literals_of = |subject: &str| self.encoding.literals_of(subject);
+        match realize::decide(&abstraction, &memberships, &literals_of, &confirm, deadline) {
+            Realized::Sat(model) => model
+                .eval(self.free, true)
+                .and_then(|v| v.as_string())
+                .map(|v| unescape(&v)),
+            Realized::Unsat | Realized::Unknown(_) => None,
+        }
+    }
 }
 
 /// Whether one of the rule's regexes reads the path.
