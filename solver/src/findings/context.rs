@@ -340,8 +340,6 @@ impl<'a> Worker<'a> {
                 .for_each(|c| solver.assert(c));
         };
         let timeout_ms = shared.options.timeout_ms;
-        let started = Instant::now();
-        let deadline = started + Duration::from_millis(timeout_ms.into());
         let solver = self.encoding.solver_for(&rules, subject_tools);
         load(&solver);
         // With text tests, Z3 gets half the limit; what it gives up on is decided with
@@ -354,6 +352,8 @@ impl<'a> Worker<'a> {
         let mut params = Params::new();
         params.set_u32("timeout", first_ms.max(1));
         solver.set_params(&params);
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(timeout_ms.into());
         let result = match solver.check() {
             SatResult::Unsat => Err(Answer::Unsat),
             SatResult::Sat => solver
