@@ -183,8 +183,8 @@ impl Variable<'_> {
             .eval(&self.variable, true)
             .and_then(|v| v.as_string())
             .map(|v| unescape(&v));
-        // The model's string is one of the literals: it must be that string, and the literal
-        // decides every membership (a fact worth telling Z3 whatever the outcome).
+        // The model's string is one of the literals: it must be that string, which decides
+        // every membership; when the model got one wrong, Z3 is told what the literal decides.
         if let Some(value) = value.filter(|v| self.literals.contains(v)) {
             let is_value = self.variable.eq(literal(&value));
             let mut wrong = false;
