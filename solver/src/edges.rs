@@ -16,7 +16,7 @@
 
 use crate::candidates::FieldsRead;
 use crate::encode::{load_tests, Encoding, LanguageTest, Term, TextTest};
-use crate::realize::{self, Chosen, Realized};
+use crate::realize::{self, Realized};
 use crate::strings::{escape, literal, unescape};
 use polctl_lang::eval::generate::Rng;
 use polctl_lang::eval::{sample_matching, Evaluator, Outcome, Request, Value};
@@ -149,15 +149,16 @@ pub fn edge_values(
                 ) != matched
         };
         let direction = if matched { "escapes" } else { "reaches" };
-        // Z3 4.8.12 gives up on regex membership around a fixed text (even in seconds), so
-        // values built from the rule's own tests are tried first; Z3 gets the rest.
+        let flipped = if matched { condition.not() } else { condition };
+        // Values built from the rule's own tests are tried first; then Z3, or the rule's DFAs
+        // when it tests the value with a regex (Z3 4.8.12 gives up on regex membership around
+        // a fixed text, even in seconds).
         let built = around(&original, rule_ir)
             .into_iter()
             .find(|value| flips(value));
         let (value, how) = match built {
             Some(value) => (value, format!("edge of `{}`: {direction} it", rule_ir.id)),
             None if reads_with_regex(rule_ir, &path) => {
-                let flipped = if matched { condition.not() } else { condition };
                 let edge = Edge {
                     encoding: &encoding,
                     rule,
@@ -173,7 +174,6 @@ pub fn edge_values(
                 }
             }
             None => {
-                let flipped = if matched { condition.not() } else { condition };
                 let solver = encoding.solver_for(&[rule], Some(&[request.tool]));
                 let mut params = Params::new();
                 params.set_u32("timeout", timeout_ms.min(MAX_QUERY_MS));
@@ -258,19 +258,19 @@ impl Edge<'_> {
             .filter(|m| m.subject == subject)
             .collect();
         memberships.push(around.clone());
-        let abstraction = self.encoding.domain_solver(Some(&[self.tool]));
-        abstraction.assert(self.flipped);
-        abstraction.assert(&around.member);
-        let confirm = |strings: &Chosen, ms: u32| {
-            let solver = self.encoding.solver_for(&[self.rule], Some(&[self.tool]));
-            load_tests(&solver, std::slice::from_ref(&around));
-            solver.assert(self.flipped);
-            solver.assert(&around.member);
-            realize::check_with(solver, strings, ms)
+        let solver = |with_memberships: bool| {
+            if with_memberships {
+                let solver = self.encoding.solver_for(&[self.rule], Some(&[self.tool]));
+                load_tests(&solver, std::slice::from_ref(&around));
+                solver
+            } else {
+                self.encoding.domain_solver(Some(&[self.tool]))
+            }
         };
+        let facts = [self.flipped.clone(), around.member.clone()];
         let deadline = Instant::now() + Duration::from_millis(timeout_ms.into());
         let literals_of = |subject: &str| self.encoding.literals_of(subject);
-        match realize::decide(&abstraction, &memberships, &literals_of, &confirm, deadline) {
+        match realize::decide(&solver, &facts, &memberships, &literals_of, deadline) {
             Realized::Sat(model) => model
                 .eval(self.free, true)
                 .and_then(|v| v.as_string())

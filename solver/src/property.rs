@@ -7,12 +7,12 @@
 //! reasoned about up to [`crate::LIST_BOUND`] elements, so a proof about lists holds up to it.
 
 use crate::encode::{load_tests, Encoding};
-use crate::realize::{self, Chosen, Realized};
+use crate::realize::{self, Realized};
 use polctl_lang::eval::{Evaluator, Outcome};
 use polctl_lang::ir::{CmpOp, Cond, Path, PolicySet, Value};
 use serde_json::Value as Json;
 use std::time::{Duration, Instant};
-use z3::{Params, SatResult, Solver};
+use z3::{Params, SatResult};
 
 /// What a property claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,16 +110,13 @@ pub fn prove(
         .collect();
     let solver = encoding.solver_for(&rules, Some(&tools));
     let condition_tests = encoding.load_condition_definitions(&solver);
-    let limit = |solver: &Solver, ms: u32| {
-        let mut params = Params::new();
-        params.set_u32("timeout", ms.max(1));
-        solver.set_params(&params);
-    };
     let started = Instant::now();
     solver.assert(&condition);
     solver.assert(&broken);
     let first_try_ms = (timeout_ms / 4).min(FIRST_TRY_MS);
-    limit(&solver, first_try_ms);
+    let mut params = Params::new();
+    params.set_u32("timeout", first_try_ms.max(1));
+    solver.set_params(&params);
     let model = match solver.check() {
         SatResult::Unsat => return Verdict::Proven,
         SatResult::Sat => solver.get_model(),
@@ -129,25 +126,23 @@ pub fn prove(
             // worth setting up only now (every rule on the tools takes part).
             let mut memberships = condition_tests.clone();
             memberships.extend(encoding.memberships_of(&rules));
-            let lemmas = crate::languages::lemmas(&memberships);
-            let abstraction = encoding.domain_solver(Some(&tools));
-            for fact in lemmas.iter().chain([&condition, &broken]) {
-                abstraction.assert(fact);
-            }
-            let confirm = |strings: &Chosen, ms: u32| {
-                let solver = encoding.solver_for(&rules, Some(&tools));
-                load_tests(&solver, &condition_tests);
-                for fact in lemmas.iter().chain([&condition, &broken]) {
-                    solver.assert(fact);
+            let mut facts = crate::languages::lemmas(&memberships);
+            facts.extend([condition, broken]);
+            let build = |with_memberships: bool| {
+                if with_memberships {
+                    let solver = encoding.solver_for(&rules, Some(&tools));
+                    load_tests(&solver, &condition_tests);
+                    solver
+                } else {
+                    encoding.domain_solver(Some(&tools))
                 }
-                realize::check_with(solver, strings, ms)
             };
             let deadline = started + Duration::from_millis(timeout_ms.into());
             match realize::decide(
-                &abstraction,
+                &build,
+                &facts,
                 &memberships,
                 &|subject| encoding.literals_of(subject),
-                &confirm,
                 deadline,
             ) {
                 Realized::Sat(model) => Some(model),

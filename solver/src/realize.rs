@@ -32,14 +32,8 @@ const MAX_ROUNDS: usize = 64;
 /// Product states one string search may visit.
 const STATES_LIMIT: usize = 200_000;
 
-/// Strings chosen for variables: `(variable, value)`.
-pub(crate) type Chosen = [(Z3String, String)];
-
-/// Checks the whole query with the chosen strings fixed, within the milliseconds given.
-pub(crate) type Confirm<'a> = &'a dyn Fn(&Chosen, u32) -> Option<Model>;
-
-/// [`Confirm`]'s usual body: `solver` holds the whole query; fix the strings and check it.
-pub(crate) fn check_with(solver: Solver, strings: &Chosen, ms: u32) -> Option<Model> {
+/// Checks the whole query (`solver` holds it) with the chosen strings fixed.
+fn confirm(solver: Solver, strings: &[(Z3String, String)], ms: u32) -> Option<Model> {
     for (variable, value) in strings {
         solver.assert(variable.eq(literal(value)));
     }
@@ -78,17 +72,19 @@ struct Variable<'t> {
     literal_dfa: Option<Option<dense::DFA<Vec<u32>>>>,
 }
 
-/// Decides a query. `abstraction` holds the query without the membership definitions (their
-/// Booleans free); `memberships` are the query's; `literals_of` gives a variable's literals
-/// by its Z3 name; `confirm` asserts the whole query with the given strings fixed and returns
-/// a model, if there is one, within the time it is given.
+/// Decides the query `facts`. `solver(false)` is a solver for its domain without the regex
+/// membership definitions (their Booleans free: the abstraction), `solver(true)` the same
+/// with them; `memberships` are the query's; `literals_of` gives a variable's literals by its
+/// Z3 name.
 pub(crate) fn decide(
-    abstraction: &Solver,
+    solver: &dyn Fn(bool) -> Solver,
+    facts: &[Bool],
     memberships: &[LanguageTest],
     literals_of: &dyn Fn(&str) -> Vec<String>,
-    confirm: Confirm,
     deadline: Instant,
 ) -> Realized {
+    let abstraction = solver(false);
+    facts.iter().for_each(|fact| abstraction.assert(fact));
     let mut by_subject: BTreeMap<&str, Variable> = BTreeMap::new();
     for test in memberships {
         by_subject
@@ -142,7 +138,9 @@ pub(crate) fn decide(
             }
         }
         if !refined {
-            return match confirm(&chosen, left_ms().max(1)) {
+            let whole = solver(true);
+            facts.iter().for_each(|fact| whole.assert(fact));
+            return match confirm(whole, &chosen, left_ms()) {
                 Some(model) => Realized::Sat(model),
                 None => {
                     Realized::Unknown("the strings chosen outside Z3 were not confirmed".into())
@@ -414,23 +412,16 @@ mod tests {
 
     /// Runs the loop on `literals` of `s` and `constraints` over the memberships.
     fn run(tests: &[LanguageTest], literals: &[&str], constraints: &[Bool]) -> Realized {
-        let abstraction = Solver::new();
-        constraints.iter().for_each(|c| abstraction.assert(c));
         let literals: Vec<String> = literals.iter().map(|l| l.to_string()).collect();
-        let confirm = |strings: &Chosen, ms: u32| {
+        let solver = |with_memberships: bool| {
             let solver = Solver::new();
-            crate::encode::load_tests(&solver, tests);
-            constraints.iter().for_each(|c| solver.assert(c));
-            check_with(solver, strings, ms)
+            if with_memberships {
+                crate::encode::load_tests(&solver, tests);
+            }
+            solver
         };
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        decide(
-            &abstraction,
-            tests,
-            &|_| literals.clone(),
-            &confirm,
-            deadline,
-        )
+        decide(&solver, constraints, tests, &|_| literals.clone(), deadline)
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::findings::AnalysisError;
 
 mod concrete;
 
-use crate::realize::{self, Chosen, Realized};
+use crate::realize::{self, Realized};
 use concrete::{Class, ClassSearch, Offer};
 use polctl_lang::display::rule_text;
 use polctl_lang::eval::{DecisionJson, Evaluator, Outcome};
@@ -755,21 +755,12 @@ fn enumerate(
                 texts.dedup();
                 texts
             };
-            let abstraction = build(false);
-            cube.iter().for_each(|literal| abstraction.assert(literal));
-            let confirm = |strings: &Chosen, ms: u32| {
-                let solver = theory();
-                cube.iter().for_each(|literal| solver.assert(literal));
-                realize::check_with(solver, strings, ms)
-            };
             let deadline = Instant::now() + Duration::from_millis((timeout_ms / 2).into());
-            decided =
-                match realize::decide(&abstraction, &memberships, &literals_of, &confirm, deadline)
-                {
-                    Realized::Sat(model) => Decided::Sat(model),
-                    Realized::Unsat => Decided::Unsat(cube.clone()),
-                    Realized::Unknown(_) => decide(&mut incremental, &theory, &cube, timeout_ms),
-                };
+            decided = match realize::decide(&build, &cube, &memberships, &literals_of, deadline) {
+                Realized::Sat(model) => Decided::Sat(model),
+                Realized::Unsat => Decided::Unsat(cube.clone()),
+                Realized::Unknown(_) => decide(&mut incremental, &theory, &cube, timeout_ms),
+            };
         }
         let model = match decided {
             Decided::Unsat(core) => {

@@ -7,7 +7,7 @@ use crate::candidates::{search, FieldsRead};
 use crate::construct::{construct, scoped_request};
 use crate::encode::Encoding;
 use crate::query::{all_approved, Query};
-use crate::realize::{self, Chosen, Realized};
+use crate::realize::{self, Realized};
 use polctl_lang::diagnostic::{Diagnostic, DiagnosticKind, Severity};
 use polctl_lang::eval::generate::{request_to_json, RequestGenerator};
 use polctl_lang::eval::{Decision, Evaluator, Request, RuleStatus, RuleTrace};
@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use z3::ast::Bool;
-use z3::{Params, SatResult, Solver};
+use z3::{Params, SatResult};
 
 /// The answer to a query.
 pub enum Answer {
@@ -331,17 +331,11 @@ impl<'a> Worker<'a> {
         // Which of these rules' text tests on one field exclude or include each other: Z3
         // 4.8.12 cannot refute an anchored regex together with a disjoint `ends with` in any
         // time, but is handed the answer here (see `languages.rs`).
-        let lemmas = crate::languages::lemmas(&memberships);
-        let constraints = query.constraints(&self.encoding, &self.all_approved);
-        let load = |solver: &Solver| {
-            lemmas
-                .iter()
-                .chain(&constraints)
-                .for_each(|c| solver.assert(c));
-        };
+        let mut facts = crate::languages::lemmas(&memberships);
+        facts.extend(query.constraints(&self.encoding, &self.all_approved));
         let timeout_ms = shared.options.timeout_ms;
         let solver = self.encoding.solver_for(&rules, subject_tools);
-        load(&solver);
+        facts.iter().for_each(|fact| solver.assert(fact));
         // With text tests, Z3 gets half the limit; what it gives up on is decided with
         // strings chosen outside it (`realize.rs`) in the other half.
         let first_ms = if memberships.is_empty() {
@@ -366,18 +360,18 @@ impl<'a> Worker<'a> {
                 if memberships.is_empty() {
                     Err(Answer::Unknown(reason))
                 } else {
-                    let abstraction = self.encoding.domain_solver(subject_tools);
-                    load(&abstraction);
-                    let confirm = |strings: &Chosen, ms: u32| {
-                        let solver = self.encoding.solver_for(&rules, subject_tools);
-                        load(&solver);
-                        realize::check_with(solver, strings, ms)
+                    let solver = |with_memberships: bool| {
+                        if with_memberships {
+                            self.encoding.solver_for(&rules, subject_tools)
+                        } else {
+                            self.encoding.domain_solver(subject_tools)
+                        }
                     };
                     match realize::decide(
-                        &abstraction,
+                        &solver,
+                        &facts,
                         &memberships,
                         &|subject| self.encoding.literals_of(subject),
-                        &confirm,
                         deadline,
                     ) {
                         Realized::Sat(model) => Ok(model),
