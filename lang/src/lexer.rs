@@ -4,6 +4,7 @@
 //! clause (language.md §2.2), so every identifier is a [`Token::Word`] and the parser decides.
 //! Comments are returned beside the tokens so that the formatter can keep them.
 
+use crate::source::{FileId, Span};
 use chumsky::prelude::*;
 use std::fmt;
 
@@ -247,12 +248,13 @@ fn convert_error(source: &str, error: Rich<'_, char>) -> LexError {
             }
         }
     };
+    // At least one character wide, so that the error shows; widened to whole characters, since
+    // `start + 1` is inside a multi-byte character.
+    let span =
+        Span::on_char_boundaries(FileId(0), source, span.start, span.end.max(span.start + 1));
     LexError {
-        start: span.start,
-        end: span
-            .end
-            .max(span.start + 1)
-            .min(source.len().max(span.start)),
+        start: span.start as usize,
+        end: span.end as usize,
         message,
         help,
     }

@@ -723,11 +723,12 @@ fn help_for(found: Option<&Token<'_>>) -> Option<String> {
 
 fn convert_error(file: FileId, source: &str, error: Rich<'_, Token<'_>, SimpleSpan>) -> Diagnostic {
     let span = *error.span();
-    let span = if span.start >= source.len() && !source.is_empty() {
-        // Errors at the end of the file point at its last character, which is easier to see.
-        Span::new(file, source.len() - 1, source.len())
+    let span = if span.start >= source.len() {
+        // Errors at the end of the file point at its last character, which is easier to see
+        // (the whole character: the file may end inside a multi-byte one's last byte).
+        Span::last_char(file, source)
     } else {
-        to_span(file, span)
+        Span::on_char_boundaries(file, source, span.start, span.end)
     };
     let (message, help) = match error.reason() {
         RichReason::Custom(message) => (message.clone(), None),

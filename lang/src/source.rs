@@ -26,6 +26,29 @@ impl Span {
         }
     }
 
+    /// A span over `start..end` in `text`, widened to whole characters: `start` moves back and
+    /// `end` forward to the nearest character boundary, and both are clamped to the text. Every
+    /// span made from an offset that was computed (the end of a file plus one, an error's
+    /// one-character width) goes through here, so no diagnostic can point inside a character.
+    pub fn on_char_boundaries(file: FileId, text: &str, start: usize, end: usize) -> Span {
+        let mut start = start.min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = end.clamp(start, text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        Span::new(file, start, end)
+    }
+
+    /// The span of the last character of `text` (empty at 0 for an empty text): where an error
+    /// at the end of a file is shown.
+    pub fn last_char(file: FileId, text: &str) -> Span {
+        let start = text.char_indices().last().map_or(0, |(at, _)| at);
+        Span::new(file, start, text.len())
+    }
+
     /// The smallest span covering both `self` and `other` (which must be in the same file).
     pub fn join(self, other: Span) -> Span {
         Span {
