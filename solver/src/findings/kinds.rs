@@ -1,7 +1,7 @@
 //! The finding kinds: one method per kind on a [`Worker`], each asking its queries and
 //! replaying its witness.
 
-use super::context::{matched, Answer, Worker};
+use super::context::{matched, Answer, Shared, Worker};
 use super::AnalysisError;
 use crate::query::{Lit, Query};
 use polctl_lang::diagnostic::{Diagnostic, DiagnosticKind};
@@ -259,21 +259,27 @@ impl Worker<'_> {
         let shared = self.shared;
         let mut affected = Vec::new();
         let mut sample: Option<Request> = None;
+        let mut undecided = Undecided::default();
         let allows = shared.near(limit, |a| shared.is_allow(a) && shared.live(a));
         for allow in allows {
             // The limit covers every request the allow matches...
             let covered = Query::new(vec![Lit::Matches(allow), Lit::NotMatches(limit)]);
-            if !matches!(self.ask(&covered)?, Answer::Unsat) {
+            if !undecided.unsat(self.ask(&covered)?) {
                 continue;
             }
             // ... and the allow would otherwise allow some of them.
-            if let Answer::Sat(request) = self.ask(&self.allowed_under(allow))? {
-                affected.push(allow);
-                sample.get_or_insert(*request);
+            match self.ask(&self.allowed_under(allow))? {
+                Answer::Sat(request) => {
+                    affected.push(allow);
+                    sample.get_or_insert(*request);
+                }
+                answer => {
+                    undecided.unsat(answer);
+                }
             }
         }
         let Some(request) = sample else {
-            return Ok(Vec::new());
+            return Ok(undecided.report(shared, limit, "zero_limit"));
         };
         let witness = shared.replay(
             &format!("zero_limit `{}`", shared.id(limit)),
@@ -344,12 +350,13 @@ impl Worker<'_> {
                 && tighter.window_seconds >= spec.window_seconds
                 && !(same_shape && other > limit)
         });
+        let mut undecided = Undecided::default();
         for other in tighter_limits {
             let Effect::Limit(tighter) = &rules[other].effect else {
                 continue;
             };
             let escapes = Query::new(vec![Lit::Matches(limit), Lit::NotMatches(other)]);
-            if !matches!(self.ask(&escapes)?, Answer::Unsat) {
+            if !undecided.unsat(self.ask(&escapes)?) {
                 continue;
             }
             let mut request = approve_all(&allowed);
@@ -381,7 +388,7 @@ impl Worker<'_> {
             diagnostic.witness = Some(witness);
             return Ok(vec![diagnostic]);
         }
-        Ok(Vec::new())
+        Ok(undecided.report(shared, limit, "dead_limit"))
     }
 
     /// `redundant`: another rule with the same effect matches everything this one matches.
@@ -403,12 +410,14 @@ impl Worker<'_> {
         let others = shared.near(rule, |other| {
             shared.live(other) && same_effect(&rules[rule].effect, &rules[other].effect)
         });
+        let mut undecided = Undecided::default();
         for other in others {
             let escapes = Query::new(vec![Lit::Matches(rule), Lit::NotMatches(other)]);
-            if !matches!(self.ask(&escapes)?, Answer::Unsat) {
+            if !undecided.unsat(self.ask(&escapes)?) {
                 continue;
             }
-            // Two rules that match the same requests: report the later one only.
+            // Two rules that match the same requests: report the later one only. When that
+            // cannot be decided, this one is reported: a redundancy is never dropped.
             let converse = Query::new(vec![Lit::Matches(other), Lit::NotMatches(rule)]);
             if rule < other && matches!(self.ask(&converse)?, Answer::Unsat) {
                 continue;
@@ -444,7 +453,7 @@ impl Worker<'_> {
             diagnostic.witness = Some(witness);
             return Ok(vec![diagnostic]);
         }
-        Ok(Vec::new())
+        Ok(undecided.report(shared, rule, "redundant"))
     }
 
     /// `vacuous`: an allow whose condition always holds, while its actions are denied
@@ -493,5 +502,34 @@ impl Worker<'_> {
                 Ok(vec![diagnostic])
             }
         }
+    }
+}
+
+/// The first query of a finding's loop that Z3 could not decide. A loop that finds nothing
+/// but left a query undecided reports `unknown` (A10), so a timeout never silently drops a
+/// finding.
+#[derive(Default)]
+struct Undecided {
+    reason: Option<String>,
+}
+
+impl Undecided {
+    /// Whether the answer is `Unsat`, keeping the reason of the first `Unknown`.
+    fn unsat(&mut self, answer: Answer) -> bool {
+        match answer {
+            Answer::Unsat => true,
+            Answer::Unknown(reason) => {
+                self.reason.get_or_insert(reason);
+                false
+            }
+            Answer::Sat(_) => false,
+        }
+    }
+
+    fn report(self, shared: &Shared, rule: usize, query: &str) -> Vec<Diagnostic> {
+        self.reason
+            .map(|reason| shared.unknown(rule, query, &reason))
+            .into_iter()
+            .collect()
     }
 }
