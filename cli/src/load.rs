@@ -153,9 +153,10 @@ pub fn compile_or_report(
                 println!("{}", render_human(diagnostic, &sources, color));
             }
             println!(
-                "error: `{}` does not compile ({} errors); run `polctl check {}`",
+                "error: `{}` does not compile ({} error{}); run `polctl check {}`",
                 path.display(),
                 compilation.errors(),
+                if compilation.errors() == 1 { "" } else { "s" },
                 path.display()
             );
             Ok(None)

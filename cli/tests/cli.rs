@@ -802,3 +802,41 @@ fn a_reader_that_closes_the_pipe_early_is_not_a_crash() {
     assert_eq!(output.status.code(), Some(0));
     assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_regex_too_large_to_run_is_e310_in_every_command() {
+    let dir = "cli/tests/fixtures/regex-too-large";
+    let out = scratch("regex-too-large");
+    let bundle = out.join("set.polb");
+    let commands: [Vec<&str>; 5] = [
+        vec!["check", dir, "--compile-only"],
+        vec!["check", dir],
+        vec![
+            "eval",
+            dir,
+            "-r",
+            "cli/tests/fixtures/regex-too-large/request.json",
+        ],
+        vec!["bench", dir],
+        vec!["build", dir, "-o", bundle.to_str().expect("utf-8")],
+    ];
+    for args in commands {
+        let output = polctl(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+        let text = stdout(&output);
+        assert!(
+            text.contains("[E310]") && text.contains("set.pol:9:"),
+            "{args:?}: {text}"
+        );
+    }
+    assert!(!bundle.exists());
+    let output = polctl(&["check", dir, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(json["findings"][0]["code"], "E310", "{json}");
+    assert_eq!(json["findings"][0]["spans"][0]["line"], 9);
+}

@@ -40,7 +40,21 @@ pub fn validate_regex(pattern: &str) -> Result<(), RegexProblem> {
     regex_syntax::Parser::new()
         .parse(pattern)
         .map_err(|error| problem(first_line(&error.to_string()), "fix the pattern"))?;
-    check_top(&parsed)
+    check_top(&parsed)?;
+    // The evaluator compiles the pattern with the regex crate's default size limit; a pattern
+    // over it would pass here and fail in every command that decides, so it is compiled now.
+    match regex::Regex::new(&executable_regex(pattern)) {
+        Ok(_) => Ok(()),
+        Err(regex::Error::CompiledTooBig(limit)) => Err(problem(
+            format!(
+                "too large to run: compiled, it would exceed the engine's limit of {} MiB",
+                limit / (1024 * 1024)
+            ),
+            "nested or large counted repetitions multiply (`a{1000}{1000}` is a million `a`s); \
+             use `+` or `*`, or a smaller count",
+        )),
+        Err(error) => Err(problem(first_line(&error.to_string()), "fix the pattern")),
+    }
 }
 
 fn first_line(text: &str) -> String {
@@ -83,7 +97,7 @@ fn check_anchor(assertion: &Assertion, first: bool, last: bool) -> Result<(), Re
         AssertionKind::StartLine if first => Ok(()),
         AssertionKind::EndLine if last => Ok(()),
         AssertionKind::StartLine | AssertionKind::EndLine => Err(inner_anchor()),
-        _ => Err(unsupported_assertion()),
+        _ => Err(unsupported_assertion(assertion.kind.clone())),
     }
 }
 
@@ -94,11 +108,25 @@ fn inner_anchor() -> RegexProblem {
     )
 }
 
-fn unsupported_assertion() -> RegexProblem {
-    problem(
-        "word boundaries and `\\A`/`\\z` are not supported",
-        "use `^` and `$` to anchor the pattern",
-    )
+fn unsupported_assertion(kind: AssertionKind) -> RegexProblem {
+    match kind {
+        AssertionKind::WordBoundary
+        | AssertionKind::NotWordBoundary
+        | AssertionKind::WordBoundaryStart
+        | AssertionKind::WordBoundaryEnd
+        | AssertionKind::WordBoundaryStartAngle
+        | AssertionKind::WordBoundaryEndAngle
+        | AssertionKind::WordBoundaryStartHalf
+        | AssertionKind::WordBoundaryEndHalf => problem(
+            "word boundaries (`\\b`) are not supported",
+            "to find a word inside text, name the characters around it, one top-level \
+             alternative per place: `\"^drop$|^drop[^A-Za-z0-9_]|[^A-Za-z0-9_]drop$|[^A-Za-z0-9_]drop[^A-Za-z0-9_]\"`",
+        ),
+        _ => problem(
+            "`\\A` and `\\z` are not supported",
+            "use `^` and `$` to anchor the pattern",
+        ),
+    }
 }
 
 /// Anything below the top level: no anchors, no flags, no Unicode classes.
@@ -111,7 +139,7 @@ fn check_inner(node: &Ast) -> Result<(), RegexProblem> {
         )),
         Ast::Assertion(assertion) => match assertion.kind {
             AssertionKind::StartLine | AssertionKind::EndLine => Err(inner_anchor()),
-            _ => Err(unsupported_assertion()),
+            _ => Err(unsupported_assertion(assertion.kind.clone())),
         },
         Ast::ClassUnicode(_) => Err(unicode_class()),
         Ast::ClassBracketed(class) => check_class(&class.kind),
