@@ -840,3 +840,30 @@ fn a_regex_too_large_to_run_is_e310_in_every_command() {
     assert_eq!(json["findings"][0]["code"], "E310", "{json}");
     assert_eq!(json["findings"][0]["spans"][0]["line"], 9);
 }
+
+#[test]
+fn the_summary_says_when_z3_gave_up() {
+    let dir = scratch("z3-gave-up");
+    for name in ["schema.pol", "unknown_redundant.pol"] {
+        std::fs::copy(
+            workspace().join("solver/tests/analysis").join(name),
+            dir.join(name),
+        )
+        .expect("copy");
+    }
+    let path = dir.to_str().expect("utf-8");
+    let output = polctl(&["check", path, "--timeout-ms", "300"]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("note: Z3 gave up on 1 query (--timeout-ms 300): 0 then decided outside Z3, 1 left unknown (A10)"),
+        "{text}"
+    );
+    let output = polctl(&["check", path, "--timeout-ms", "300", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(json["summary"]["queries_at_time_limit"], 1, "{json}");
+    assert_eq!(json["summary"]["queries_undecided"], 1, "{json}");
+    assert_eq!(json["findings"][0]["kind"], "unknown");
+    let output = polctl(&["check", "examples/support-fleet", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(json["summary"]["queries_at_time_limit"], 0, "{json}");
+}

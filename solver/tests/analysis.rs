@@ -1,7 +1,7 @@
 //! The analysis corpus: `tests/analysis/*.pol`, each checked against `tests/analysis/schema.pol`.
 //!
 //! Every case states what the analysis must report in `# expect: KIND RULE` lines (`# expect:
-//! nothing` for a near miss) and may set `# timeout-ms: N`. The test requires exactly those
+//! nothing` for a near miss) and may set `# timeout-ms: N` and `# z3-gives-up: never`. The test requires exactly those
 //! findings, and keeps an insta snapshot beside each case with the numbered source, the human
 //! report and the JSON findings (witnesses included; each was replayed by the analysis).
 
@@ -58,8 +58,8 @@ fn numbered(text: &str) -> String {
     out
 }
 
-/// The findings as `(kind, rule)`, and the snapshot text.
-fn run_case(name: &str, text: &str, timeout_ms: u32) -> (Vec<(String, String)>, String) {
+/// The findings as `(kind, rule)`, the snapshot text, and how many queries Z3 gave up on.
+fn run_case(name: &str, text: &str, timeout_ms: u32) -> (Vec<(String, String)>, String, usize) {
     let schema = std::fs::read_to_string(corpus().join("schema.pol")).expect("schema");
     let sources = SourceSet::from_files([
         ("schema.pol".to_owned(), schema),
@@ -102,7 +102,7 @@ fn run_case(name: &str, text: &str, timeout_ms: u32) -> (Vec<(String, String)>, 
         "\n--- json\n{}\n",
         serde_json::to_string_pretty(&json).expect("JSON")
     );
-    (found, out)
+    (found, out, analysis.solver_gave_up)
 }
 
 #[test]
@@ -112,7 +112,12 @@ fn analysis_corpus() {
     let mut failures = Vec::new();
     for (name, text) in &cases {
         let (expect, timeout_ms) = expected(text);
-        let (found, rendered) = run_case(name, text, timeout_ms);
+        let (found, rendered, gave_up) = run_case(name, text, timeout_ms);
+        // `# z3-gives-up: never`: every query is decided without running to the time limit
+        // (a count, not a clock, so it holds on a loaded machine).
+        if text.contains("# z3-gives-up: never") && gave_up > 0 {
+            failures.push(format!("{name}: Z3 gave up on {gave_up} queries"));
+        }
         let kind = KINDS
             .iter()
             .find(|k| name.starts_with(*k))

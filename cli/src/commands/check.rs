@@ -58,6 +58,10 @@ struct Summary {
     errors: usize,
     warnings: usize,
     seconds: f64,
+    /// Solver queries that ran to their time limit (`--timeout-ms`), however they ended.
+    queries_at_time_limit: usize,
+    /// Of those, the ones left undecided (each behind an `unknown` finding).
+    queries_undecided: usize,
 }
 
 #[derive(Serialize)]
@@ -79,6 +83,7 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
             None => return Ok(Exit::Verification),
         },
     };
+    let mut limits = TimeLimits::default();
     if let (Some(set), false) = (&compilation.set, args.compile_only) {
         let evaluator = Evaluator::new(set.clone(), sources.revision())
             .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message)))?;
@@ -94,13 +99,18 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
         );
         progress.finish();
         let analysis = analysis.map_err(|e| CliError::new(e.to_string()))?;
+        limits = TimeLimits {
+            reached: analysis.solver_gave_up,
+            undecided: analysis.undecided,
+            timeout_ms: args.timeout_ms,
+        };
         compilation.diagnostics.extend(analysis.findings);
         polctl_lang::diagnostic::sort_diagnostics(&mut compilation.diagnostics);
     }
     let seconds = started.elapsed().as_secs_f64();
     match args.format {
-        Format::Human => print_human(&compilation, &sources, seconds, args.color),
-        Format::Json => print_json(&compilation, &sources, seconds)?,
+        Format::Human => print_human(&compilation, &sources, seconds, &limits, args.color),
+        Format::Json => print_json(&compilation, &sources, seconds, &limits)?,
     }
     let failing = compilation.errors() > 0 || (args.strict && compilation.warnings() > 0);
     Ok(if failing {
@@ -194,7 +204,22 @@ impl AnalysisProgress {
     }
 }
 
-fn print_human(compilation: &Compilation, sources: &SourceSet, seconds: f64, color: ColorChoice) {
+/// How many solver queries ran to their time limit: said in the summary, since they are where
+/// the time went and what `--timeout-ms` changes.
+#[derive(Default)]
+struct TimeLimits {
+    reached: usize,
+    undecided: usize,
+    timeout_ms: u32,
+}
+
+fn print_human(
+    compilation: &Compilation,
+    sources: &SourceSet,
+    seconds: f64,
+    limits: &TimeLimits,
+    color: ColorChoice,
+) {
     let color = color.enabled_for_stdout();
     for diagnostic in &compilation.diagnostics {
         println!("{}", render_human(diagnostic, sources, color));
@@ -216,12 +241,23 @@ fn print_human(compilation: &Compilation, sources: &SourceSet, seconds: f64, col
             plural(warnings, "warning")
         );
     }
+    if limits.reached > 0 {
+        println!(
+            "note: Z3 gave up on {} (--timeout-ms {}): {} then decided outside Z3, {} left \
+             unknown (A10)",
+            plural(limits.reached, "query"),
+            limits.timeout_ms,
+            limits.reached - limits.undecided.min(limits.reached),
+            limits.undecided
+        );
+    }
 }
 
 fn print_json(
     compilation: &Compilation,
     sources: &SourceSet,
     seconds: f64,
+    limits: &TimeLimits,
 ) -> Result<(), CliError> {
     let report = Report {
         findings: compilation
@@ -236,6 +272,8 @@ fn print_json(
             errors: compilation.errors(),
             warnings: compilation.warnings(),
             seconds: (seconds * 1000.0).round() / 1000.0,
+            queries_at_time_limit: limits.reached,
+            queries_undecided: limits.undecided,
         },
     };
     let json = serde_json::to_string_pretty(&report)

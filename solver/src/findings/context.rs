@@ -42,6 +42,10 @@ pub struct Shared<'a> {
     pub shadowed: Vec<bool>,
     pub queries: AtomicUsize,
     pub solver_queries: AtomicUsize,
+    /// Queries on which Z3's first check gave up (its time limit, or an incomplete theory).
+    pub solver_gave_up: AtomicUsize,
+    /// Queries left undecided after the strings chosen outside Z3: reported as `unknown`.
+    pub undecided: AtomicUsize,
     pub solver_micros: AtomicU64,
 }
 
@@ -70,6 +74,8 @@ impl<'a> Shared<'a> {
             shadowed: vec![false; set.rules.len()],
             queries: AtomicUsize::new(0),
             solver_queries: AtomicUsize::new(0),
+            solver_gave_up: AtomicUsize::new(0),
+            undecided: AtomicUsize::new(0),
             solver_micros: AtomicU64::new(0),
         }
     }
@@ -354,6 +360,7 @@ impl<'a> Worker<'a> {
                 .get_model()
                 .ok_or_else(|| Answer::Unknown("no model".to_owned())),
             SatResult::Unknown => {
+                shared.solver_gave_up.fetch_add(1, Ordering::Relaxed);
                 let reason = solver
                     .get_reason_unknown()
                     .unwrap_or_else(|| "unknown".to_owned());
@@ -387,7 +394,12 @@ impl<'a> Worker<'a> {
             .solver_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         match result {
-            Err(answer) => Ok(answer),
+            Err(answer) => {
+                if matches!(answer, Answer::Unknown(_)) {
+                    shared.undecided.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(answer)
+            }
             Ok(model) => {
                 let json = self.encoding.request_from_model(&model);
                 let mut request =

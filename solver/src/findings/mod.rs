@@ -73,6 +73,11 @@ pub struct Analysis {
     pub solver_queries: usize,
     /// Total time spent inside Z3, summed over workers.
     pub solver_seconds: f64,
+    /// Z3 queries that ran to their time limit (or that Z3 gave up on for another reason);
+    /// some are then decided with strings chosen outside Z3.
+    pub solver_gave_up: usize,
+    /// Of those, the queries left undecided (each behind an `unknown` finding).
+    pub undecided: usize,
 }
 
 /// Where the analysis is, for a progress bar: `(stage, done, total)`.
@@ -156,6 +161,8 @@ pub fn analyze_with_progress(
         queries: shared.queries.load(Ordering::Relaxed),
         solver_queries: shared.solver_queries.load(Ordering::Relaxed),
         solver_seconds: shared.solver_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        solver_gave_up: shared.solver_gave_up.load(Ordering::Relaxed),
+        undecided: shared.undecided.load(Ordering::Relaxed),
     })
 }
 
