@@ -435,14 +435,29 @@ fn malformed_test_files_name_the_file_and_line() {
         "[[case]]\nname = \"x\"\ntool = \"send_email\"\nexpct = \"deny\"\n",
     )
     .expect("write");
+    std::fs::write(
+        dir.join("also-broken.test.toml"),
+        "[[case]]\nname = \"y\"\ntool = \"send_email\"\nexpect = \"allowed\"\n\n[[adversarial]]\nfrom = \"z\"\n",
+    )
+    .expect("write");
     let output = polctl(&["test", &dir.to_string_lossy()]);
     assert_eq!(output.status.code(), Some(1));
     let errors = stderr(&output);
+    // Every problem of every file, in one run.
+    for expected in [
+        "broken.test.toml:4: unknown key `expct` in [[case]] (did you mean `expect`?)",
+        "also-broken.test.toml:1: case `y`: `expect = \"allowed\"` is not a decision",
+        "also-broken.test.toml:6: `from = \"z\"` names no case in this file",
+        "error: 2 test files malformed and not run",
+    ] {
+        assert!(errors.contains(expected), "{expected}\n{errors}");
+    }
+    // The files that parse still run, and the summary never says "ok".
+    let text = stdout(&output);
     assert!(
-        errors.contains("broken.test.toml:4: unknown field `expct`"),
-        "{errors}"
+        text.contains("test result: FAILED.") && text.contains("2 files not run (malformed)"),
+        "{text}"
     );
-    assert!(errors.contains("1 test files are malformed"), "{errors}");
     let empty = scratch("no_tests");
     std::fs::copy(
         workspace().join("docs/examples/weak-mail-rule/mail.pol"),

@@ -58,6 +58,7 @@ fn title(result: &crate::runner::CaseResult) -> String {
 pub fn human(
     report: &RunReport,
     files: usize,
+    malformed: &[String],
     seconds: f64,
     coverage: Option<&Coverage>,
 ) -> String {
@@ -104,10 +105,20 @@ pub fn human(
             let _ = writeln!(out, "    {}", title(result));
         }
     }
-    let status = if failures.is_empty() { "ok" } else { "FAILED" };
+    // "ok" only when every file ran and every test passed.
+    let status = if failures.is_empty() && malformed.is_empty() {
+        "ok"
+    } else {
+        "FAILED"
+    };
+    let not_run = if malformed.is_empty() {
+        String::new()
+    } else {
+        format!("; {} not run (malformed)", plural(malformed.len(), "file"))
+    };
     let _ = writeln!(
         out,
-        "\ntest result: {status}. {} passed; {} failed; {} not yet checked; finished in {seconds:.2}s",
+        "\ntest result: {status}. {} passed; {} failed; {} not yet checked{not_run}; finished in {seconds:.2}s",
         report.passed(),
         report.failed(),
         report.not_yet_checked()

@@ -106,8 +106,13 @@ pub fn run_build(args: BuildArgs) -> Result<Exit, CliError> {
     let mut parsed = Vec::new();
     for (disk_path, relative) in &test_files {
         let text = read_text(disk_path)?;
-        let file = parse_test_file(relative, &text).map_err(|e| {
-            CliError::new(format!("{}:{}: {}", disk_path.display(), e.line, e.message))
+        let file = parse_test_file(relative, &text).map_err(|errors| {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}:{}: {}", disk_path.display(), e.line, e.message))
+                .collect();
+            CliError::new(lines.join("\nerror: "))
+                .with_help("fix the test file; `polctl test` reports every problem in every file")
         })?;
         parsed.push(file);
         bundled.push((relative.clone(), text));
@@ -124,7 +129,7 @@ pub fn run_build(args: BuildArgs) -> Result<Exit, CliError> {
             },
         );
         if outcome.failed() > 0 {
-            print!("{}", report::human(&outcome, parsed.len(), 0.0, None));
+            print!("{}", report::human(&outcome, parsed.len(), &[], 0.0, None));
             eprintln!(
                 "error: refusing to build: {} failed",
                 plural(outcome.failed(), "test")

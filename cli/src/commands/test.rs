@@ -64,19 +64,21 @@ pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
         ));
     }
     let mut files = Vec::new();
-    let mut malformed = 0;
+    let mut malformed = Vec::new();
     for (disk_path, relative) in &found {
         let text = read_text(disk_path)?;
         match parse_test_file(relative, &text) {
             Ok(file) => files.push(file),
-            Err(error) => {
-                malformed += 1;
-                eprintln!(
-                    "error: {}:{}: {}",
-                    disk_path.display(),
-                    error.line,
-                    error.message
-                );
+            Err(errors) => {
+                for error in &errors {
+                    eprintln!(
+                        "error: {}:{}: {}",
+                        disk_path.display(),
+                        error.line,
+                        error.message
+                    );
+                }
+                malformed.push(disk_path.display().to_string());
             }
         }
     }
@@ -93,13 +95,22 @@ pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
     match args.format {
         TestFormat::Human => print!(
             "{}",
-            report::human(&outcome, files.len(), seconds, coverage.as_ref())
+            report::human(
+                &outcome,
+                files.len(),
+                &malformed,
+                seconds,
+                coverage.as_ref()
+            )
         ),
         TestFormat::Json => println!("{}", report::json(&outcome, seconds, coverage.as_ref())),
         TestFormat::Junit => print!("{}", report::junit(&outcome, seconds)),
     }
-    if malformed > 0 {
-        eprintln!("error: {malformed} test files are malformed and were not run");
+    if !malformed.is_empty() {
+        eprintln!(
+            "error: {} malformed and not run",
+            crate::output::plural(malformed.len(), "test file")
+        );
         return Ok(Exit::Usage);
     }
     if let (Some(minimum), Some(coverage)) = (args.min_coverage, &coverage) {
