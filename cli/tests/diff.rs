@@ -93,6 +93,17 @@ fn fail_on_gates_and_identical_sets_have_no_changes() {
         run_with("enum_member_added", "widen", &["--allow-incomplete"]),
         Some(0)
     );
+    // The gate says why it fails.
+    let output = Command::new(env!("CARGO_BIN_EXE_polctl"))
+        .args(["diff", "old", "new", "--fail-on", "widen"])
+        .current_dir(root.join("widen_new_allow"))
+        .output()
+        .expect("polctl runs");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        errors.contains("error: 1 widening change (--fail-on widen)"),
+        "{errors}"
+    );
     let same = Command::new(env!("CARGO_BIN_EXE_polctl"))
         .args([
             "diff",

@@ -186,6 +186,20 @@ fn classify_number(text: &str) -> Result<Token<'_>, String> {
     }
 }
 
+/// The `-` of a hyphenated name (`release-manager`) the lexer stopped at: at `at` itself, or
+/// just before it (`-m` is tried as a negative number and fails on the `m`).
+fn hyphen_in_name(source: &str, at: usize) -> Option<usize> {
+    let is_hyphen_between = |hyphen: usize| {
+        source.as_bytes().get(hyphen) == Some(&b'-')
+            && source[..hyphen].ends_with(|c: char| c.is_ascii_alphanumeric())
+            && source[hyphen + 1..].starts_with(|c: char| c.is_ascii_alphabetic())
+    };
+    [Some(at), at.checked_sub(1)]
+        .into_iter()
+        .flatten()
+        .find(|&hyphen| is_hyphen_between(hyphen))
+}
+
 /// Lexes one file. Never fails: errors are returned beside whatever tokens could be read.
 pub fn lex(source: &str) -> Lexed<'_> {
     let (lexemes, errors) = lexer().parse(source).into_output_errors();
@@ -236,6 +250,36 @@ fn convert_error(source: &str, error: Rich<'_, char>) -> LexError {
                             .to_owned(),
                     ),
                 ),
+                Some('&') | Some('|') => {
+                    let (written, word) = if found.as_deref() == Some(&'&') {
+                        ("&&", "and")
+                    } else {
+                        ("||", "or")
+                    };
+                    (
+                        format!("`{written}` is not an operator in `.pol`"),
+                        Some(format!("join conditions with `{word}`")),
+                    )
+                }
+                Some(_) if hyphen_in_name(source, span.start).is_some() => {
+                    let hyphen = hyphen_in_name(source, span.start).unwrap_or(span.start);
+                    let start = source[..hyphen]
+                        .char_indices()
+                        .rev()
+                        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                        .map_or(0, |(at, c)| at + c.len_utf8());
+                    let end = source[hyphen..]
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                        .map_or(source.len(), |at| hyphen + at);
+                    let written = &source[start..end];
+                    (
+                        format!("names use `_`, not `-`: `{written}`"),
+                        Some(format!(
+                            "did you mean `{}`? A name that must keep its `-` (a tool's) is written in backticks: `` `{written}` ``",
+                            written.replace('-', "_")
+                        )),
+                    )
+                }
                 Some(c) => (
                     format!("unexpected character `{}`", c.escape_debug()),
                     Some(

@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod display;
 pub mod eval;
 pub mod format;
+pub mod incomplete;
 pub mod ir;
 pub mod lexer;
 pub mod parser;

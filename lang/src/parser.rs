@@ -7,6 +7,7 @@
 
 use crate::ast::*;
 use crate::diagnostic::{Diagnostic, DiagnosticKind};
+use crate::incomplete::condition_problems;
 use crate::lexer::{self, Comment, Token};
 use crate::source::{FileId, Span};
 use chumsky::error::{RichPattern, RichReason};
@@ -19,6 +20,9 @@ pub struct Parsed {
     pub file: File,
     pub comments: Vec<Comment>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Stretches around a misshapen condition already reported: what the checker says about
+    /// the partial tree there (an unknown name `context` in `== context.repo`) only repeats it.
+    pub quiet: Vec<Span>,
 }
 
 /// Lexes and parses one file.
@@ -38,16 +42,48 @@ pub fn parse_file(file: FileId, source: &str) -> Parsed {
     // on the same line; that second error says nothing new, so it is dropped.
     let line_of = |offset: usize| source[..offset.min(source.len())].matches('\n').count();
     let lexed_lines: Vec<usize> = lexed.errors.iter().map(|e| line_of(e.start)).collect();
+    // Incomplete conditions are reported where they are incomplete; the parser's errors in
+    // the same stretch (usually on the next rule's name) only repeat them.
+    let conditions = condition_problems(&lexed.tokens);
+    for problem in &conditions {
+        if lexed_lines.contains(&line_of(problem.span.start)) {
+            continue;
+        }
+        diagnostics.push(
+            Diagnostic::error(
+                DiagnosticKind::Syntax,
+                crate::check::codes::SYNTAX,
+                Span::new(file, problem.span.start, problem.span.end),
+                problem.message.clone(),
+            )
+            .with_help(problem.help.clone()),
+        );
+    }
     diagnostics.extend(
         errors
             .into_iter()
             .filter(|error| !lexed_lines.contains(&line_of(error.span().start)))
+            .filter(|error| {
+                !conditions
+                    .iter()
+                    .any(|problem| problem.quiet.contains(&error.span().start))
+            })
             .map(|error| convert_error(file, source, error)),
     );
     Parsed {
         file: ast.unwrap_or(File { items: Vec::new() }),
         comments: lexed.comments,
         diagnostics,
+        quiet: conditions
+            .iter()
+            .map(|problem| {
+                Span::new(
+                    file,
+                    problem.quiet.start,
+                    problem.quiet.end.min(source.len()),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -129,6 +165,39 @@ where
             span: to_span(file, e.span()),
         })
         .labelled("string")
+}
+
+/// A custom parser error with a help line: `convert_error` splits them again.
+fn with_help(message: &str, help: &str) -> String {
+    format!("{message}{HELP_SEPARATOR}{help}")
+}
+
+const HELP_SEPARATOR: &str = "\u{0}help: ";
+
+/// The quoted name of a `tenant` or `agent` scope; a bare name is reported ("tenant names are
+/// quoted") and read as if it were quoted, so the policy still checks.
+fn scope_string<'t, 's: 't, I>(
+    file: FileId,
+    what: &'static str,
+) -> impl Parser<'t, I, StrLit, Extra<'t, 's>> + Clone
+where
+    I: ValueInput<'t, Token = Token<'s>, Span = SimpleSpan>,
+{
+    string(file).or(name(file)
+        .and_is(keyword("rule").then(name(file)).then(ctrl(':')).not())
+        .validate(move |name, e, emitter| {
+            emitter.emit(Rich::custom(
+                e.span(),
+                with_help(
+                    &format!("{what} names are quoted"),
+                    &format!("write `{what} \"{}\"`", name.text),
+                ),
+            ));
+            StrLit {
+                value: name.text,
+                span: to_span(file, e.span()),
+            }
+        }))
 }
 
 fn number<'t, 's: 't, I>(file: FileId) -> impl Parser<'t, I, NumberLit, Extra<'t, 's>> + Clone
@@ -470,10 +539,10 @@ where
     let scope = choice((
         keyword("all").map_with(move |_, e| ScopeExpr::All(to_span(file, e.span()))),
         keyword("tenant")
-            .ignore_then(string(file))
+            .ignore_then(scope_string(file, "tenant"))
             .map_with(move |s, e| ScopeExpr::Tenant(s, to_span(file, e.span()))),
         keyword("agent")
-            .ignore_then(string(file))
+            .ignore_then(scope_string(file, "agent"))
             .map_with(move |s, e| ScopeExpr::Agent(s, to_span(file, e.span()))),
         keyword("role")
             .ignore_then(name(file))
@@ -491,7 +560,16 @@ where
             .ignore_then(keyword("to"))
             .ignore_then(
                 scope
-                    .separated_by(keyword("or"))
+                    .separated_by(keyword("or").or(keyword("and").validate(|_, e, emitter| {
+                        emitter.emit(Rich::custom(
+                            e.span(),
+                            with_help(
+                                "scopes join with `or`: a policy applies to requests in any of its scopes",
+                                "write `applies to tenant \"acme\" or role support`; for requests in both, \
+                                 add the second test as a condition on each rule (`when agent.role == support`)",
+                            ),
+                        ));
+                    })))
                     .at_least(1)
                     .collect::<Vec<_>>(),
             )
@@ -542,12 +620,25 @@ where
     I: ValueInput<'t, Token = Token<'s>, Span = SimpleSpan>,
 {
     let type_expr = recursive(move |type_expr| {
+        // `enum { }` is an error, reported here and read as an empty enum so that the rest of
+        // the schema still parses.
         let members = name(file)
             .then_ignore(ctrl(',').or_not())
             .repeated()
-            .at_least(1)
             .collect::<Vec<_>>()
-            .delimited_by(ctrl('{'), ctrl('}'));
+            .delimited_by(ctrl('{'), ctrl('}'))
+            .validate(|members, e, emitter| {
+                if members.is_empty() {
+                    emitter.emit(Rich::custom(
+                        e.span(),
+                        with_help(
+                            "an enum needs at least one member",
+                            "list its values: `enum { normal, read_only }`",
+                        ),
+                    ));
+                }
+                members
+            });
         choice((
             keyword("enum").ignore_then(members).map(TypeExprKind::Enum),
             type_expr
@@ -731,7 +822,10 @@ fn convert_error(file: FileId, source: &str, error: Rich<'_, Token<'_>, SimpleSp
         Span::on_char_boundaries(file, source, span.start, span.end)
     };
     let (message, help) = match error.reason() {
-        RichReason::Custom(message) => (message.clone(), None),
+        RichReason::Custom(message) => match message.split_once(HELP_SEPARATOR) {
+            Some((message, help)) => (message.to_owned(), Some(help.to_owned())),
+            None => (message.clone(), None),
+        },
         RichReason::ExpectedFound { expected, found } => {
             let mut expected: Vec<String> = expected.iter().filter_map(describe_pattern).collect();
             expected.sort();

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use polctl_bundle::textdiff::{text_diff, FileDiff, FileStatus};
 use polctl_lang::diagnostic::render_human;
 use polctl_lang::eval::Evaluator;
+use polctl_lang::ir::PolicySet;
 use polctl_lang::{compile, SourceSet};
 use polctl_solver::diff::{rule_changes, semantic_diff, Change, ChangeKind, RuleChanges};
 use serde_json::json;
@@ -158,6 +159,7 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
     let rules = rule_changes(old.set(), new.set());
     let semantic =
         semantic_diff(&old, &new, args.timeout_ms).map_err(|e| CliError::new(e.to_string()))?;
+    let unchanged = tools_changed_without_effect(old.set(), new.set(), &rules, &semantic);
     match args.format {
         Format::Json => {
             let report = json!({
@@ -168,13 +170,21 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
                 "one_sided": semantic.one_sided,
                 "unknown": semantic.unknown.iter().map(|u| json!({"tool": u.tool, "change": u.change(), "reason": u.reason})).collect::<Vec<_>>(),
                 "truncated": semantic.truncated.iter().map(|u| json!({"tool": u.tool, "change": u.change()})).collect::<Vec<_>>(),
+                "rules_changed_without_effect": unchanged,
             });
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
         }
-        Format::Human => print_human(&files, &rules, &semantic, args.color.enabled_for_stdout()),
+        Format::Human => {
+            print_human(&files, &rules, &semantic, args.color.enabled_for_stdout());
+            for tool in &unchanged {
+                println!(
+                    "no change: `{tool}`: its rules changed, but every request gets the same decision"
+                );
+            }
+        }
     }
     let Some(wanted) = args.fail_on else {
         return Ok(Exit::Success);
@@ -184,7 +194,19 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
         FailOn::Narrow => kind == ChangeKind::Narrow,
         FailOn::Any => true,
     };
-    let failing = semantic.changes.iter().any(|c| counts(c.kind));
+    let failing_changes = semantic.changes.iter().filter(|c| counts(c.kind)).count();
+    let failing = failing_changes > 0;
+    if failing {
+        let (what, flag) = match wanted {
+            FailOn::Widen => ("widening change", "widen"),
+            FailOn::Narrow => ("narrowing change", "narrow"),
+            FailOn::Any => ("change", "any"),
+        };
+        eprintln!(
+            "error: {} (--fail-on {flag})",
+            plural(failing_changes, what)
+        );
+    }
     // What the gate cannot vouch for: a pair's kind is known from its decisions, a skipped
     // tool's or a one-sided request's is not.
     let unknown_pairs = semantic
@@ -205,6 +227,37 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
     } else {
         Exit::Success
     })
+}
+
+/// Tools some added, removed or changed rule names, compared to the end, whose requests all
+/// keep their decision: a refactoring, said so rather than left to be inferred from silence.
+fn tools_changed_without_effect(
+    old: &PolicySet,
+    new: &PolicySet,
+    rules: &RuleChanges,
+    semantic: &polctl_solver::diff::SemanticDiff,
+) -> Vec<String> {
+    let mut tools: Vec<String> = Vec::new();
+    let ids: Vec<&String> = rules
+        .added
+        .iter()
+        .chain(&rules.removed)
+        .chain(&rules.changed)
+        .collect();
+    for set in [old, new] {
+        for rule in set.rules.iter().filter(|r| ids.contains(&&r.id)) {
+            tools.extend(rule.tools.iter().map(|&t| set.schema.tools[t].name.clone()));
+        }
+    }
+    tools.sort();
+    tools.dedup();
+    tools.retain(|tool| {
+        !semantic.changes.iter().any(|c| &c.tool == tool)
+            && !semantic.skipped.iter().any(|(t, _)| t == tool)
+            && !semantic.unknown.iter().any(|u| &u.tool == tool)
+            && !semantic.truncated.iter().any(|u| &u.tool == tool)
+    });
+    tools
 }
 
 fn print_human(

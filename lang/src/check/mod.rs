@@ -184,9 +184,11 @@ pub fn compile(sources: &SourceSet) -> Compilation {
 pub fn compile_against(sources: &SourceSet, is_live: &dyn Fn(FileId) -> bool) -> Compilation {
     let mut diagnostics = Vec::new();
     let mut files: Vec<ast::File> = Vec::with_capacity(sources.len());
+    let mut quiet = Vec::new();
     for (id, file) in sources.files() {
         let parsed = parse_file(id, &file.text);
         diagnostics.extend(parsed.diagnostics);
+        quiet.extend(parsed.quiet);
         files.push(parsed.file);
     }
     replace_live_items(sources, &mut files, is_live);
@@ -293,6 +295,14 @@ pub fn compile_against(sources: &SourceSet, is_live: &dyn Fn(FileId) -> bool) ->
     checker.report_unused_lets();
 
     let mut diagnostics = checker.diagnostics;
+    diagnostics.retain(|d| {
+        d.kind == DiagnosticKind::Syntax
+            || !quiet.iter().any(|q| {
+                q.file == d.primary.span.file
+                    && q.start <= d.primary.span.start
+                    && d.primary.span.start < q.end
+            })
+    });
     sort_diagnostics(&mut diagnostics);
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     let set = (!has_errors).then_some(PolicySet {

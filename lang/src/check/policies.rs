@@ -538,8 +538,26 @@ impl<'a> Checker<'a> {
         key: Option<&ast::Path>,
         env: &Env<'_>,
     ) -> Option<Limit> {
+        // Counters are signed 64-bit in every store (SQLite, Redis), so a limit and a window
+        // in seconds must fit in an i64.
+        let all_digits = !count.text.is_empty() && count.text.bytes().all(|b| b.is_ascii_digit());
         let max = match count.text.parse::<u64>() {
-            Ok(max) if !count.is_decimal => Some(max),
+            Ok(max) if !count.is_decimal && max <= i64::MAX as u64 => Some(max),
+            _ if all_digits => {
+                self.error(
+                    Diagnostic::error(
+                        DiagnosticKind::Type,
+                        codes::INVALID_LIMIT,
+                        count.span,
+                        format!("`{}` is too large for a limit", count.text),
+                    )
+                    .with_help(format!(
+                        "a limit is at most {} actions per window; write a smaller number",
+                        i64::MAX
+                    )),
+                );
+                None
+            }
             _ => {
                 self.error(
                     Diagnostic::error(
@@ -553,8 +571,23 @@ impl<'a> Checker<'a> {
                 None
             }
         };
-        let window_seconds = parse_duration(&window.text);
-        if window_seconds.is_none() {
+        let window_seconds = parse_duration(&window.text).filter(|s| *s <= i64::MAX as u64);
+        let digits = window
+            .text
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if window_seconds.is_none() && digits.bytes().any(|b| b != b'0') {
+            self.error(
+                Diagnostic::error(
+                    DiagnosticKind::Type,
+                    codes::INVALID_LIMIT,
+                    window.span,
+                    format!("`{}` is too large for a window", window.text),
+                )
+                .with_help(
+                    "a window fits in a signed 64-bit count of seconds; write e.g. `1d` or `30d`",
+                ),
+            );
+        } else if window_seconds.is_none() {
             self.error(
                 Diagnostic::error(
                     DiagnosticKind::Type,
