@@ -19,11 +19,15 @@ impl From<Exit> for std::process::ExitCode {
     }
 }
 
-/// A usage or IO error: one line, and a help line that says what to do.
+/// Why a command failed: one line, a help line that says what to do, and the exit code
+/// (1, a usage or I/O error, unless set). Every failure is returned as this value and printed
+/// in one place (`main`), as `error:` and `help:` lines on stderr, and also as JSON on stdout
+/// when the command was asked for `--format json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliError {
     pub message: String,
     pub help: Option<String>,
+    pub exit: Exit,
 }
 
 impl CliError {
@@ -31,11 +35,51 @@ impl CliError {
         CliError {
             message: message.into(),
             help: None,
+            exit: Exit::Usage,
         }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> CliError {
         self.help = Some(help.into());
         self
+    }
+
+    /// The failure is not a usage error: findings (2), failed tests (3), a bundle or
+    /// signature that does not verify (4).
+    pub fn with_exit(mut self, exit: Exit) -> CliError {
+        self.exit = exit;
+        self
+    }
+}
+
+/// What a person can do about an I/O error, by its kind.
+fn io_help(kind: std::io::ErrorKind, writing: bool) -> &'static str {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::NotFound if writing => "create the directory first, or choose another path",
+        ErrorKind::NotFound => "check the path: no file or directory has that name",
+        ErrorKind::PermissionDenied => {
+            "check the file's permissions (`ls -l`), or run as its owner"
+        }
+        ErrorKind::IsADirectory => "pass a file here, not a directory",
+        ErrorKind::NotADirectory => "a part of the path is a file, not a directory",
+        ErrorKind::AlreadyExists => "remove the old file, or choose another path",
+        ErrorKind::StorageFull => "free some disk space and run the command again",
+        ErrorKind::ReadOnlyFilesystem => "write to a writable location",
+        _ => "check the path and try again",
+    }
+}
+
+impl CliError {
+    /// `cannot read `PATH`: ...` with a help line for the error's kind.
+    pub fn read(path: &std::path::Path, error: &std::io::Error) -> CliError {
+        CliError::new(format!("cannot read `{}`: {error}", path.display()))
+            .with_help(io_help(error.kind(), false))
+    }
+
+    /// `cannot write `PATH`: ...` with a help line for the error's kind.
+    pub fn write(path: &std::path::Path, error: &std::io::Error) -> CliError {
+        CliError::new(format!("cannot write `{}`: {error}", path.display()))
+            .with_help(io_help(error.kind(), true))
     }
 }

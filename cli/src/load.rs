@@ -23,7 +23,7 @@ pub fn find_policy_files(path: &Path) -> Result<PolicyFiles, CliError> {
     let metadata = fs::metadata(path).map_err(|error| match error.kind() {
         std::io::ErrorKind::NotFound => CliError::new(format!("`{shown}` does not exist"))
             .with_help("pass the directory that holds the policy set's `.pol` files"),
-        _ => CliError::new(format!("cannot read `{shown}`: {error}")),
+        _ => CliError::read(path, &error),
     })?;
     if metadata.is_file() {
         if path.extension().and_then(|e| e.to_str()) != Some("pol") {
@@ -89,7 +89,7 @@ fn walk_matching(
         let name = entry.file_name().to_string_lossy().into_owned();
         let file_type = entry
             .file_type()
-            .map_err(|error| CliError::new(format!("cannot read `{}`: {error}", path.display())))?;
+            .map_err(|error| CliError::read(&path, &error))?;
         if file_type.is_dir() {
             if !name.starts_with('.') && name != "target" {
                 walk_matching(root, &path, wanted, files)?;
@@ -110,8 +110,7 @@ fn walk_matching(
 
 /// Reads one file as UTF-8, with an error that names the first bad byte.
 pub fn read_text(path: &Path) -> Result<String, CliError> {
-    let bytes = fs::read(path)
-        .map_err(|error| CliError::new(format!("cannot read `{}`: {error}", path.display())))?;
+    let bytes = fs::read(path).map_err(|error| CliError::read(path, &error))?;
     String::from_utf8(bytes).map_err(|error| {
         let offset = error.utf8_error().valid_up_to();
         let line = error.as_bytes()[..offset]
@@ -179,12 +178,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
         })
         .map_err(|error| {
             let _ = std::fs::remove_file(&temporary);
-            CliError::new(format!("cannot write `{}`: {error}", path.display()))
+            CliError::write(path, &error)
         })
 }
 
 /// Reads a whole file, with an error that names it.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path)
-        .map_err(|error| CliError::new(format!("cannot read `{}`: {error}", path.display())))
+    std::fs::read(path).map_err(|error| CliError::read(path, &error))
 }

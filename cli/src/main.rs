@@ -78,8 +78,9 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(error) => {
-            output::print_error(&error);
-            Exit::Usage.into()
+            let args: Vec<String> = std::env::args().collect();
+            output::print_error(&error, output::wants_json(&args));
+            error.exit.into()
         }
     }
 }

@@ -34,11 +34,43 @@ pub enum Format {
     Json,
 }
 
-pub fn print_error(error: &CliError) {
+/// Set once a command has written its JSON (or JUnit) document to stdout: an error after it
+/// goes to stderr only, so stdout stays one parseable document.
+static STDOUT_HAS_DOCUMENT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a command's machine-readable document to stdout.
+pub fn print_document(document: &str) {
+    STDOUT_HAS_DOCUMENT.store(true, std::sync::atomic::Ordering::Relaxed);
+    println!("{document}");
+}
+
+pub fn print_error(error: &CliError, json: bool) {
     eprintln!("error: {}", error.message);
     if let Some(help) = &error.help {
         eprintln!("  help: {help}");
     }
+    if json && !STDOUT_HAS_DOCUMENT.load(std::sync::atomic::Ordering::Relaxed) {
+        // CI reading stdout gets a document it can parse, not an empty stream.
+        let document = serde_json::json!({
+            "error": {
+                "message": error.message,
+                "help": error.help,
+                "exit_code": error.exit as u8,
+            }
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&document).unwrap_or_default()
+        );
+    }
+}
+
+/// Whether the command line asks for JSON output (`--format json` or `--format=json`).
+pub fn wants_json(args: &[String]) -> bool {
+    args.windows(2)
+        .any(|pair| pair[0] == "--format" && pair[1] == "json")
+        || args.iter().any(|arg| arg == "--format=json")
 }
 
 /// "1 error", "2 warnings", "3 policies".

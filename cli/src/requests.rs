@@ -36,9 +36,10 @@ pub fn read_requests(text: &str) -> Vec<Input> {
 pub fn read_request_input(path: &Path) -> Result<Vec<Input>, CliError> {
     let text = if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+            CliError::new(format!("cannot read stdin: {e}"))
+                .with_help("pipe the requests in, or pass a file: `--request requests.jsonl`")
+        })?;
         text
     } else {
         read_text(path)?

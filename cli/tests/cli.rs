@@ -882,3 +882,113 @@ fn the_summary_says_when_z3_gave_up() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(json["summary"]["queries_at_time_limit"], 0, "{json}");
 }
+
+#[test]
+fn usage_and_io_errors_say_what_to_do() {
+    let dir = scratch("usage-errors");
+    let key = dir.join("release");
+    let bundle = dir.join("set.polb");
+    let key_path = key.to_str().expect("utf-8");
+    let bundle_path = bundle.to_str().expect("utf-8");
+    assert_eq!(polctl(&["keygen", "-o", key_path]).status.code(), Some(0));
+    let output = polctl(&["build", "examples/support-fleet", "-o", bundle_path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let public = format!("{key_path}.pub");
+    let missing = dir.join("missing.pub");
+    let scratch_dir = dir.to_str().expect("utf-8");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["check", "/nonexistent/set"], 1, "does not exist"),
+        (
+            vec![
+                "diff",
+                "git:no-such-ref:examples/support-fleet",
+                "examples/support-fleet",
+            ],
+            1,
+            "failed",
+        ),
+        (
+            vec![
+                "eval",
+                "examples/support-fleet",
+                "-r",
+                "/nonexistent/requests.jsonl",
+            ],
+            1,
+            "cannot read",
+        ),
+        (
+            vec![
+                "verify",
+                bundle_path,
+                "--key",
+                missing.to_str().expect("utf-8"),
+            ],
+            1,
+            "cannot read",
+        ),
+        (
+            vec!["sign", bundle_path, "--key", &public],
+            1,
+            "is a public key",
+        ),
+        (
+            vec!["sign", scratch_dir, "--key", key_path],
+            1,
+            "is a directory, not a bundle",
+        ),
+        (vec!["sign", bundle_path, "--key", key_path], 0, ""),
+        (
+            vec!["sign", bundle_path, "--key", key_path],
+            4,
+            "already signed",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let output = polctl(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        if code == 0 {
+            continue;
+        }
+        let errors = stderr(&output);
+        let lines: Vec<&str> = errors.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("error: ") && l.contains(message)),
+            "{args:?}: {errors}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("  help: ")),
+            "{args:?} has no help line: {errors}"
+        );
+    }
+    // With --format json the error is also a JSON document on stdout.
+    let output = polctl(&["check", "/nonexistent/set", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(json["error"]["exit_code"], 1);
+    assert!(json["error"]["help"].is_string(), "{json}");
+    // After a report, stdout stays one document: the error goes to stderr only.
+    let output = Command::new(env!("CARGO_BIN_EXE_polctl"))
+        .args([
+            "diff",
+            "old",
+            "new",
+            "--fail-on",
+            "widen",
+            "--format",
+            "json",
+        ])
+        .current_dir(workspace().join("cli/tests/fixtures/diff/widen_new_allow"))
+        .output()
+        .expect("polctl runs");
+    assert_eq!(output.status.code(), Some(2));
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON document");
+    assert!(json["changes"].is_array());
+}

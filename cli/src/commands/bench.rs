@@ -139,7 +139,9 @@ pub fn run(args: BenchArgs) -> Result<Exit, CliError> {
         allow_percent: (allowed as f64 * 1000.0 / total as f64).round() / 10.0,
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&results).unwrap_or_default()),
+        Format::Json => {
+            crate::output::print_document(&serde_json::to_string(&results).unwrap_or_default())
+        }
         Format::Human => {
             println!(
                 "{} rules, {} tools, {} distinct requests ({}% allowed), {} timed decisions",

@@ -49,12 +49,13 @@ pub fn run_build(args: BuildArgs) -> Result<Exit, CliError> {
         for diagnostic in &compilation.diagnostics {
             println!("{}", render_human(diagnostic, &sources, false));
         }
-        eprintln!(
-            "error: refusing to build: `{}` does not compile ({})",
+        return Err(CliError::new(format!(
+            "refusing to build: `{}` does not compile ({})",
             args.path.display(),
             plural(compilation.errors(), "error")
-        );
-        return Ok(Exit::Findings);
+        ))
+        .with_help("fix the errors above; `polctl check` lists them with their fixes")
+        .with_exit(Exit::Findings));
     };
     let evaluator = Evaluator::new(set.clone(), sources.revision())
         .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message)))?;
@@ -77,11 +78,14 @@ pub fn run_build(args: BuildArgs) -> Result<Exit, CliError> {
         for diagnostic in findings.iter().filter(|d| d.severity == Severity::Error) {
             println!("{}", render_human(diagnostic, &sources, false));
         }
-        eprintln!(
-            "error: refusing to build: `polctl check` reports {}",
+        return Err(CliError::new(format!(
+            "refusing to build: `polctl check` reports {}",
             plural(errors, "error")
-        );
-        return Ok(Exit::Findings);
+        ))
+        .with_help(
+            "fix the findings above; a bundle is built only from a set that checks clean of errors",
+        )
+        .with_exit(Exit::Findings));
     }
     let json_findings: Vec<JsonFinding> = findings
         .iter()
@@ -130,11 +134,12 @@ pub fn run_build(args: BuildArgs) -> Result<Exit, CliError> {
         );
         if outcome.failed() > 0 {
             print!("{}", report::human(&outcome, parsed.len(), &[], 0.0, None));
-            eprintln!(
-                "error: refusing to build: {} failed",
+            return Err(CliError::new(format!(
+                "refusing to build: {} failed",
                 plural(outcome.failed(), "test")
-            );
-            return Ok(Exit::TestFailures);
+            ))
+            .with_help("fix the policy or the test; `polctl test` runs them alone")
+            .with_exit(Exit::TestFailures));
         }
         let results: Vec<_> = outcome
             .results
@@ -182,8 +187,7 @@ pub fn run_build(args: BuildArgs) -> Result<Exit, CliError> {
 }
 
 fn directory_name(path: &Path) -> Result<String, CliError> {
-    let absolute = std::fs::canonicalize(path)
-        .map_err(|e| CliError::new(format!("cannot read `{}`: {e}", path.display())))?;
+    let absolute = std::fs::canonicalize(path).map_err(|e| CliError::read(path, &e))?;
     absolute
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -208,20 +212,20 @@ pub fn run_inspect(args: InspectArgs) -> Result<Exit, CliError> {
     let bundle = match polctl_bundle::open(&bytes) {
         Ok(bundle) => bundle,
         Err(error) => {
-            eprintln!("error: `{}`: {error}", args.file.display());
-            return Ok(Exit::Verification);
+            return Err(CliError::new(format!("`{}`: {error}", args.file.display()))
+                .with_help("the file is not an intact bundle: rebuild it with `polctl build`")
+                .with_exit(Exit::Verification));
         }
     };
     let manifest = &bundle.manifest;
     match args.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
+        Format::Json => crate::output::print_document(
+            &serde_json::to_string_pretty(&json!({
                 "manifest": manifest,
                 "signatures": bundle.container.signatures,
                 "sha256": sha256_hex(&bytes),
             }))
-            .unwrap_or_default()
+            .unwrap_or_default(),
         ),
         Format::Human => {
             println!("bundle    {}", args.file.display());

@@ -135,8 +135,9 @@ fn compile_swapped(new: &Path, live: &Path) -> Result<Option<(SourceSet, Compila
                 .map(|(path, text)| (format!("{}:{path}", live.display()), text))
                 .collect(),
             Err(error) => {
-                eprintln!("error: `{}`: {error}", live.display());
-                return Ok(None);
+                return Err(CliError::new(format!("`{}`: {error}", live.display()))
+                    .with_help("`--against` takes the live set's directory or an intact bundle")
+                    .with_exit(Exit::Verification));
             }
         }
     } else {
@@ -278,6 +279,6 @@ fn print_json(
     };
     let json = serde_json::to_string_pretty(&report)
         .map_err(|error| CliError::new(format!("cannot encode the report as JSON: {error}")))?;
-    println!("{json}");
+    crate::output::print_document(&json);
     Ok(())
 }

@@ -86,16 +86,20 @@ fn load_side(spec: &str) -> Result<Vec<(String, String)>, CliError> {
 }
 
 fn git(args: &[&str]) -> Result<Vec<u8>, CliError> {
-    let output = Command::new("git")
-        .args(args)
-        .output()
-        .map_err(|e| CliError::new(format!("cannot run git: {e}")))?;
+    let output = Command::new("git").args(args).output().map_err(|e| {
+        CliError::new(format!("cannot run git: {e}"))
+            .with_help("install git, or compare directories or bundles instead of `git:` sides")
+    })?;
     if !output.status.success() {
         return Err(CliError::new(format!(
             "`git {}` failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        ))
+        .with_help(
+            "a side `git:REV:PATH` reads PATH at revision REV of the repository in the working \
+             directory; check REV with `git rev-parse REV` and PATH with `git ls-tree REV`",
+        ));
     }
     Ok(output.stdout)
 }
@@ -141,8 +145,11 @@ fn compile_side(spec: &str, files: &[(String, String)]) -> Result<Option<Evaluat
             for diagnostic in &compilation.diagnostics {
                 println!("{}", render_human(diagnostic, &sources, false));
             }
-            eprintln!("error: `{spec}` does not compile; run `polctl check` on it");
-            Ok(None)
+            Err(CliError::new(format!("`{spec}` does not compile"))
+                .with_help(format!(
+                    "run `polctl check {spec}` to see its errors and their fixes"
+                ))
+                .with_exit(Exit::Findings))
         }
     }
 }
@@ -172,9 +179,8 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
                 "truncated": semantic.truncated.iter().map(|u| json!({"tool": u.tool, "change": u.change()})).collect::<Vec<_>>(),
                 "rules_changed_without_effect": unchanged,
             });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).unwrap_or_default()
+            crate::output::print_document(
+                &serde_json::to_string_pretty(&report).unwrap_or_default(),
             );
         }
         Format::Human => {
@@ -202,10 +208,12 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
             FailOn::Narrow => ("narrowing change", "narrow"),
             FailOn::Any => ("change", "any"),
         };
-        eprintln!(
-            "error: {} (--fail-on {flag})",
+        return Err(CliError::new(format!(
+            "{} (--fail-on {flag})",
             plural(failing_changes, what)
-        );
+        ))
+        .with_help("review the changes listed above; each has a witness request")
+        .with_exit(Exit::Findings));
     }
     // What the gate cannot vouch for: a pair's kind is known from its decisions, a skipped
     // tool's or a one-sided request's is not.
@@ -215,18 +223,14 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
         .filter(|u| counts(ChangeKind::of(u.from, u.to)));
     let incomplete = unknown_pairs.count() + semantic.skipped.len() + semantic.one_sided.len();
     if !failing && incomplete > 0 && !args.allow_incomplete {
-        eprintln!(
-            "error: --fail-on cannot vouch for what was not compared ({} listed above); \
-             pass --allow-incomplete to gate only on what was",
+        return Err(CliError::new(format!(
+            "--fail-on cannot vouch for what was not compared ({} listed above)",
             plural(incomplete, "item")
-        );
-        return Ok(Exit::Findings);
+        ))
+        .with_help("pass --allow-incomplete to gate only on what was compared")
+        .with_exit(Exit::Findings));
     }
-    Ok(if failing {
-        Exit::Findings
-    } else {
-        Exit::Success
-    })
+    Ok(Exit::Success)
 }
 
 /// Tools some added, removed or changed rule names, compared to the end, whose requests all

@@ -47,16 +47,18 @@ pub fn run(args: EvalArgs) -> Result<Exit, CliError> {
         match (decoded, args.format) {
             (Ok(request), Format::Json) => {
                 let decision = evaluator.render(&evaluator.decide(&request));
-                println!("{}", serde_json::to_string(&decision).unwrap_or_default());
+                // JSON Lines: every line is a document of its own.
+                crate::output::print_document(
+                    &serde_json::to_string(&decision).unwrap_or_default(),
+                );
             }
             (Ok(request), Format::Human) => {
                 print_explained(&evaluator, &request, index + 1, input.line)
             }
             (Err(message), Format::Json) => {
                 failed += 1;
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": message, "line": input.line })
+                crate::output::print_document(
+                    &serde_json::json!({ "error": message, "line": input.line }).to_string(),
                 );
             }
             (Err(message), Format::Human) => {
@@ -70,11 +72,11 @@ pub fn run(args: EvalArgs) -> Result<Exit, CliError> {
         }
     }
     if failed > 0 {
-        eprintln!(
-            "error: {failed} of {} requests do not fit the schema",
+        return Err(CliError::new(format!(
+            "{failed} of {} requests do not fit the schema",
             inputs.len()
-        );
-        return Ok(Exit::Usage);
+        ))
+        .with_help("each error above names the field and what the schema expects there"));
     }
     Ok(Exit::Success)
 }

@@ -36,11 +36,11 @@ fn create_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), CliError> 
             CliError::new(format!("`{}` already exists", path.display()))
                 .with_help("keys are never overwritten; choose another name or remove the old key")
         }
-        _ => CliError::new(format!("cannot create `{}`: {error}", path.display())),
+        _ => CliError::write(path, &error),
     })?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|error| CliError::new(format!("cannot write `{}`: {error}", path.display())))
+        .map_err(|error| CliError::write(path, &error))
 }
 
 pub fn run_keygen(args: KeygenArgs) -> Result<Exit, CliError> {
@@ -86,8 +86,34 @@ pub struct SignArgs {
 }
 
 pub fn run_sign(args: SignArgs) -> Result<Exit, CliError> {
-    let key = parse_private_key(&read_text(&args.key)?)
-        .map_err(|e| CliError::new(format!("`{}`: {e}", args.key.display())))?;
+    if args.file.is_dir() {
+        return Err(CliError::new(format!(
+            "`{}` is a directory, not a bundle",
+            args.file.display()
+        ))
+        .with_help(format!(
+            "build a bundle first: `polctl build {} -o set.polb`, then sign `set.polb`",
+            args.file.display()
+        )));
+    }
+    let key_text = read_text(&args.key)?;
+    let key = parse_private_key(&key_text).map_err(|e| {
+        let private = args.key.with_extension("");
+        if key_text.contains("\"public_key\"") {
+            CliError::new(format!(
+                "`{}` is a public key; `sign` needs the private key",
+                args.key.display()
+            ))
+            .with_help(format!(
+                "pass the private key, the same name without `.pub`: `--key {}`",
+                private.display()
+            ))
+        } else {
+            CliError::new(format!("`{}`: {e}", args.key.display())).with_help(
+                "pass a private key written by `polctl keygen -o NAME` (the file NAME, not NAME.pub)",
+            )
+        }
+    })?;
     let bytes = read_bytes(&args.file)?;
     let existing = polctl_bundle::open(&bytes).map(|b| {
         b.container
@@ -99,16 +125,27 @@ pub fn run_sign(args: SignArgs) -> Result<Exit, CliError> {
     let existing = match existing {
         Ok(existing) => existing,
         Err(error) => {
-            eprintln!("error: `{}`: {error}", args.file.display());
-            return Ok(Exit::Verification);
+            return Err(CliError::new(format!("`{}`: {error}", args.file.display()))
+                .with_help("sign the bundle `polctl build` wrote; `polctl verify` says what is wrong with this one")
+                .with_exit(Exit::Verification));
         }
     };
     let sequence = args.sequence.or(existing).unwrap_or(1);
     let signed = match sign(&bytes, &key, sequence, &now_rfc3339()) {
         Ok(signed) => signed,
         Err(error) => {
-            eprintln!("error: `{}`: {error}", args.file.display());
-            return Ok(Exit::Verification);
+            let help = if error.to_string().contains("already signed") {
+                format!(
+                    "each key signs a bundle once; `polctl inspect {}` lists its signatures, \
+                     and a second signer uses their own key (`--threshold 2` on verify)",
+                    args.file.display()
+                )
+            } else {
+                "rebuild the bundle with `polctl build` and sign it again".to_owned()
+            };
+            return Err(CliError::new(format!("`{}`: {error}", args.file.display()))
+                .with_help(help)
+                .with_exit(Exit::Verification));
         }
     };
     write_atomically(&args.file, &signed)?;
@@ -167,13 +204,12 @@ pub fn run_verify(args: VerifyArgs) -> Result<Exit, CliError> {
             );
             Ok(Exit::Success)
         }
-        Err(error) => {
-            eprintln!(
-                "error: `{}` failed verification: {error}",
-                args.file.display()
-            );
-            Ok(Exit::Verification)
-        }
+        Err(error) => Err(CliError::new(format!(
+            "`{}` failed verification: {error}",
+            args.file.display()
+        ))
+        .with_help("do not deploy this bundle; rebuild and sign it from reviewed sources")
+        .with_exit(Exit::Verification)),
     }
 }
 

@@ -103,23 +103,28 @@ pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
                 coverage.as_ref()
             )
         ),
-        TestFormat::Json => println!("{}", report::json(&outcome, seconds, coverage.as_ref())),
-        TestFormat::Junit => print!("{}", report::junit(&outcome, seconds)),
+        TestFormat::Json => {
+            crate::output::print_document(&report::json(&outcome, seconds, coverage.as_ref()))
+        }
+        TestFormat::Junit => {
+            crate::output::print_document(report::junit(&outcome, seconds).trim_end())
+        }
     }
     if !malformed.is_empty() {
-        eprintln!(
-            "error: {} malformed and not run",
+        return Err(CliError::new(format!(
+            "{} malformed and not run",
             crate::output::plural(malformed.len(), "test file")
-        );
-        return Ok(Exit::Usage);
+        ))
+        .with_help("fix the problems listed above; docs/testing.md describes the format"));
     }
     if let (Some(minimum), Some(coverage)) = (args.min_coverage, &coverage) {
         if coverage.percent + 1e-9 < minimum {
-            eprintln!(
-                "error: rule coverage {:.1}% is below the required {minimum:.1}%",
+            return Err(CliError::new(format!(
+                "rule coverage {:.1}% is below the required {minimum:.1}%",
                 coverage.percent
-            );
-            return Ok(Exit::TestFailures);
+            ))
+            .with_help("add cases for the rules listed as not covered")
+            .with_exit(Exit::TestFailures));
         }
     }
     Ok(if outcome.failed() > 0 {
