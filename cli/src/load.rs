@@ -1,4 +1,5 @@
-//! Reads a policy set from disk: every `.pol` file under a directory, or one `.pol` file.
+//! Reads a policy set from disk: every `.pol` file under a directory, one `.pol` file, or the
+//! sources of a bundle (`polctl build`), whose integrity is checked first.
 //!
 //! All file IO of the front end happens here, so `polctl-lang` stays pure.
 
@@ -128,12 +129,54 @@ pub fn read_text(path: &Path) -> Result<String, CliError> {
 
 /// Loads a whole policy set into memory.
 pub fn load_policy_set(path: &Path) -> Result<SourceSet, CliError> {
+    if is_bundle(path) {
+        let files = bundle_sources(path)?
+            .into_iter()
+            .filter(|(relative, _)| relative.ends_with(".pol"))
+            .collect::<Vec<_>>();
+        return Ok(SourceSet::from_files(files).with_display_root(format!("{}:", path.display())));
+    }
     let found = find_policy_files(path)?;
     let mut files = Vec::with_capacity(found.files.len());
     for (disk_path, relative) in &found.files {
         files.push((relative.clone(), read_text(disk_path)?));
     }
     Ok(SourceSet::from_files(files).with_display_root(found.root.to_string_lossy()))
+}
+
+/// A file given where a policy set is expected, other than a `.pol` file: a bundle.
+pub fn is_bundle(path: &Path) -> bool {
+    path.is_file() && path.extension().and_then(|e| e.to_str()) != Some("pol")
+}
+
+/// Every source file of a bundle (`.pol` and `*.test.toml`), by path within the set, after
+/// checking the bundle's integrity (exit 4 if it fails).
+pub fn bundle_sources(path: &Path) -> Result<Vec<(String, String)>, CliError> {
+    let bytes = read_bytes(path)?;
+    let bundle = polctl_bundle::open(&bytes).map_err(|error| {
+        CliError::new(format!("`{}`: {error}", path.display()))
+            .with_help(
+                "pass a policy set directory, a `.pol` file, or an intact bundle written by `polctl build`",
+            )
+            .with_exit(crate::exit::Exit::Verification)
+    })?;
+    Ok(bundle.sources())
+}
+
+/// A set's test files (`*.test.toml`) as `(path to show, path in the set, text)`: from the
+/// directory, or from the bundle's sources.
+pub fn load_test_files(path: &Path) -> Result<Vec<(String, String, String)>, CliError> {
+    if is_bundle(path) {
+        return Ok(bundle_sources(path)?
+            .into_iter()
+            .filter(|(relative, _)| relative.ends_with(".test.toml"))
+            .map(|(relative, text)| (format!("{}:{relative}", path.display()), relative, text))
+            .collect());
+    }
+    find_files_with_suffix(path, ".test.toml")?
+        .into_iter()
+        .map(|(disk, relative)| Ok((disk.display().to_string(), relative, read_text(&disk)?)))
+        .collect()
 }
 
 /// Loads and compiles a set for a command that needs its IR. When the set does not compile,

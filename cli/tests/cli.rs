@@ -992,3 +992,43 @@ fn usage_and_io_errors_say_what_to_do() {
         serde_json::from_slice(&output.stdout).expect("one JSON document");
     assert!(json["changes"].is_array());
 }
+
+#[test]
+fn eval_test_and_bench_accept_a_bundle() {
+    let dir = scratch("bundle-as-set");
+    let bundle = dir.join("fleet.polb");
+    let bundle_path = bundle.to_str().expect("utf-8");
+    let output = polctl(&["build", "examples/support-fleet", "-o", bundle_path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let requests = "cli/tests/fixtures/requests.jsonl";
+    let from_dir = polctl(&[
+        "eval",
+        "examples/support-fleet",
+        "-r",
+        requests,
+        "--format",
+        "json",
+    ]);
+    let from_bundle = polctl(&["eval", bundle_path, "-r", requests, "--format", "json"]);
+    // The fixture's last request does not fit the schema: the same exit code, the same lines.
+    assert_eq!(from_bundle.status.code(), from_dir.status.code());
+    assert_eq!(stdout(&from_dir), stdout(&from_bundle));
+    let output = polctl(&["test", bundle_path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("110 passed"),
+        "{}",
+        stdout(&output)
+    );
+    let output = polctl(&["bench", bundle_path, "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // A bundle that fails its integrity check is refused with exit 4, before anything runs.
+    let mut bytes = std::fs::read(&bundle).expect("bundle");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let corrupt = dir.join("corrupt.polb");
+    std::fs::write(&corrupt, bytes).expect("write");
+    let output = polctl(&["eval", corrupt.to_str().expect("utf-8"), "-r", requests]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+}

@@ -137,7 +137,8 @@ impl SourceSet {
         let path = &self.file(id).path;
         match self.display_root.as_deref() {
             None | Some("") | Some(".") => path.clone(),
-            Some(root) if root.ends_with('/') => format!("{root}{path}"),
+            // `fleet.polb:` shows a bundle's files as `fleet.polb:schema.pol`.
+            Some(root) if root.ends_with('/') || root.ends_with(':') => format!("{root}{path}"),
             Some(root) => format!("{root}/{path}"),
         }
     }

@@ -20,7 +20,7 @@ use std::time::Instant;
 /// single-threaded; then throughput is measured on all cores.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The policy set: a directory of `.pol` files, or one `.pol` file.
+    /// The policy set: a directory of `.pol` files, one `.pol` file, or a bundle (`polctl build`).
     path: PathBuf,
     /// Requests to replay (JSON or JSON Lines, `-` for stdin) instead of generated ones.
     #[arg(long)]

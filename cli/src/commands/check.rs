@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 /// are errors (or warnings, with --strict), 1 when the set cannot be read.
 #[derive(Args)]
 pub struct CheckArgs {
-    /// The policy set: a directory of `.pol` files (searched recursively), or one `.pol` file.
+    /// The policy set: a directory of `.pol` files (searched recursively), one `.pol` file, or a
+    /// bundle (`polctl build`).
     path: PathBuf,
     /// Only parse and type-check, skipping the Z3 analysis (the fast path for editors and
     /// pre-commit hooks).

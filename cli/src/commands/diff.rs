@@ -5,7 +5,9 @@
 //! decision changes, with a witness confirmed against both versions.
 
 use crate::exit::{CliError, Exit};
-use crate::load::{find_files_with_suffix, find_policy_files, read_bytes, read_text};
+use crate::load::{
+    bundle_sources, find_files_with_suffix, find_policy_files, is_bundle, read_text,
+};
 use crate::output::{plural, ColorChoice, Format};
 use clap::{Args, ValueEnum};
 use polctl_bundle::textdiff::{text_diff, FileDiff, FileStatus};
@@ -66,11 +68,8 @@ fn load_side(spec: &str) -> Result<Vec<(String, String)>, CliError> {
         return load_git(rest);
     }
     let path = Path::new(spec);
-    if path.is_file() && !spec.ends_with(".pol") {
-        let bytes = read_bytes(path)?;
-        let bundle =
-            polctl_bundle::open(&bytes).map_err(|e| CliError::new(format!("`{spec}`: {e}")))?;
-        return Ok(bundle.sources());
+    if is_bundle(path) {
+        return bundle_sources(path);
     }
     let found = find_policy_files(path)?;
     let mut files = Vec::new();

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 /// request does not fit the schema, 2 if the set does not compile.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The policy set: a directory of `.pol` files, or one `.pol` file.
+    /// The policy set: a directory of `.pol` files, one `.pol` file, or a bundle (`polctl build`).
     path: PathBuf,
     /// The request file (JSON or JSON Lines), or `-` for stdin.
     #[arg(long, short)]

@@ -1,7 +1,7 @@
 //! `polctl test DIR`: runs the `*.test.toml` files of a policy set.
 
 use crate::exit::{CliError, Exit};
-use crate::load::{compile_or_report, find_files_with_suffix, read_text};
+use crate::load::{compile_or_report, load_test_files};
 use crate::output::ColorChoice;
 use clap::{Args, ValueEnum};
 use polctl_lang::eval::Evaluator;
@@ -26,7 +26,8 @@ pub enum TestFormat {
 /// malformed, 2 when the set does not compile.
 #[derive(Args)]
 pub struct TestArgs {
-    /// The policy set directory; test files are found anywhere under it.
+    /// The policy set directory (test files are found anywhere under it), or a bundle, whose
+    /// test files are the ones it was built with.
     path: PathBuf,
     /// Run only the tests whose name contains this text.
     #[arg(long)]
@@ -53,7 +54,7 @@ pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
     let Some((sources, set)) = compile_or_report(&args.path, args.color)? else {
         return Ok(Exit::Findings);
     };
-    let found = find_files_with_suffix(&args.path, ".test.toml")?;
+    let found = load_test_files(&args.path)?;
     if found.is_empty() {
         return Err(CliError::new(format!(
             "no `*.test.toml` files under `{}`",
@@ -65,20 +66,14 @@ pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
     }
     let mut files = Vec::new();
     let mut malformed = Vec::new();
-    for (disk_path, relative) in &found {
-        let text = read_text(disk_path)?;
-        match parse_test_file(relative, &text) {
+    for (shown, relative, text) in &found {
+        match parse_test_file(relative, text) {
             Ok(file) => files.push(file),
             Err(errors) => {
                 for error in &errors {
-                    eprintln!(
-                        "error: {}:{}: {}",
-                        disk_path.display(),
-                        error.line,
-                        error.message
-                    );
+                    eprintln!("error: {shown}:{}: {}", error.line, error.message);
                 }
-                malformed.push(disk_path.display().to_string());
+                malformed.push(shown.clone());
             }
         }
     }
