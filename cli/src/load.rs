@@ -144,9 +144,20 @@ pub fn load_policy_set(path: &Path) -> Result<SourceSet, CliError> {
     Ok(SourceSet::from_files(files).with_display_root(found.root.to_string_lossy()))
 }
 
-/// A file given where a policy set is expected, other than a `.pol` file: a bundle.
+/// A file given where a policy set is expected that is a bundle: named `.polb`, or starting
+/// with the bundle magic (any other file is "not a `.pol` file or a directory").
 pub fn is_bundle(path: &Path) -> bool {
-    path.is_file() && path.extension().and_then(|e| e.to_str()) != Some("pol")
+    if !path.is_file() {
+        return false;
+    }
+    if path.extension().and_then(|e| e.to_str()) == Some("polb") {
+        return true;
+    }
+    let magic = polctl_bundle::container::MAGIC;
+    let mut head = vec![0; magic.len()];
+    fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut head))
+        .is_ok_and(|()| head == magic)
 }
 
 /// Every source file of a bundle (`.pol` and `*.test.toml`), by path within the set, after

@@ -39,6 +39,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(request) = evaluator.decode(&json) {
         let decision = evaluator.decide(&request);
         evaluator.explain(&request);
-        serde_json::to_string(&evaluator.render(&decision)).expect("JSON");
+        serde_json::to_string(&evaluator.render(&request, &decision)).expect("JSON");
     }
 });

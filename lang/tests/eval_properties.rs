@@ -69,7 +69,7 @@ fn decide(evaluator: &Evaluator, request: &Value) -> DecisionJson {
     let decoded = evaluator
         .decode(request)
         .expect("generated requests fit the schema");
-    evaluator.render(&evaluator.decide(&decoded))
+    evaluator.render(&decoded, &evaluator.decide(&decoded))
 }
 
 #[test]
@@ -166,7 +166,7 @@ proptest! {
         let evaluator = shared_example();
         if let Ok(decoded) = evaluator.decode(&request) {
             evaluator.explain(&decoded);
-            evaluator.render(&evaluator.decide(&decoded));
+            evaluator.render(&decoded, &evaluator.decide(&decoded));
         }
     }
 
@@ -184,7 +184,7 @@ proptest! {
             }
         }
         let decoded = evaluator.decode(&request).expect("strings fit any string argument");
-        evaluator.render(&evaluator.decide(&decoded));
+        evaluator.render(&decoded, &evaluator.decide(&decoded));
         evaluator.explain(&decoded);
     }
 }

@@ -52,7 +52,7 @@ fn with(mut base: Value, key: &str, value: Value) -> Value {
 /// `(decision, rules, approvers)` for a request.
 fn decide(evaluator: &Evaluator, request: &Value) -> (Outcome, Vec<String>, Vec<String>) {
     let decoded = evaluator.decode(request).expect("request fits the schema");
-    let json = evaluator.render(&evaluator.decide(&decoded));
+    let json = evaluator.render(&decoded, &evaluator.decide(&decoded));
     (json.decision, json.rules, json.approvers)
 }
 
@@ -227,7 +227,7 @@ fn obligations_of_every_matching_allow_are_merged() {
     let decoded = e
         .decode(&request("search_kb", json!({ "query": "q" })))
         .expect("fits");
-    let json = e.render(&e.decide(&decoded));
+    let json = e.render(&decoded, &e.decide(&decoded));
     let names: Vec<_> = json
         .obligations
         .iter()

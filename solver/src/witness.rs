@@ -51,7 +51,7 @@ pub fn decode_own(evaluator: &Evaluator, witness: &Json) -> Result<Request, Requ
 /// Decides a witness with one version of a set (see [`decode_own`]).
 pub fn decide_own(evaluator: &Evaluator, witness: &Json) -> Result<DecisionJson, RequestError> {
     let request = decode_own(evaluator, witness)?;
-    Ok(evaluator.render(&evaluator.decide(&request)))
+    Ok(evaluator.render(&request, &evaluator.decide(&request)))
 }
 
 /// The witness with each field made as plain as its claim allows: strings emptied, lists

@@ -165,7 +165,7 @@ fn run_case(evaluator: &Evaluator, file: &TestFile, case: &Case) -> (CaseResult,
         }
     };
     let decision = evaluator.decide(&request);
-    let json = evaluator.render(&decision);
+    let json = evaluator.render(&request, &decision);
     let mut problems = Vec::new();
     if json.decision.as_str() != raw.expect {
         problems.push(format!("expected {}, got {}", raw.expect, describe(&json)));
@@ -335,7 +335,7 @@ fn run_adversarial(
                 result.variants += 1;
                 let decided = evaluator
                     .decode(&request)
-                    .map(|r| evaluator.render(&evaluator.decide(&r)));
+                    .map(|r| evaluator.render(&r, &evaluator.decide(&r)));
                 match decided {
                     Ok(json) if json.decision.as_str() == expect => {}
                     Ok(json) => failures.push(format!(

@@ -46,7 +46,7 @@ pub fn run(args: EvalArgs) -> Result<Exit, CliError> {
             .and_then(|json| evaluator.decode(json).map_err(|e| e.to_string()));
         match (decoded, args.format) {
             (Ok(request), Format::Json) => {
-                let decision = evaluator.render(&evaluator.decide(&request));
+                let decision = evaluator.render(&request, &evaluator.decide(&request));
                 // JSON Lines: every line is a document of its own.
                 crate::output::print_document(
                     &serde_json::to_string(&decision).unwrap_or_default(),
@@ -89,7 +89,7 @@ fn print_explained(
 ) {
     let set = evaluator.set();
     let decision = evaluator.decide(request);
-    let json = evaluator.render(&decision);
+    let json = evaluator.render(request, &decision);
     let tool = &set.schema.tools[request.tool].name;
     println!(
         "request {number} (line {line}): {tool}: {}",

@@ -273,6 +273,7 @@ impl<'s> RequestGenerator<'s> {
             session: format!("s-{}", self.rng.below(50)),
             approvals,
             counters,
+            time: None,
         }
     }
 }
@@ -320,7 +321,7 @@ pub fn request_to_json(set: &PolicySet, request: &Request) -> serde_json::Value 
         .iter()
         .map(|(rule, count)| (set.rules[*rule].id.clone(), json!(count)))
         .collect();
-    json!({
+    let mut json = json!({
         "agent": object(&schema.agent, &request.agent),
         "context": object(&schema.context, &request.context),
         "tool": tool.name,
@@ -328,5 +329,9 @@ pub fn request_to_json(set: &PolicySet, request: &Request) -> serde_json::Value 
         "session": request.session,
         "approvals": approvals,
         "counters": counters,
-    })
+    });
+    if let Some(time) = request.time {
+        json["time"] = json!(super::time::format_rfc3339(time));
+    }
+    json
 }

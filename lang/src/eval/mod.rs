@@ -9,13 +9,14 @@ pub mod generate;
 mod plan;
 mod request;
 mod sample;
+pub mod time;
 
 pub use plan::PlanError;
 pub use request::{decode_request, decode_value, CounterIndex, Request, RequestError, Value};
 pub use sample::sample_matching;
 
 use crate::display::duration;
-use crate::ir::{Cond, Effect, PolicySet, Scope, ScopeTerm, Type};
+use crate::ir::{Cond, Effect, Path, PolicySet, Scope, ScopeTerm, Type};
 use plan::{compile, Target, C};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -77,7 +78,27 @@ pub struct DecisionJson {
     pub reasons: Vec<String>,
     pub approvers: Vec<String>,
     pub obligations: Vec<ObligationJson>,
+    /// For an allow (or a deny by a limit): every limit the action counts against, so that a
+    /// gateway can keep the counters without matching limits itself.
+    pub limits: Vec<LimitJson>,
     pub policy_version: String,
+}
+
+/// One limit a decision counts against: the counter's identity (rule, key value, window) and
+/// its state before this action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitJson {
+    pub rule: String,
+    /// The value of the limit's key (`per agent.id`: the agent's id); `null` for a limit with
+    /// one counter for everyone.
+    pub key: Option<String>,
+    /// The start of the fixed window (aligned to the Unix epoch) the request's `time` falls
+    /// in; `null` when the request carries no time.
+    pub window_start: Option<String>,
+    pub window_seconds: u64,
+    /// The counter before this action (the request's `counters`, or 0).
+    pub used: u64,
+    pub max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -470,8 +491,81 @@ impl Evaluator {
         }
     }
 
-    /// The decision in the JSON shape of language.md §1.
-    pub fn render(&self, decision: &Decision) -> DecisionJson {
+    /// The limits a decided request counts against: for an allow, or a deny by a limit.
+    pub fn limits_used(&self, request: &Request, decision: &Decision) -> Vec<LimitJson> {
+        let counts = decision.outcome == Outcome::Allow || decision.cause == Some(DenyCause::Limit);
+        let Some(plan) = self.by_tool.get(request.tool).filter(|_| counts) else {
+            return Vec::new();
+        };
+        let key = self.scope_key(request);
+        let matching: Vec<usize> = plan
+            .limits
+            .applicable(&key)
+            .filter(|c| Self::matches(c, request))
+            .map(|c| c.rule)
+            .collect();
+        self.sorted(matching)
+            .into_iter()
+            .filter_map(|rule| {
+                let Effect::Limit(limit) = &self.set.rules[rule].effect else {
+                    return None;
+                };
+                let window = limit.window_seconds.min(i64::MAX as u64) as i64;
+                Some(LimitJson {
+                    rule: self.set.rules[rule].id.clone(),
+                    key: limit
+                        .key
+                        .as_ref()
+                        .and_then(|path| self.key_value(request, path)),
+                    window_start: request
+                        .time
+                        .map(|t| time::format_rfc3339(t - t.rem_euclid(window.max(1)))),
+                    window_seconds: limit.window_seconds,
+                    used: request
+                        .counters
+                        .iter()
+                        .find(|(r, _)| *r == rule)
+                        .map_or(0, |(_, count)| *count),
+                    max: limit.max,
+                })
+            })
+            .collect()
+    }
+
+    /// A limit key's value in a request, as text.
+    fn key_value(&self, request: &Request, path: &Path) -> Option<String> {
+        let schema = &self.set.schema;
+        let (value, ty) = match path {
+            Path::Agent(name) => {
+                let at = schema.agent.iter().position(|a| &a.name == name)?;
+                (request.agent.get(at)?, &schema.agent[at].ty)
+            }
+            Path::Context(name) => {
+                let at = schema.context.iter().position(|a| &a.name == name)?;
+                (request.context.get(at)?, &schema.context[at].ty)
+            }
+            Path::Arg(name) => {
+                let tool = schema.tools.get(request.tool)?;
+                let at = tool.args.iter().position(|a| &a.name == name)?;
+                (request.args.get(at)?.as_ref()?, &tool.args[at].ty)
+            }
+            Path::Session => return Some(request.session.clone()),
+            Path::ToolName | Path::ToolKind | Path::Element => return None,
+        };
+        Some(match (value, ty) {
+            (Value::Str(s), _) => s.clone(),
+            (Value::Int(i), _) => i.to_string(),
+            (Value::Decimal(d), _) => d.to_string(),
+            (Value::Bool(b), _) => b.to_string(),
+            (Value::Enum(i), Type::Enum { members }) => members.get(*i as usize)?.clone(),
+            (Value::Enum(i), _) => i.to_string(),
+            (Value::List(items), _) => items.join(","),
+        })
+    }
+
+    /// The decision in the JSON shape of language.md §1, with the limits the request counts
+    /// against.
+    pub fn render(&self, request: &Request, decision: &Decision) -> DecisionJson {
         let rules = &self.set.rules;
         let reasons = match decision.cause {
             Some(DenyCause::Default) => vec!["no rule allows this request".to_owned()],
@@ -528,6 +622,7 @@ impl Evaluator {
                 .map(|&g| self.set.schema.approvers[g].clone())
                 .collect(),
             obligations,
+            limits: self.limits_used(request, decision),
             policy_version: self.policy_version.clone(),
         }
     }

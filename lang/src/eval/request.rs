@@ -37,6 +37,9 @@ pub struct Request {
     pub approvals: Vec<bool>,
     /// `(limit rule index, current count in its window for this request's key)`.
     pub counters: Vec<(usize, u64)>,
+    /// When the action happens (`"time"`, RFC 3339), as Unix seconds: which limit window it
+    /// counts in. Optional outside the runtime.
+    pub time: Option<i64>,
 }
 
 /// Why a request does not fit the schema: the path and what is wrong.
@@ -274,7 +277,7 @@ pub fn decode_request(
             format!("a request is a JSON object, found {}", describe(json)),
         )
     })?;
-    const FIELDS: [&str; 7] = [
+    const FIELDS: [&str; 8] = [
         "agent",
         "tool",
         "args",
@@ -282,6 +285,7 @@ pub fn decode_request(
         "session",
         "approvals",
         "counters",
+        "time",
     ];
     for key in object.keys() {
         if !FIELDS.contains(&key.as_str()) {
@@ -325,6 +329,26 @@ pub fn decode_request(
             ))
         }
     };
+    let time =
+        match object.get("time") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(text)) => Some(super::time::parse_rfc3339(text).ok_or_else(
+                || RequestError {
+                    path: "time".to_owned(),
+                    message: format!("`{text}` is not an RFC 3339 date-time"),
+                    help: Some("write e.g. \"2026-12-01T14:03:00Z\"".to_owned()),
+                },
+            )?),
+            Some(other) => {
+                return Err(error(
+                    "time",
+                    format!(
+                        "expected an RFC 3339 date-time string, found {}",
+                        describe(other)
+                    ),
+                ))
+            }
+        };
     let mut approvals = vec![false; schema.approvers.len()];
     match object.get("approvals") {
         None | Some(Json::Null) => {}
@@ -399,5 +423,6 @@ pub fn decode_request(
         session,
         approvals,
         counters: decoded_counters,
+        time,
     })
 }
