@@ -7,6 +7,7 @@ mod commands;
 mod exit;
 mod load;
 mod output;
+mod reports;
 mod requests;
 
 use clap::{Parser, Subcommand};

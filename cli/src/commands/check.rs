@@ -6,7 +6,7 @@
 
 use crate::exit::{CliError, Exit};
 use crate::load::{load_policy_set, read_bytes};
-use crate::output::{plural, ColorChoice, Format};
+use crate::output::{plural, ColorChoice};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use polctl_lang::diagnostic::{render_human, JsonFinding};
@@ -42,13 +42,24 @@ pub struct CheckArgs {
     timeout_ms: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    format: CheckFormat,
     /// Fail (exit 2) on warnings too.
     #[arg(long)]
     strict: bool,
     /// When to colour human output.
     #[arg(long, value_enum, default_value_t)]
     color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum CheckFormat {
+    /// Source excerpts with labels and help, for people.
+    #[default]
+    Human,
+    /// One JSON document (language.md §4), for CI.
+    Json,
+    /// SARIF 2.1.0, for GitHub code scanning and other SARIF viewers.
+    Sarif,
 }
 
 #[derive(Serialize)]
@@ -110,8 +121,15 @@ pub fn run(args: CheckArgs) -> Result<Exit, CliError> {
     }
     let seconds = started.elapsed().as_secs_f64();
     match args.format {
-        Format::Human => print_human(&compilation, &sources, seconds, &limits, args.color),
-        Format::Json => print_json(&compilation, &sources, seconds, &limits)?,
+        CheckFormat::Human => print_human(&compilation, &sources, seconds, &limits, args.color),
+        CheckFormat::Json => print_json(&compilation, &sources, seconds, &limits)?,
+        CheckFormat::Sarif => crate::output::print_document(
+            &serde_json::to_string_pretty(&crate::reports::check_sarif(
+                &compilation.diagnostics,
+                &sources,
+            ))
+            .unwrap_or_default(),
+        ),
     }
     let failing = compilation.errors() > 0 || (args.strict && compilation.warnings() > 0);
     Ok(if failing {

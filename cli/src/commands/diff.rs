@@ -8,7 +8,8 @@ use crate::exit::{CliError, Exit};
 use crate::load::{
     bundle_sources, find_files_with_suffix, find_policy_files, is_bundle, read_text,
 };
-use crate::output::{plural, ColorChoice, Format};
+use crate::output::{plural, ColorChoice};
+use crate::reports::{diff_markdown, diff_sarif, DiffSummary, SarifLocation};
 use clap::{Args, ValueEnum};
 use polctl_bundle::textdiff::{text_diff, FileDiff, FileStatus};
 use polctl_lang::diagnostic::render_human;
@@ -19,6 +20,19 @@ use polctl_solver::diff::{rule_changes, semantic_diff, Change, ChangeKind, RuleC
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DiffFormat {
+    /// The text diff, the rule changes and every class with its witness, for people.
+    #[default]
+    Human,
+    /// One JSON document, for CI.
+    Json,
+    /// SARIF 2.1.0: each class at the rule that decides it, for code scanning.
+    Sarif,
+    /// A pull-request comment: the verdict, a table of classes, witnesses folded.
+    Markdown,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {
@@ -53,7 +67,7 @@ pub struct DiffArgs {
     allow_incomplete: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    format: DiffFormat,
     /// Time limit of one solver query.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u32,
@@ -133,12 +147,15 @@ fn load_git(spec: &str) -> Result<Vec<(String, String)>, CliError> {
     Ok(files)
 }
 
-fn compile_side(spec: &str, files: &[(String, String)]) -> Result<Option<Evaluator>, CliError> {
+fn compile_side(
+    spec: &str,
+    files: &[(String, String)],
+) -> Result<Option<(Evaluator, SourceSet)>, CliError> {
     let sources = SourceSet::from_files(files.iter().filter(|(p, _)| p.ends_with(".pol")).cloned());
     let compilation = compile(&sources);
     match compilation.set {
         Some(set) => Evaluator::new(set, sources.revision())
-            .map(Some)
+            .map(|evaluator| Some((evaluator, sources)))
             .map_err(|e| CliError::new(format!("rule `{}`: {}", e.rule, e.message))),
         None => {
             for diagnostic in &compilation.diagnostics {
@@ -155,7 +172,7 @@ fn compile_side(spec: &str, files: &[(String, String)]) -> Result<Option<Evaluat
 
 pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
     let (old_files, new_files) = (load_side(&args.old)?, load_side(&args.new)?);
-    let (Some(old), Some(new)) = (
+    let (Some((old, _)), Some((new, new_sources))) = (
         compile_side(&args.old, &old_files)?,
         compile_side(&args.new, &new_files)?,
     ) else {
@@ -167,7 +184,56 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
         semantic_diff(&old, &new, args.timeout_ms).map_err(|e| CliError::new(e.to_string()))?;
     let unchanged = tools_changed_without_effect(old.set(), new.set(), &rules, &semantic);
     match args.format {
-        Format::Json => {
+        DiffFormat::Sarif => {
+            // A directory side's files are shown under the path given; a bundle's or a git
+            // revision's under their path in the set.
+            let root = Path::new(&args.new)
+                .is_dir()
+                .then(|| args.new.trim_end_matches('/').to_owned());
+            let locate = |id: &str| -> Option<SarifLocation> {
+                let rule = new.set().rules.iter().find(|r| r.id == id)?;
+                let file = new_sources.file(rule.name_span.file);
+                let (start_line, start_column) = file.line_column(rule.name_span.start as usize);
+                let (end_line, end_column) = file.line_column(rule.name_span.end as usize);
+                let uri = match &root {
+                    Some(root) if root != "." => format!("{root}/{}", file.path),
+                    _ => file.path.clone(),
+                };
+                Some(SarifLocation {
+                    uri,
+                    start_line,
+                    start_column,
+                    end_line,
+                    end_column,
+                })
+            };
+            crate::output::print_document(
+                &serde_json::to_string_pretty(&diff_sarif(&semantic, &locate)).unwrap_or_default(),
+            );
+        }
+        DiffFormat::Markdown => {
+            let summary = DiffSummary {
+                old: &args.old,
+                new: &args.new,
+                files: files
+                    .iter()
+                    .map(|f| {
+                        let status = match f.status {
+                            FileStatus::Added => "added",
+                            FileStatus::Removed => "removed",
+                            FileStatus::Changed => "changed",
+                        };
+                        (f.path.clone(), status)
+                    })
+                    .collect(),
+                rules_added: &rules.added,
+                rules_removed: &rules.removed,
+                rules_changed: &rules.changed,
+                without_effect: &unchanged,
+            };
+            crate::output::print_document(diff_markdown(&semantic, &summary).trim_end());
+        }
+        DiffFormat::Json => {
             let report = json!({
                 "files": files.iter().map(|f| json!({"path": f.path, "status": f.status, "diff": f.diff})).collect::<Vec<_>>(),
                 "rules": rules,
@@ -182,7 +248,7 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
                 &serde_json::to_string_pretty(&report).unwrap_or_default(),
             );
         }
-        Format::Human => {
+        DiffFormat::Human => {
             print_human(&files, &rules, &semantic, args.color.enabled_for_stdout());
             for tool in &unchanged {
                 println!(
