@@ -398,6 +398,30 @@ fn test_reports_in_json_and_junit() {
     assert_eq!(report["results"][2]["variants"], 62);
     assert_eq!(report["results"][0]["decision"]["decision"], "allow");
     assert_eq!(report["coverage"]["total"], 2);
+    // Per-test durations, and the failing variants as data.
+    for result in report["results"].as_array().expect("results") {
+        assert!(
+            result["seconds"].as_f64().is_some_and(|s| s >= 0.0),
+            "{result}"
+        );
+    }
+    let failing = report["results"][2]["failing_variants"]
+        .as_array()
+        .expect("failing variants");
+    assert_eq!(failing.len(), 2, "{failing:?}");
+    assert_eq!(failing[0]["arg"], "args.to");
+    assert_eq!(failing[0]["value"], "eve@evil.example@acme.example");
+    assert_eq!(failing[0]["decision"], "allow");
+    assert_eq!(failing[0]["rules"][0], "acme.mail.internal_mail");
+    let output = polctl(&["test", "docs/examples/weak-mail-rule", "--format", "junit"]);
+    let xml = stdout(&output);
+    assert!(
+        xml.contains(
+            "<property name=\"failing_variant\" value=\"{&quot;arg&quot;:&quot;args.to&quot;"
+        ),
+        "{xml}"
+    );
+    assert!(xml.matches(" time=\"").count() >= 5, "{xml}");
 
     let output = polctl(&["test", "examples/support-fleet", "--format", "junit"]);
     assert_eq!(output.status.code(), Some(0));

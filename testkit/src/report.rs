@@ -149,6 +149,9 @@ struct JsonResult<'r> {
     decision: Option<&'r polctl_lang::eval::DecisionJson>,
     #[serde(skip_serializing_if = "is_zero")]
     variants: usize,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    failing_variants: &'r [crate::runner::FailingVariant],
+    seconds: f64,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -190,6 +193,8 @@ pub fn json(report: &RunReport, seconds: f64, coverage: Option<&Coverage>) -> St
                 message,
                 decision: r.decision.as_ref(),
                 variants: r.variants,
+                failing_variants: &r.failing_variants,
+                seconds: (r.seconds * 1e6).round() / 1e6,
             }
         })
         .collect();
@@ -246,19 +251,36 @@ pub fn junit(report: &RunReport, seconds: f64) -> String {
             .iter()
             .filter(|r| matches!(r.outcome, Outcome::NotYetChecked(_)))
             .count();
+        let time: f64 = results.iter().map(|r| r.seconds).sum();
         let _ = writeln!(
             out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{time:.6}\">",
             xml(file),
             results.len()
         );
         for result in results {
             let name = xml(&format!("{} (line {})", result.name, result.line));
+            let time = format!("{:.6}", result.seconds);
+            // Failing adversarial variants as data: one property each, the variant as JSON.
+            let properties: String = if result.failing_variants.is_empty() {
+                String::new()
+            } else {
+                let mut block = String::from("\n      <properties>");
+                for variant in &result.failing_variants {
+                    let _ = write!(
+                        block,
+                        "\n        <property name=\"failing_variant\" value=\"{}\"/>",
+                        xml(&serde_json::to_string(variant).unwrap_or_default())
+                    );
+                }
+                block.push_str("\n      </properties>");
+                block
+            };
             match &result.outcome {
                 Outcome::Passed => {
                     let _ = writeln!(
                         out,
-                        "    <testcase classname=\"{}\" name=\"{name}\"/>",
+                        "    <testcase classname=\"{}\" name=\"{name}\" time=\"{time}\"/>",
                         xml(file)
                     );
                 }
@@ -266,7 +288,7 @@ pub fn junit(report: &RunReport, seconds: f64) -> String {
                     let first = message.lines().next().unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        "    <testcase classname=\"{}\" name=\"{name}\">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                        "    <testcase classname=\"{}\" name=\"{name}\" time=\"{time}\">{properties}\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
                         xml(file),
                         xml(first),
                         xml(message)
@@ -275,7 +297,7 @@ pub fn junit(report: &RunReport, seconds: f64) -> String {
                 Outcome::NotYetChecked(message) => {
                     let _ = writeln!(
                         out,
-                        "    <testcase classname=\"{}\" name=\"{name}\">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        "    <testcase classname=\"{}\" name=\"{name}\" time=\"{time}\">\n      <skipped message=\"{}\"/>\n    </testcase>",
                         xml(file),
                         xml(message)
                     );

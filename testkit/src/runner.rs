@@ -55,6 +55,27 @@ pub struct CaseResult {
     pub decision: Option<DecisionJson>,
     /// For an adversarial entry: how many variants were decided.
     pub variants: usize,
+    /// For an adversarial entry: every variant that changed the decision (all of them; the
+    /// human message shows the first ten).
+    pub failing_variants: Vec<FailingVariant>,
+    /// How long the entry took to run.
+    pub seconds: f64,
+}
+
+/// One adversarial variant that did not keep its case's decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FailingVariant {
+    /// The mutated argument: `args.to`, `args.to[1]`.
+    pub arg: String,
+    pub value: String,
+    /// How the value was made: "policy literal \"@acme.example\" appended", ...
+    pub how: String,
+    /// The decision it got instead, or `null` when it did not fit the schema.
+    pub decision: Option<String>,
+    pub rules: Vec<String>,
+    /// Why it did not fit the schema.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +176,8 @@ fn run_case(evaluator: &Evaluator, file: &TestFile, case: &Case) -> (CaseResult,
         outcome: Outcome::Passed,
         decision: None,
         variants: 0,
+        failing_variants: Vec::new(),
+        seconds: 0.0,
     };
     let request = match evaluator.decode(&case_request(file, case)) {
         Ok(request) => request,
@@ -254,6 +277,8 @@ fn run_adversarial(
         outcome: Outcome::Passed,
         decision: None,
         variants: 0,
+        failing_variants: Vec::new(),
+        seconds: 0.0,
     };
     let Some(case) = file.cases.iter().find(|c| c.raw.name == entry.raw.from) else {
         result.outcome = Outcome::Failed(format!("no case named `{}`", entry.raw.from));
@@ -338,16 +363,36 @@ fn run_adversarial(
                     .map(|r| evaluator.render(&r, &evaluator.decide(&r)));
                 match decided {
                     Ok(json) if json.decision.as_str() == expect => {}
-                    Ok(json) => failures.push(format!(
-                        "{shown} = {:?} ({}): {}",
-                        variant.value,
-                        variant.how,
-                        describe(&json)
-                    )),
-                    Err(error) => failures.push(format!(
-                        "{shown} = {:?} ({}): {error}",
-                        variant.value, variant.how
-                    )),
+                    Ok(json) => {
+                        failures.push(format!(
+                            "{shown} = {:?} ({}): {}",
+                            variant.value,
+                            variant.how,
+                            describe(&json)
+                        ));
+                        result.failing_variants.push(FailingVariant {
+                            arg: shown.clone(),
+                            value: variant.value.clone(),
+                            how: variant.how.clone(),
+                            decision: Some(json.decision.as_str().to_owned()),
+                            rules: json.rules.clone(),
+                            error: None,
+                        });
+                    }
+                    Err(error) => {
+                        failures.push(format!(
+                            "{shown} = {:?} ({}): {error}",
+                            variant.value, variant.how
+                        ));
+                        result.failing_variants.push(FailingVariant {
+                            arg: shown.clone(),
+                            value: variant.value.clone(),
+                            how: variant.how.clone(),
+                            decision: None,
+                            rules: Vec::new(),
+                            error: Some(error.to_string()),
+                        });
+                    }
                 }
             }
         }
@@ -400,6 +445,8 @@ fn run_property(
         outcome,
         decision: None,
         variants: 0,
+        failing_variants: Vec::new(),
+        seconds: 0.0,
     }
 }
 
@@ -474,16 +521,11 @@ pub fn run(evaluator: &Evaluator, files: &[TestFile], options: &RunOptions) -> R
     }
     let outcomes: Vec<(CaseResult, Vec<usize>)> = work
         .par_iter()
-        .map(|item| match item {
-            Work::Case(file, case) => run_case(evaluator, file, case),
-            Work::Adversarial(file, entry) => (
-                run_adversarial(evaluator, file, entry, timeout_ms),
-                Vec::new(),
-            ),
-            Work::Property(file, property) => (
-                run_property(evaluator, file, property, timeout_ms),
-                Vec::new(),
-            ),
+        .map(|item| {
+            let started = std::time::Instant::now();
+            let (mut result, rules) = run_one(evaluator, item, timeout_ms);
+            result.seconds = started.elapsed().as_secs_f64();
+            (result, rules)
         })
         .collect();
     let mut covered = BTreeSet::new();
@@ -494,4 +536,18 @@ pub fn run(evaluator: &Evaluator, files: &[TestFile], options: &RunOptions) -> R
     }
     results.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     RunReport { results, covered }
+}
+
+fn run_one(evaluator: &Evaluator, item: &Work, timeout_ms: u32) -> (CaseResult, Vec<usize>) {
+    match item {
+        Work::Case(file, case) => run_case(evaluator, file, case),
+        Work::Adversarial(file, entry) => (
+            run_adversarial(evaluator, file, entry, timeout_ms),
+            Vec::new(),
+        ),
+        Work::Property(file, property) => (
+            run_property(evaluator, file, property, timeout_ms),
+            Vec::new(),
+        ),
+    }
 }
