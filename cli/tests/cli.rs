@@ -1056,3 +1056,35 @@ fn eval_test_and_bench_accept_a_bundle() {
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     assert!(stdout(&output).is_empty());
 }
+
+#[test]
+fn eval_reports_limits_and_shows_named_values_by_name() {
+    let request = "cli/tests/fixtures/limits/request.json";
+    let output = polctl(&[
+        "eval",
+        "examples/support-fleet",
+        "-r",
+        request,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let decision: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(decision["decision"], "allow");
+    // Every limit the allow counts against: its counter's identity and state.
+    assert_eq!(
+        decision["limits"],
+        serde_json::json!([
+            {"rule": "platform.limits.mail_per_agent", "key": "bot-1",
+             "window_start": "2026-12-01T00:00:00Z", "window_seconds": 86400, "used": 3, "max": 200},
+            {"rule": "platform.limits.mail_per_tenant", "key": "acme",
+             "window_start": "2026-12-01T00:00:00Z", "window_seconds": 86400, "used": 0, "max": 2000}
+        ])
+    );
+    let output = polctl(&["eval", "examples/support-fleet", "-r", request]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("`when` does not hold: args.body matches secret_markers or args.subject matches secret_markers"),
+        "{text}"
+    );
+}

@@ -84,11 +84,59 @@ fn string_list(items: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// Named values (`let`) by the text of their value as a condition shows it: a condition
+/// written with a name is shown with it (`args.body matches secret_markers`), not expanded.
+pub type Names = std::collections::BTreeMap<String, String>;
+
+/// A condition shown with the set's named values (see [`Names`]).
+pub struct WithNames<'a> {
+    pub cond: &'a Cond,
+    pub names: &'a Names,
+}
+
+impl fmt::Display for WithNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write_cond(self.cond, f, "element", false, Some(self.names))
+    }
+}
+
+/// The text a `let`'s value has inside a displayed condition, for [`Names`]: a string or a
+/// list of strings (the values conditions compare text with).
+pub fn named_value_text(value: &crate::ast::ValueKind) -> Option<String> {
+    use crate::ast::ValueKind;
+    match value {
+        ValueKind::Str(text) => Some(string(text)),
+        ValueKind::List(items) => {
+            let texts: Option<Vec<String>> = items
+                .iter()
+                .map(|item| match &item.kind {
+                    ValueKind::Str(text) => Some(text.clone()),
+                    _ => None,
+                })
+                .collect();
+            texts.map(|texts| string_list(&texts))
+        }
+        _ => None,
+    }
+}
+
 /// Writes a condition; `subject` is how `Path::Element` reads (`every args.to ...`).
-fn write_cond(cond: &Cond, f: &mut fmt::Formatter, subject: &str, nested: bool) -> fmt::Result {
+fn write_cond(
+    cond: &Cond,
+    f: &mut fmt::Formatter,
+    subject: &str,
+    nested: bool,
+    names: Option<&Names>,
+) -> fmt::Result {
     let path = |p: &Path| match p {
         Path::Element => subject.to_owned(),
         other => other.to_string(),
+    };
+    // A literal written as a named value reads as its name.
+    let literal = |text: String| -> String {
+        names
+            .and_then(|names| names.get(&text).cloned())
+            .unwrap_or(text)
     };
     match cond {
         Cond::And(items) | Cond::Or(items) => {
@@ -105,7 +153,7 @@ fn write_cond(cond: &Cond, f: &mut fmt::Formatter, subject: &str, nested: bool) 
                     f.write_str(joiner)?;
                 }
                 let child_nested = matches!(item, Cond::And(_) | Cond::Or(_));
-                write_cond(item, f, subject, child_nested)?;
+                write_cond(item, f, subject, child_nested, names)?;
             }
             if nested {
                 f.write_str(")")?;
@@ -113,32 +161,62 @@ fn write_cond(cond: &Cond, f: &mut fmt::Formatter, subject: &str, nested: bool) 
             Ok(())
         }
         Cond::Not(inner) => match inner.as_ref() {
-            Cond::In { path: p, values } => write!(f, "{} not in {}", path(p), list(values)),
+            Cond::In { path: p, values } => {
+                write!(f, "{} not in {}", path(p), literal(list(values)))
+            }
             other => {
                 f.write_str("not ")?;
                 let needs_parens = matches!(other, Cond::And(_) | Cond::Or(_));
-                write_cond(other, f, subject, needs_parens)
+                write_cond(other, f, subject, needs_parens, names)
             }
         },
         Cond::Has(arg) => write!(f, "has args.{}", name(arg)),
-        Cond::Compare { path: p, op, value } => write!(f, "{} {} {value}", path(p), op.as_str()),
-        Cond::In { path: p, values } => write!(f, "{} in {}", path(p), list(values)),
+        Cond::Compare { path: p, op, value } => {
+            write!(
+                f,
+                "{} {} {}",
+                path(p),
+                op.as_str(),
+                literal(value.to_string())
+            )
+        }
+        Cond::In { path: p, values } => write!(f, "{} in {}", path(p), literal(list(values))),
         Cond::Text {
             path: p,
             op,
             pattern,
-        } => write!(f, "{} {} {}", path(p), op.as_str(), string(pattern)),
+        } => write!(
+            f,
+            "{} {} {}",
+            path(p),
+            op.as_str(),
+            literal(string(pattern))
+        ),
         Cond::ContainsAny { path: p, needles } => {
-            write!(f, "{} contains any {}", path(p), string_list(needles))
+            write!(
+                f,
+                "{} contains any {}",
+                path(p),
+                literal(string_list(needles))
+            )
         }
         Cond::ListContains { path: p, value } => {
-            write!(f, "{} contains {}", path(p), string(value))
+            write!(f, "{} contains {}", path(p), literal(string(value)))
         }
         Cond::ListContainsAny { path: p, values } => {
-            write!(f, "{} contains any {}", path(p), string_list(values))
+            write!(
+                f,
+                "{} contains any {}",
+                path(p),
+                literal(string_list(values))
+            )
         }
-        Cond::Every { path: p, cond } => write_cond(cond, f, &format!("every {}", path(p)), false),
-        Cond::Some { path: p, cond } => write_cond(cond, f, &format!("some {}", path(p)), false),
+        Cond::Every { path: p, cond } => {
+            write_cond(cond, f, &format!("every {}", path(p)), false, names)
+        }
+        Cond::Some { path: p, cond } => {
+            write_cond(cond, f, &format!("some {}", path(p)), false, names)
+        }
         Cond::Count { path: p, op, value } => {
             write!(f, "count {} {} {value}", path(p), op.as_str())
         }
@@ -147,7 +225,7 @@ fn write_cond(cond: &Cond, f: &mut fmt::Formatter, subject: &str, nested: bool) 
 
 impl fmt::Display for Cond {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write_cond(self, f, "element", false)
+        write_cond(self, f, "element", false, None)
     }
 }
 

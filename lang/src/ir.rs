@@ -15,6 +15,10 @@ pub struct PolicySet {
     pub policies: Vec<Policy>,
     /// Every rule of every policy, in file order; `Policy::rules` indexes into this.
     pub rules: Vec<Rule>,
+    /// The named values (`let`) whose value is text or a list of text, by that value as a
+    /// displayed condition shows it: explanations show the name, not the expansion.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub named_values: crate::display::Names,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -294,6 +294,15 @@ pub fn compile_against(sources: &SourceSet, is_live: &dyn Fn(FileId) -> bool) ->
     let (policies, rules) = checker.check_policies(&files);
     checker.report_unused_lets();
 
+    // Sorted by name, so that of two names with one value the first is shown, on every run.
+    let mut lets: Vec<(&str, &LetEntry)> = checker.lets.iter().map(|(n, e)| (*n, e)).collect();
+    lets.sort_by_key(|(name, _)| *name);
+    let mut named_values = crate::display::Names::new();
+    for (name, entry) in lets {
+        if let Some(text) = crate::display::named_value_text(&entry.decl.value.kind) {
+            named_values.entry(text).or_insert_with(|| name.to_owned());
+        }
+    }
     let mut diagnostics = checker.diagnostics;
     diagnostics.retain(|d| {
         d.kind == DiagnosticKind::Syntax
@@ -309,6 +318,7 @@ pub fn compile_against(sources: &SourceSet, is_live: &dyn Fn(FileId) -> bool) ->
         schema: checker.schema,
         policies,
         rules,
+        named_values,
     });
     Compilation {
         diagnostics,

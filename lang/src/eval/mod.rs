@@ -688,7 +688,13 @@ impl Evaluator {
                 RuleStatus::UnlessHeld(
                     rule.unless
                         .as_ref()
-                        .map(|c| c.to_string())
+                        .map(|cond| {
+                            crate::display::WithNames {
+                                cond,
+                                names: &self.set.named_values,
+                            }
+                            .to_string()
+                        })
                         .unwrap_or_default(),
                 )
             } else {
@@ -735,8 +741,14 @@ fn first_failing(
     conjuncts
         .into_iter()
         .find(|c| compile(c, &target).is_ok_and(|c| !c.eval(request, None)))
-        .unwrap_or(when)
-        .to_string()
+        .map(|cond| {
+            crate::display::WithNames {
+                cond,
+                names: &set.named_values,
+            }
+            .to_string()
+        })
+        .unwrap_or_else(|| when.to_string())
 }
 
 /// One rule's parts on a request (see [`Evaluator::rule_states`]).
