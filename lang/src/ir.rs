@@ -29,6 +29,24 @@ pub struct Schema {
     pub tools: Vec<Tool>,
 }
 
+/// The declared range `value` is outside of, if any: the one range check of `int in A..B` and
+/// `decimal in A..B`, shared by the checker (literals) and the request decoder (values).
+pub fn outside_range<T: PartialOrd + Copy>(range: &Option<(T, T)>, value: T) -> Option<(T, T)> {
+    range.filter(|(low, high)| value < *low || value > *high)
+}
+
+impl PolicySet {
+    /// The rules that name tool `tool` (by index), in file order: the only rules that can
+    /// decide its requests.
+    pub fn rules_naming(&self, tool: usize) -> impl Iterator<Item = usize> + '_ {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(move |(_, rule)| rule.tools.contains(&tool))
+            .map(|(index, _)| index)
+    }
+}
+
 impl Schema {
     /// The type of a path as declared: attributes by name, an argument as the first of
     /// `tools` that declares it; `None` for tool paths and undeclared names.

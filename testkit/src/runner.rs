@@ -253,7 +253,7 @@ fn literals_for(set: &PolicySet, tool: usize, arg: &str) -> Vec<String> {
             _ => {}
         }
     };
-    for rule in set.rules.iter().filter(|r| r.tools.contains(&tool)) {
+    for rule in set.rules_naming(tool).map(|r| &set.rules[r]) {
         for cond in rule.when.iter().chain(rule.unless.iter()) {
             cond.for_each_leaf(&mut collect);
         }

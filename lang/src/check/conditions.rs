@@ -904,29 +904,25 @@ impl<'a> Checker<'a> {
             ValueKind::Number(number) => match ty {
                 Ty::Int(range) => {
                     let parsed = self.parse_int_literal(number)?;
-                    if let Some((low, high)) = range {
-                        if parsed < *low || parsed > *high {
-                            return self.out_of_range(
-                                value,
-                                site,
-                                &number.text,
-                                &format!("{low}..{high}"),
-                            );
-                        }
+                    if let Some((low, high)) = crate::ir::outside_range(range, parsed) {
+                        return self.out_of_range(
+                            value,
+                            site,
+                            &number.text,
+                            &format!("{low}..{high}"),
+                        );
                     }
                     Some(Value::Int(parsed))
                 }
                 Ty::Decimal(range) => {
                     let parsed = self.parse_decimal_literal(number)?;
-                    if let Some((low, high)) = range {
-                        if parsed < *low || parsed > *high {
-                            return self.out_of_range(
-                                value,
-                                site,
-                                &number.text,
-                                &format!("{low}..{high}"),
-                            );
-                        }
+                    if let Some((low, high)) = crate::ir::outside_range(range, parsed) {
+                        return self.out_of_range(
+                            value,
+                            site,
+                            &number.text,
+                            &format!("{low}..{high}"),
+                        );
                     }
                     Some(Value::Decimal(parsed))
                 }

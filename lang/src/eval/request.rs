@@ -104,13 +104,11 @@ pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, Request
             .ok_or_else(|| mismatch("true or false")),
         Type::Int { range } => {
             let value = json.as_i64().ok_or_else(|| mismatch("an integer"))?;
-            if let Some((low, high)) = range {
-                if value < *low || value > *high {
-                    return Err(error(
-                        path,
-                        format!("{value} is outside the declared range {low}..{high}"),
-                    ));
-                }
+            if let Some((low, high)) = crate::ir::outside_range(range, value) {
+                return Err(error(
+                    path,
+                    format!("{value} is outside the declared range {low}..{high}"),
+                ));
             }
             Ok(Value::Int(value))
         }
@@ -141,13 +139,11 @@ pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, Request
                         format!("{text} is not a decimal with at most 6 fractional digits"),
                     )
                 })?;
-            if let Some((low, high)) = range {
-                if value < *low || value > *high {
-                    return Err(error(
-                        path,
-                        format!("{text} is outside the declared range {low}..{high}"),
-                    ));
-                }
+            if let Some((low, high)) = crate::ir::outside_range(range, value) {
+                return Err(error(
+                    path,
+                    format!("{text} is outside the declared range {low}..{high}"),
+                ));
             }
             Ok(Value::Decimal(value))
         }

@@ -116,8 +116,7 @@ impl<'e> ClassSearch<'e> {
     /// change is most often found where one of them meets a rule that differs.
     fn partners(&self, set: &PolicySet) -> Vec<usize> {
         let tool = self.tool_in(set);
-        (0..set.rules.len())
-            .filter(|&r| set.rules[r].tools.contains(&tool))
+        set.rules_naming(tool)
             .filter(|&r| {
                 matches!(
                     set.rules[r].effect,
@@ -131,8 +130,7 @@ impl<'e> ClassSearch<'e> {
     /// Rules of `set` naming the tool whose text (or scope) the other version does not have.
     fn differing(&self, set: &PolicySet, other: &PolicySet) -> Vec<usize> {
         let tool = self.tool_in(set);
-        (0..set.rules.len())
-            .filter(|&r| set.rules[r].tools.contains(&tool))
+        set.rules_naming(tool)
             .filter(|&r| {
                 let text = rule_text(set, &set.rules[r]);
                 !other

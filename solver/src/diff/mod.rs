@@ -121,9 +121,8 @@ pub struct SemanticDiff {
 
 fn rules_text(set: &PolicySet, tool: usize) -> Vec<String> {
     let mut texts: Vec<String> = set
-        .rules
-        .iter()
-        .filter(|r| r.tools.contains(&tool))
+        .rules_naming(tool)
+        .map(|r| &set.rules[r])
         .map(|r| format!("{}\n{}", r.id, rule_text(set, r)))
         .collect();
     texts.sort();
@@ -253,9 +252,7 @@ fn side<'a>(
     let encoding = Encoding::for_tools(set, &[tool]).map_err(AnalysisError::Encode)?;
     let renumbered = other.map_or_else(Vec::new, |other| enum_renumbering(set, other, &encoding));
     // Only the rules that name this tool can decide its requests.
-    let naming: Vec<usize> = (0..set.rules.len())
-        .filter(|&r| set.rules[r].tools.contains(&tool))
-        .collect();
+    let naming: Vec<usize> = set.rules_naming(tool).collect();
     let decision = encoding.decision_over(&naming);
     let mut side = Side {
         tool: tool as i64,
@@ -304,8 +301,8 @@ fn deciding_kind(set: &PolicySet, tool: usize, decision: &DecisionJson) -> Vec<u
             }
         }
     };
-    (0..set.rules.len())
-        .filter(|&r| set.rules[r].tools.contains(&tool) && wanted(&set.rules[r].effect))
+    set.rules_naming(tool)
+        .filter(|&r| wanted(&set.rules[r].effect))
         .collect()
 }
 
@@ -472,12 +469,8 @@ fn compare_tool(
     let tool_name = new_set.schema.tools[new_tool].name.clone();
     let before = side(old_set, old_tool, Some(new_set))?;
     let after = side(new_set, new_tool, None)?;
-    let old_rules: Vec<usize> = (0..old_set.rules.len())
-        .filter(|&r| old_set.rules[r].tools.contains(&old_tool))
-        .collect();
-    let new_rules: Vec<usize> = (0..new_set.rules.len())
-        .filter(|&r| new_set.rules[r].tools.contains(&new_tool))
-        .collect();
+    let old_rules: Vec<usize> = old_set.rules_naming(old_tool).collect();
+    let new_rules: Vec<usize> = new_set.rules_naming(new_tool).collect();
     let mut atoms: BTreeMap<&String, &Bool> = BTreeMap::new();
     for side in [&before, &after] {
         for (rule, name) in &side.names {
