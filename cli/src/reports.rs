@@ -215,9 +215,10 @@ pub fn diff_sarif(semantic: &SemanticDiff, locate: &dyn Fn(&str) -> Option<Sarif
     document(rules, results)
 }
 
-/// "`send_email`: deny → allow (default → acme.mail.internal)" with the witness.
-fn change_sentence(change: &Change) -> String {
-    let mut text = format!(
+/// "widen `send_email`: deny → allow (default → acme.mail.internal)": a class of requests in one
+/// line, as every output format names it.
+pub fn change_headline(change: &Change) -> String {
+    format!(
         "{} `{}`: {} → {} ({} → {})",
         change.kind.as_str(),
         change.tool,
@@ -225,7 +226,12 @@ fn change_sentence(change: &Change) -> String {
         change.to.as_str(),
         rules_text(&change.old_rules),
         rules_text(&change.new_rules)
-    );
+    )
+}
+
+/// The headline, the approvers' change and the witness.
+fn change_sentence(change: &Change) -> String {
+    let mut text = change_headline(change);
     if let Some((before, after)) = &change.approvers {
         text.push_str(&format!(
             "; approvers [{}] → [{}]",

@@ -209,25 +209,11 @@ pub fn parse_test_file(path: &str, text: &str) -> Result<TestFile, Vec<TestFileE
             .unwrap_or_default()
         }
     };
-    let mut cases = Vec::new();
-    for spanned in loose.case {
-        let entry = Entry {
-            text,
-            span: spanned.span(),
-        };
-        if let Some(raw) = read_entry::<RawCase>(
-            &entry,
-            spanned.into_inner(),
-            "[[case]]",
-            &CASE_FIELDS,
-            &mut at,
-        ) {
-            cases.push(Case {
-                line: entry.line(),
-                raw,
-            });
-        }
-    }
+    let cases: Vec<Case> =
+        read_entries::<RawCase>(text, loose.case, "[[case]]", &CASE_FIELDS, &mut at)
+            .into_iter()
+            .map(|(line, raw)| Case { line, raw })
+            .collect();
     let mut names = std::collections::HashMap::new();
     for case in &cases {
         if !DECISIONS.contains(&case.raw.expect.as_str()) {
@@ -251,25 +237,16 @@ pub fn parse_test_file(path: &str, text: &str) -> Result<TestFile, Vec<TestFileE
             );
         }
     }
-    let mut adversarial = Vec::new();
-    for spanned in loose.adversarial {
-        let entry = Entry {
-            text,
-            span: spanned.span(),
-        };
-        if let Some(raw) = read_entry::<RawAdversarial>(
-            &entry,
-            spanned.into_inner(),
-            "[[adversarial]]",
-            &ADVERSARIAL_FIELDS,
-            &mut at,
-        ) {
-            adversarial.push(Adversarial {
-                line: entry.line(),
-                raw,
-            });
-        }
-    }
+    let adversarial: Vec<Adversarial> = read_entries::<RawAdversarial>(
+        text,
+        loose.adversarial,
+        "[[adversarial]]",
+        &ADVERSARIAL_FIELDS,
+        &mut at,
+    )
+    .into_iter()
+    .map(|(line, raw)| Adversarial { line, raw })
+    .collect();
     for entry in &adversarial {
         let Some((_, case_expect)) = names.get(&entry.raw.from) else {
             let help = did_you_mean_help(&entry.raw.from, names.keys().map(String::as_str));
@@ -303,25 +280,16 @@ pub fn parse_test_file(path: &str, text: &str) -> Result<TestFile, Vec<TestFileE
             }
         }
     }
-    let mut properties = Vec::new();
-    for spanned in loose.property {
-        let entry = Entry {
-            text,
-            span: spanned.span(),
-        };
-        if let Some(raw) = read_entry::<RawProperty>(
-            &entry,
-            spanned.into_inner(),
-            "[[property]]",
-            &PROPERTY_FIELDS,
-            &mut at,
-        ) {
-            properties.push(Property {
-                line: entry.line(),
-                raw,
-            });
-        }
-    }
+    let properties: Vec<Property> = read_entries::<RawProperty>(
+        text,
+        loose.property,
+        "[[property]]",
+        &PROPERTY_FIELDS,
+        &mut at,
+    )
+    .into_iter()
+    .map(|(line, raw)| Property { line, raw })
+    .collect();
     for property in &properties {
         match (&property.raw.never, &property.raw.always) {
             (Some(d), None) | (None, Some(d)) => {
@@ -349,6 +317,28 @@ pub fn parse_test_file(path: &str, text: &str) -> Result<TestFile, Vec<TestFileE
         adversarial,
         properties,
     })
+}
+
+/// Reads every entry of one kind (`[[case]]`, ...) as `(line, T)`, reporting each one's
+/// problems; entries that cannot be used are left out.
+fn read_entries<T: serde::de::DeserializeOwned>(
+    text: &str,
+    entries: Vec<Spanned<toml::Value>>,
+    what: &str,
+    fields: &[&str],
+    at: &mut impl FnMut(usize, String),
+) -> Vec<(usize, T)> {
+    let mut read = Vec::new();
+    for spanned in entries {
+        let entry = Entry {
+            text,
+            span: spanned.span(),
+        };
+        if let Some(raw) = read_entry::<T>(&entry, spanned.into_inner(), what, fields, at) {
+            read.push((entry.line(), raw));
+        }
+    }
+    read
 }
 
 /// Reads one entry's table as `T`, reporting unknown keys (with did-you-mean) and missing or

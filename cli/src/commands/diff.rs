@@ -420,22 +420,7 @@ fn print_human(
 }
 
 fn print_change(change: &Change) {
-    let rules = |ids: &[String]| {
-        if ids.is_empty() {
-            "default".to_owned()
-        } else {
-            ids.join(", ")
-        }
-    };
-    println!(
-        "{} `{}`: {} → {} ({} → {})",
-        change.kind.as_str(),
-        change.tool,
-        change.from.as_str(),
-        change.to.as_str(),
-        rules(&change.old_rules),
-        rules(&change.new_rules)
-    );
+    println!("{}", crate::reports::change_headline(change));
     if let Some((before, after)) = &change.approvers {
         println!(
             "  approvers: [{}] → [{}]",

@@ -904,27 +904,13 @@ impl<'a> Checker<'a> {
             ValueKind::Number(number) => match ty {
                 Ty::Int(range) => {
                     let parsed = self.parse_int_literal(number)?;
-                    if let Some((low, high)) = crate::ir::outside_range(range, parsed) {
-                        return self.out_of_range(
-                            value,
-                            site,
-                            &number.text,
-                            &format!("{low}..{high}"),
-                        );
-                    }
-                    Some(Value::Int(parsed))
+                    self.in_range(value, site, &number.text, range, parsed)
+                        .map(Value::Int)
                 }
                 Ty::Decimal(range) => {
                     let parsed = self.parse_decimal_literal(number)?;
-                    if let Some((low, high)) = crate::ir::outside_range(range, parsed) {
-                        return self.out_of_range(
-                            value,
-                            site,
-                            &number.text,
-                            &format!("{low}..{high}"),
-                        );
-                    }
-                    Some(Value::Decimal(parsed))
+                    self.in_range(value, site, &number.text, range, parsed)
+                        .map(Value::Decimal)
                 }
                 Ty::String => self.value_mismatch(
                     value,
@@ -949,6 +935,24 @@ impl<'a> Checker<'a> {
                     site.text
                 )),
             ),
+        }
+    }
+
+    /// The literal if it is inside the declared range; an out-of-range error otherwise.
+    fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+        &mut self,
+        value: &ast::ValueExpr,
+        site: &Site<'_>,
+        literal: &str,
+        range: &Option<(T, T)>,
+        parsed: T,
+    ) -> Option<T> {
+        match crate::ir::outside_range(range, parsed) {
+            Some((low, high)) => {
+                let _ = self.out_of_range(value, site, literal, &format!("{low}..{high}"));
+                None
+            }
+            None => Some(parsed),
         }
     }
 
