@@ -1,5 +1,6 @@
 //! Bundles: reproducible bytes, signatures, and tamper resistance (every byte of a signed
 //! bundle is checked).
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 
 use polctl_bundle::{
     build, generate_key, open, parse_private_key, parse_public_key, sign, verify, BuildInput,

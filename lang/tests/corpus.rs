@@ -4,6 +4,7 @@
 //! the source next to the rendered diagnostics (human, no colour) and, when the set compiles,
 //! the IR dump. Valid inputs must compile without any diagnostic; invalid ones must report at
 //! least one. Snapshots without an input fail the build.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Unit tests for every clause of the decision semantics (language.md §3), through the
 //! evaluator.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 
 use polctl_lang::eval::{Evaluator, Outcome};
 use polctl_lang::{compile, SourceSet};

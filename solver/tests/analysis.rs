@@ -4,6 +4,7 @@
 //! nothing` for a near miss) and may set `# timeout-ms: N` and `# z3-gives-up: never`. The test requires exactly those
 //! findings, and keeps an insta snapshot beside each case with the numbered source, the human
 //! report and the JSON findings (witnesses included; each was replayed by the analysis).
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 
 use polctl_lang::diagnostic::{render_human, JsonFinding};
 use polctl_lang::eval::Evaluator;

@@ -2,6 +2,7 @@
 //! valid corpus set and every analysis corpus case), the Z3 encoding (evaluated on the
 //! concrete request) and the reference evaluator give the same decision and the same deciding
 //! rules.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 
 use polctl_lang::eval::generate::RequestGenerator;
 use polctl_lang::eval::{DenyCause, Evaluator, Outcome};

@@ -1,4 +1,5 @@
 //! Solver-found edge values: the smallest change around a test value that flips a rule.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 
 use polctl_lang::eval::{Evaluator, Outcome};
 use polctl_lang::{compile, SourceSet};

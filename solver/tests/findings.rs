@@ -1,6 +1,7 @@
 //! The solver's findings on small sets: each kind is found where it should be, not found on a
 //! near miss, and carries a witness (replayed by `analyze` itself) unless it is a proof of
 //! absence.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 
 use polctl_lang::eval::Evaluator;
 use polctl_lang::{compile, SourceSet};

@@ -1,6 +1,6 @@
 //! Loading corpus entries: a `.pol` file (with the shared corpus schema unless it declares its
 //! own) or a directory holding a multi-file set.
-
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use polctl_lang::SourceSet;
