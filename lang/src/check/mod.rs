@@ -63,6 +63,36 @@ pub mod codes {
     pub const OVERRIDES_NON_ALLOW: &str = "W303";
     pub const REDUNDANT_SCOPE: &str = "W304";
 
+    // The analysis's findings (polctl-solver, docs/findings.md), with their severities in
+    // [`finding`].
+    pub const DEAD_RULE: &str = "A01";
+    pub const SHADOWED: &str = "A02";
+    pub const CONFLICT: &str = "A03";
+    pub const REDUNDANT: &str = "A04";
+    pub const DEAD_LIMIT: &str = "A05";
+    pub const ZERO_LIMIT: &str = "A06";
+    pub const APPROVAL_DEAD_END: &str = "A07";
+    pub const LAYER_VIOLATION: &str = "A08";
+    pub const VACUOUS: &str = "A09";
+    pub const UNKNOWN: &str = "A10";
+
+    /// The code and severity of a finding kind: the one table the analysis reads.
+    pub fn finding(kind: crate::DiagnosticKind) -> (&'static str, crate::Severity) {
+        use crate::{DiagnosticKind as K, Severity as S};
+        match kind {
+            K::DeadRule => (DEAD_RULE, S::Error),
+            K::Shadowed => (SHADOWED, S::Error),
+            K::Conflict => (CONFLICT, S::Warning),
+            K::Redundant => (REDUNDANT, S::Warning),
+            K::DeadLimit => (DEAD_LIMIT, S::Warning),
+            K::ZeroLimit => (ZERO_LIMIT, S::Warning),
+            K::ApprovalDeadEnd => (APPROVAL_DEAD_END, S::Error),
+            K::LayerViolation => (LAYER_VIOLATION, S::Error),
+            K::Vacuous => (VACUOUS, S::Warning),
+            K::Unknown | K::Syntax | K::Schema | K::Type => (UNKNOWN, S::Warning),
+        }
+    }
+
     /// Every code, for tests that check each one is exercised and documented.
     pub const ALL: &[&str] = &[
         LEXICAL,

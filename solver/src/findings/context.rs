@@ -155,18 +155,7 @@ impl<'a> Shared<'a> {
         message: String,
         help: &str,
     ) -> Diagnostic {
-        let (severity, code) = match kind {
-            DiagnosticKind::DeadRule => (Severity::Error, "A01"),
-            DiagnosticKind::Shadowed => (Severity::Error, "A02"),
-            DiagnosticKind::Conflict => (Severity::Warning, "A03"),
-            DiagnosticKind::Redundant => (Severity::Warning, "A04"),
-            DiagnosticKind::DeadLimit => (Severity::Warning, "A05"),
-            DiagnosticKind::ZeroLimit => (Severity::Warning, "A06"),
-            DiagnosticKind::ApprovalDeadEnd => (Severity::Error, "A07"),
-            DiagnosticKind::LayerViolation => (Severity::Error, "A08"),
-            DiagnosticKind::Vacuous => (Severity::Warning, "A09"),
-            _ => (Severity::Warning, "A10"),
-        };
+        let (code, severity) = polctl_lang::check::codes::finding(kind);
         let rule_ir = &self.set.rules[rule];
         let mut diagnostic = match severity {
             Severity::Error => Diagnostic::error(kind, code, rule_ir.name_span, message),
