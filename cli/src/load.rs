@@ -191,15 +191,36 @@ pub fn load_test_files(path: &Path) -> Result<Vec<(String, String, String)>, Cli
 }
 
 /// Loads and compiles a set for a command that needs its IR. When the set does not compile,
-/// its diagnostics are printed and `None` is returned (the command exits 2).
+/// its diagnostics are printed (with `json`, as the `findings` document of `check --format
+/// json` on stdout) and `None` is returned (the command exits 2).
 pub fn compile_or_report(
     path: &Path,
     color: ColorChoice,
+    json: bool,
 ) -> Result<Option<(SourceSet, PolicySet)>, CliError> {
     let sources = load_policy_set(path)?;
     let compilation = compile(&sources);
     match compilation.set {
         Some(set) => Ok(Some((sources, set))),
+        None if json => {
+            let findings: Vec<polctl_lang::diagnostic::JsonFinding> = compilation
+                .diagnostics
+                .iter()
+                .map(|d| polctl_lang::diagnostic::JsonFinding::from_diagnostic(d, &sources))
+                .collect();
+            let document = serde_json::json!({
+                "error": {
+                    "message": format!("`{}` does not compile", path.display()),
+                    "help": format!("run `polctl check {}`", path.display()),
+                    "exit_code": 2,
+                },
+                "findings": findings,
+            });
+            crate::output::print_document(
+                &serde_json::to_string_pretty(&document).unwrap_or_default(),
+            );
+            Ok(None)
+        }
         None => {
             let color = color.enabled_for_stdout();
             for diagnostic in &compilation.diagnostics {

@@ -878,6 +878,24 @@ fn a_regex_too_large_to_run_is_e310_in_every_command() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(json["findings"][0]["code"], "E310", "{json}");
     assert_eq!(json["findings"][0]["spans"][0]["line"], 9);
+    // Commands that need the IR say so in JSON too when asked for JSON.
+    for args in [
+        vec![
+            "eval",
+            dir,
+            "-r",
+            "cli/tests/fixtures/regex-too-large/request.json",
+            "--format",
+            "json",
+        ],
+        vec!["bench", dir, "--format", "json"],
+    ] {
+        let output = polctl(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(json["findings"][0]["code"], "E310", "{args:?}: {json}");
+        assert_eq!(json["error"]["exit_code"], 2);
+    }
 }
 
 #[test]

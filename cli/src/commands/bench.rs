@@ -59,7 +59,9 @@ struct Results {
 const GENERATED_REQUESTS: usize = 10_000;
 
 pub fn run(args: BenchArgs) -> Result<Exit, CliError> {
-    let Some((sources, set)) = compile_or_report(&args.path, args.color)? else {
+    let Some((sources, set)) =
+        compile_or_report(&args.path, args.color, args.format == Format::Json)?
+    else {
         return Ok(Exit::Findings);
     };
     let rules = set.rules.len();

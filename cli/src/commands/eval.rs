@@ -31,7 +31,9 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<Exit, CliError> {
-    let Some((sources, set)) = compile_or_report(&args.path, args.color)? else {
+    let Some((sources, set)) =
+        compile_or_report(&args.path, args.color, args.format == Format::Json)?
+    else {
         return Ok(Exit::Findings);
     };
     let evaluator = Evaluator::new(set, sources.revision())

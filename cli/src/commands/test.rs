@@ -51,7 +51,9 @@ pub struct TestArgs {
 
 pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
     let started = Instant::now();
-    let Some((sources, set)) = compile_or_report(&args.path, args.color)? else {
+    let Some((sources, set)) =
+        compile_or_report(&args.path, args.color, args.format == TestFormat::Json)?
+    else {
         return Ok(Exit::Findings);
     };
     let found = load_test_files(&args.path)?;
