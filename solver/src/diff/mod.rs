@@ -596,6 +596,134 @@ impl Pair<'_, '_> {
     fn holds_for(&self, class: &Class) -> bool {
         class.was.decision == self.from && class.is.decision == self.to
     }
+
+    /// For a pair with the same decision in both versions: some approver group is needed in
+    /// one version and not in the other.
+    fn approvers_differ(&self) -> Bool {
+        let needs = |side: &Side, group: &str| -> Bool {
+            let set = side.encoding.set;
+            any(set
+                .rules_naming(side.tool as usize)
+                .filter(|&r| matches!(&set.rules[r].effect, Effect::RequireApproval { groups } if groups.iter().any(|g| g == group)))
+                .map(|r| side.over_matches(&side.encoding.waiting(r)))
+                .collect())
+        };
+        let differs: Vec<Bool> = self
+            .after
+            .encoding
+            .set
+            .schema
+            .approvers
+            .iter()
+            .map(|g| {
+                let (a, b) = (needs(self.before, g), needs(self.after, g));
+                Bool::or(&[Bool::and(&[a.clone(), b.not()]), Bool::and(&[a.not(), b])])
+            })
+            .collect();
+        any(differs)
+    }
+
+    /// A proposal Z3 did not decide in its first try: with the language lemmas (computed once
+    /// per tool), by strings chosen outside Z3 (exact, and usually quick), and only when that
+    /// gives up, by Z3 with the whole limit.
+    fn decide_undecided(
+        &self,
+        incremental: &mut Solver,
+        build: &dyn Fn(bool) -> Solver,
+        cube: &[Bool],
+        timeout_ms: u32,
+    ) -> Decided {
+        let (before, after) = (self.before, self.after);
+        let theory = || build(true);
+        let mut memberships = before.encoding.memberships_of(self.old_rules);
+        memberships.extend(after.encoding.memberships_of(self.new_rules));
+        memberships.sort_by(|a, b| (&a.subject, &a.language).cmp(&(&b.subject, &b.language)));
+        memberships.dedup_by(|a, b| a.subject == b.subject && a.language == b.language);
+        if self.language_lemmas.get().is_none() {
+            // Worth computing once per tool, and only when needed: what Z3 cannot refute is
+            // most often two tests on one field whose languages do not meet.
+            let _ = self
+                .language_lemmas
+                .set(crate::languages::lemmas(&memberships));
+            *incremental = theory();
+        }
+        let literals_of = |subject: &str| {
+            let mut texts = before.encoding.literals_of(subject);
+            texts.extend(after.encoding.literals_of(subject));
+            texts.sort();
+            texts.dedup();
+            texts
+        };
+        let deadline = Instant::now() + Duration::from_millis((timeout_ms / 2).into());
+        match realize::decide(build, cube, &memberships, &literals_of, deadline) {
+            Realized::Sat(model) => Decided::Sat(model),
+            Realized::Unsat => Decided::Unsat(cube.to_vec()),
+            Realized::Unknown(_) => decide(incremental, &theory, cube, timeout_ms),
+        }
+    }
+
+    /// The witness of a class: the request's fields from the theory's model; its approvals
+    /// and counters from the proposal. Rules match on the fields alone, so the two agree on
+    /// every match, and only the proposal's approvals and counters are sure to give the class
+    /// it proposed (the theory was free to choose others with the same decisions).
+    fn witness(&self, model: &Model, proposal: &Model) -> Json {
+        let (before, after) = (self.before, self.after);
+        let mut witness = merged_request(before, after, model);
+        let proposed = merged_request(before, after, proposal);
+        for key in ["approvals", "counters"] {
+            match proposed.get(key) {
+                Some(value) => witness[key] = value.clone(),
+                None => {
+                    if let Some(map) = witness.as_object_mut() {
+                        map.remove(key);
+                    }
+                }
+            }
+        }
+        // Counters of limits only the old version has.
+        let old_set = before.encoding.set;
+        for (&rule, counter) in &before.encoding.counters {
+            if !old_set.rules[rule].tools.contains(&(before.tool as usize)) {
+                continue;
+            }
+            let value = proposal
+                .eval(counter, true)
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0);
+            if value > 0 {
+                witness["counters"][old_set.rules[rule].id.as_str()] = serde_json::json!(value);
+            }
+        }
+        witness
+    }
+
+    /// Gives the class search a solver witness, which must be a new class of this pair (else
+    /// the encoding and the evaluator disagree), then walks from it to its neighbours.
+    fn offer(&self, search: &mut ClassSearch, witness: &Json) -> Result<(), AnalysisError> {
+        let tool_name = &self.after.encoding.set.schema.tools[self.after.tool as usize].name;
+        let start = search.found.len();
+        match search.offer(witness) {
+            Offer::New if self.holds_for(&search.found[start]) => {}
+            Offer::Invalid(message) => {
+                return Err(AnalysisError::Witness {
+                    finding: format!("a change of `{tool_name}`"),
+                    message: format!("the witness does not fit the schema: {message}: {witness}"),
+                })
+            }
+            _ => {
+                // The solver's witness is outside this pair, or in a class it was told to
+                // exclude: the encoding and the evaluator disagree.
+                return Err(AnalysisError::Witness {
+                    finding: format!("a change of `{tool_name}` {}", self.name()),
+                    message: format!(
+                        "the evaluator does not decide the witness as a new class of this change: {witness}"
+                    ),
+                });
+            }
+        }
+        search.walk(start);
+        Ok(())
+    }
 }
 
 /// Enumerates the classes of one pair with Z3, lazily: an abstraction holds only the two
@@ -617,9 +745,7 @@ fn enumerate(
     diff: &mut SemanticDiff,
 ) -> Result<(), AnalysisError> {
     let (before, after) = (pair.before, pair.after);
-    let (old_set, new_set) = (before.encoding.set, after.encoding.set);
     let (old_tool, new_tool) = (before.tool as usize, after.tool as usize);
-    let tool_name = new_set.schema.tools[new_tool].name.clone();
     // The old version's ranges and counters (its argument domains are the new one's), with
     // its own tool index: a tool added before this one numbers it differently.
     let mut skeleton = vec![
@@ -629,30 +755,7 @@ fn enumerate(
         after.term(pair.to),
     ];
     if pair.from == pair.to {
-        // Some group is needed in one version and not in the other.
-        let needs = |side: &Side, set: &PolicySet, tool: usize, group: &str| -> Bool {
-            any(set
-                .rules
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.tools.contains(&tool))
-                .filter(|(_, r)| matches!(&r.effect, Effect::RequireApproval { groups } if groups.iter().any(|g| g == group)))
-                .map(|(i, _)| side.over_matches(&side.encoding.waiting(i)))
-                .collect())
-        };
-        let differs: Vec<Bool> = new_set
-            .schema
-            .approvers
-            .iter()
-            .map(|g| {
-                let (a, b) = (
-                    needs(before, old_set, old_tool, g),
-                    needs(after, new_set, new_tool, g),
-                );
-                Bool::or(&[Bool::and(&[a.clone(), b.not()]), Bool::and(&[a.not(), b])])
-            })
-            .collect();
-        skeleton.push(any(differs));
+        skeleton.push(pair.approvers_differ());
     }
     let abstraction = Solver::new();
     for term in &skeleton {
@@ -727,33 +830,7 @@ fn enumerate(
             timeout_ms.min(FIRST_TRY_MS),
         );
         if matches!(decided, Decided::Unknown(_)) {
-            let mut memberships = before.encoding.memberships_of(pair.old_rules);
-            memberships.extend(after.encoding.memberships_of(pair.new_rules));
-            memberships.sort_by(|a, b| (&a.subject, &a.language).cmp(&(&b.subject, &b.language)));
-            memberships.dedup_by(|a, b| a.subject == b.subject && a.language == b.language);
-            if pair.language_lemmas.get().is_none() {
-                // Worth computing once per tool, and only when needed: what Z3 cannot refute
-                // is most often two tests on one field whose languages do not meet.
-                let _ = pair
-                    .language_lemmas
-                    .set(crate::languages::lemmas(&memberships));
-                incremental = theory();
-            }
-            // Strings chosen outside Z3 first (exact, and usually quick); Z3 with the whole
-            // limit only when that gives up.
-            let literals_of = |subject: &str| {
-                let mut texts = before.encoding.literals_of(subject);
-                texts.extend(after.encoding.literals_of(subject));
-                texts.sort();
-                texts.dedup();
-                texts
-            };
-            let deadline = Instant::now() + Duration::from_millis((timeout_ms / 2).into());
-            decided = match realize::decide(&build, &cube, &memberships, &literals_of, deadline) {
-                Realized::Sat(model) => Decided::Sat(model),
-                Realized::Unsat => Decided::Unsat(cube.clone()),
-                Realized::Unknown(_) => decide(&mut incremental, &theory, &cube, timeout_ms),
-            };
+            decided = pair.decide_undecided(&mut incremental, &build, &cube, timeout_ms);
         }
         let model = match decided {
             Decided::Unsat(core) => {
@@ -779,52 +856,8 @@ fn enumerate(
         // proposal. Rules match on the fields alone, so the two agree on every match, and
         // only the proposal's approvals and counters are sure to give the class it proposed
         // (the theory was free to choose others with the same decisions).
-        let mut witness = merged_request(before, after, &model);
-        let proposed = merged_request(before, after, &proposal);
-        for key in ["approvals", "counters"] {
-            match proposed.get(key) {
-                Some(value) => witness[key] = value.clone(),
-                None => {
-                    if let Some(map) = witness.as_object_mut() {
-                        map.remove(key);
-                    }
-                }
-            }
-        }
-        // Counters of limits only the old version has.
-        for (&rule, counter) in &before.encoding.counters {
-            if !old_set.rules[rule].tools.contains(&old_tool) {
-                continue;
-            }
-            let value = proposal
-                .eval(counter, true)
-                .and_then(|v| v.as_i64())
-                .unwrap_or(0);
-            if value > 0 {
-                witness["counters"][old_set.rules[rule].id.as_str()] = serde_json::json!(value);
-            }
-        }
-        let start = search.found.len();
-        match search.offer(&witness) {
-            Offer::New if pair.holds_for(&search.found[start]) => {}
-            Offer::Invalid(message) => {
-                return Err(AnalysisError::Witness {
-                    finding: format!("a change of `{tool_name}`"),
-                    message: format!("the witness does not fit the schema: {message}: {witness}"),
-                })
-            }
-            _ => {
-                // The solver's witness is outside this pair, or in a class it was told to
-                // exclude: the encoding and the evaluator disagree.
-                return Err(AnalysisError::Witness {
-                    finding: format!("a change of `{tool_name}` {}", pair.name()),
-                    message: format!(
-                        "the evaluator does not decide the witness as a new class of this change: {witness}"
-                    ),
-                });
-            }
-        }
-        search.walk(start);
+        let witness = pair.witness(&model, &proposal);
+        pair.offer(search, &witness)?;
     }
     if let Some(reason) = gave_up {
         diff.unknown.push(pair.unfinished(reason));
