@@ -12,6 +12,17 @@ pub enum FileStatus {
     Changed,
 }
 
+impl FileStatus {
+    /// `added`, `removed`, `changed`: as the JSON and every report write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Added => "added",
+            FileStatus::Removed => "removed",
+            FileStatus::Changed => "changed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileDiff {
     pub path: String,

@@ -4,9 +4,10 @@
 //! Locations are written as the paths a person gave on the command line (`policies/a.pol`),
 //! which in CI are relative to the repository root, the base code scanning resolves against.
 
+use polctl_bundle::textdiff::FileDiff;
 use polctl_lang::diagnostic::{Diagnostic, Severity};
 use polctl_lang::SourceSet;
-use polctl_solver::diff::{Change, ChangeKind, SemanticDiff};
+use polctl_solver::diff::{Change, ChangeKind, RuleChanges, SemanticDiff};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 
@@ -247,10 +248,8 @@ fn change_sentence(change: &Change) -> String {
 pub struct DiffSummary<'a> {
     pub old: &'a str,
     pub new: &'a str,
-    pub files: Vec<(String, &'static str)>,
-    pub rules_added: &'a [String],
-    pub rules_removed: &'a [String],
-    pub rules_changed: &'a [String],
+    pub files: &'a [FileDiff],
+    pub rules: &'a RuleChanges,
     pub without_effect: &'a [String],
 }
 
@@ -345,19 +344,20 @@ pub fn diff_markdown(semantic: &SemanticDiff, summary: &DiffSummary) -> String {
             "\n`{tool}`: its rules changed, but every request gets the same decision.\n"
         ));
     }
+    let rules = summary.rules;
     if !summary.files.is_empty()
-        || !summary.rules_added.is_empty()
-        || !summary.rules_removed.is_empty()
-        || !summary.rules_changed.is_empty()
+        || !rules.added.is_empty()
+        || !rules.removed.is_empty()
+        || !rules.changed.is_empty()
     {
         out.push_str("\n<details><summary>Files and rules</summary>\n\n");
-        for (path, status) in &summary.files {
-            out.push_str(&format!("- {status} `{path}`\n"));
+        for file in summary.files {
+            out.push_str(&format!("- {} `{}`\n", file.status.as_str(), file.path));
         }
         for (what, ids) in [
-            ("added", summary.rules_added),
-            ("removed", summary.rules_removed),
-            ("changed", summary.rules_changed),
+            ("added", &rules.added),
+            ("removed", &rules.removed),
+            ("changed", &rules.changed),
         ] {
             for id in ids {
                 out.push_str(&format!("- rule {what} `{id}`\n"));

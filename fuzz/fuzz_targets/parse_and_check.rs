@@ -25,10 +25,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(file.is_char_boundary(label.span.end as usize));
         }
         render_human(diagnostic, &sources, false);
-        serde_json::to_string(&JsonFinding::from_diagnostic(diagnostic, &sources))
-            .expect("JSON");
+        serde_json::to_string(&JsonFinding::from_diagnostic(diagnostic, &sources)).expect("JSON");
     }
     if let Ok(formatted) = format_source(&text) {
-        assert!(format_source(&formatted).is_ok(), "formatted output does not parse");
+        assert!(
+            format_source(&formatted).is_ok(),
+            "formatted output does not parse"
+        );
     }
 });

@@ -6,26 +6,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use polctl_lang::eval::Evaluator;
-use polctl_lang::{compile, SourceSet};
 use polctl_testkit::{parse_test_file, run, RunOptions};
 use std::sync::OnceLock;
 
 fn evaluator() -> &'static Evaluator {
     static EVALUATOR: OnceLock<Evaluator> = OnceLock::new();
-    EVALUATOR.get_or_init(|| {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/weak-mail-rule");
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(root).expect("example set") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "pol") {
-                let name = path.file_name().expect("name").to_string_lossy().into_owned();
-                files.push((name, std::fs::read_to_string(&path).expect("UTF-8")));
-            }
-        }
-        let sources = SourceSet::from_files(files);
-        let set = compile(&sources).set.expect("the example compiles");
-        Evaluator::new(set, sources.revision()).expect("plan")
-    })
+    EVALUATOR.get_or_init(|| polctl_fuzz::evaluator_of("docs/examples/weak-mail-rule"))
 }
 
 fuzz_target!(|data: &[u8]| {

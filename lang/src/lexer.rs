@@ -238,6 +238,7 @@ fn convert_error(source: &str, error: Rich<'_, char>) -> LexError {
             (message.clone(), help)
         }
         chumsky::error::RichReason::ExpectedFound { found, .. } => {
+            let hyphen = hyphen_in_name(source, span.start);
             let in_string = source[..span.start.min(source.len())]
                 .rsplit('\n')
                 .next()
@@ -261,8 +262,8 @@ fn convert_error(source: &str, error: Rich<'_, char>) -> LexError {
                         Some(format!("join conditions with `{word}`")),
                     )
                 }
-                Some(_) if hyphen_in_name(source, span.start).is_some() => {
-                    let hyphen = hyphen_in_name(source, span.start).unwrap_or(span.start);
+                Some(_) if hyphen.is_some() => {
+                    let hyphen = hyphen.unwrap_or(span.start);
                     let start = source[..hyphen]
                         .char_indices()
                         .rev()

@@ -11,7 +11,7 @@ use crate::load::{
 use crate::output::{plural, ColorChoice};
 use crate::reports::{diff_markdown, diff_sarif, DiffSummary, SarifLocation};
 use clap::{Args, ValueEnum};
-use polctl_bundle::textdiff::{text_diff, FileDiff, FileStatus};
+use polctl_bundle::textdiff::{text_diff, FileDiff};
 use polctl_lang::diagnostic::render_human;
 use polctl_lang::eval::Evaluator;
 use polctl_lang::ir::PolicySet;
@@ -215,20 +215,8 @@ pub fn run(args: DiffArgs) -> Result<Exit, CliError> {
             let summary = DiffSummary {
                 old: &args.old,
                 new: &args.new,
-                files: files
-                    .iter()
-                    .map(|f| {
-                        let status = match f.status {
-                            FileStatus::Added => "added",
-                            FileStatus::Removed => "removed",
-                            FileStatus::Changed => "changed",
-                        };
-                        (f.path.clone(), status)
-                    })
-                    .collect(),
-                rules_added: &rules.added,
-                rules_removed: &rules.removed,
-                rules_changed: &rules.changed,
+                files: &files,
+                rules: &rules,
                 without_effect: &unchanged,
             };
             crate::output::print_document(diff_markdown(&semantic, &summary).trim_end());
@@ -350,12 +338,7 @@ fn print_human(
         println!("files: no changes");
     }
     for file in files {
-        let status = match file.status {
-            FileStatus::Added => "added",
-            FileStatus::Removed => "removed",
-            FileStatus::Changed => "changed",
-        };
-        println!("{status} {}", file.path);
+        println!("{} {}", file.status.as_str(), file.path);
         for line in file.diff.lines() {
             println!("{}", paint(line));
         }

@@ -147,6 +147,15 @@ impl Buckets {
 
     /// The candidates whose policy applies to a request with this key. A candidate in two
     /// matching buckets is visited twice; callers deduplicate the rules they collect.
+    /// The rules of the applicable candidates whose conditions hold (a rule in two scope
+    /// buckets may appear twice; callers sort and deduplicate).
+    fn matching(&self, key: &ScopeKey, request: &Request) -> Vec<usize> {
+        self.applicable(key)
+            .filter(|c| Evaluator::matches(c, request))
+            .map(|c| c.rule)
+            .collect()
+    }
+
     fn applicable<'p>(&'p self, key: &ScopeKey) -> impl Iterator<Item = &'p Candidate> {
         let pick = |map: &'p HashMap<u32, Vec<Candidate>>, id: Option<u32>| {
             id.and_then(|id| map.get(&id))
@@ -394,12 +403,7 @@ impl Evaluator {
         let key = self.scope_key(request);
 
         // 2. Any matching deny denies; every matching deny is reported.
-        let denies: Vec<usize> = plan
-            .denies
-            .applicable(&key)
-            .filter(|c| Self::matches(c, request))
-            .map(|c| c.rule)
-            .collect();
+        let denies: Vec<usize> = plan.denies.matching(&key, request);
         if !denies.is_empty() {
             return Decision {
                 outcome: Outcome::Deny,
@@ -448,12 +452,7 @@ impl Evaluator {
         }
 
         // 4. A matching allow is a candidate allow; none is a default deny.
-        let allows: Vec<usize> = plan
-            .allows
-            .applicable(&key)
-            .filter(|c| Self::matches(c, request))
-            .map(|c| c.rule)
-            .collect();
+        let allows: Vec<usize> = plan.allows.matching(&key, request);
         if allows.is_empty() {
             return deny_default();
         }
@@ -466,12 +465,7 @@ impl Evaluator {
                 let Effect::Limit(limit) = &self.set.rules[c.rule].effect else {
                     return false;
                 };
-                let count = request
-                    .counters
-                    .iter()
-                    .find(|(rule, _)| *rule == c.rule)
-                    .map_or(0, |(_, count)| *count);
-                count >= limit.max && Self::matches(c, request)
+                request.counter(c.rule) >= limit.max && Self::matches(c, request)
             })
             .map(|c| c.rule)
             .collect();
@@ -498,12 +492,7 @@ impl Evaluator {
             return Vec::new();
         };
         let key = self.scope_key(request);
-        let matching: Vec<usize> = plan
-            .limits
-            .applicable(&key)
-            .filter(|c| Self::matches(c, request))
-            .map(|c| c.rule)
-            .collect();
+        let matching: Vec<usize> = plan.limits.matching(&key, request);
         self.sorted(matching)
             .into_iter()
             .filter_map(|rule| {
@@ -521,11 +510,7 @@ impl Evaluator {
                         .time
                         .map(|t| time::format_rfc3339(t - t.rem_euclid(window.max(1)))),
                     window_seconds: limit.window_seconds,
-                    used: request
-                        .counters
-                        .iter()
-                        .find(|(r, _)| *r == rule)
-                        .map_or(0, |(_, count)| *count),
+                    used: request.counter(rule),
                     max: limit.max,
                 })
             })
@@ -699,17 +684,10 @@ impl Evaluator {
                 )
             } else {
                 match &rule.effect {
-                    Effect::Limit(limit) => {
-                        let count = request
-                            .counters
-                            .iter()
-                            .find(|(r, _)| *r == candidate.rule)
-                            .map_or(0, |(_, c)| *c);
-                        RuleStatus::Limit {
-                            count,
-                            max: limit.max,
-                        }
-                    }
+                    Effect::Limit(limit) => RuleStatus::Limit {
+                        count: request.counter(candidate.rule),
+                        max: limit.max,
+                    },
                     _ => RuleStatus::Matched,
                 }
             };

@@ -42,6 +42,16 @@ pub struct Request {
     pub time: Option<i64>,
 }
 
+impl Request {
+    /// The count of limit rule `rule`'s counter for this request (0 when not given).
+    pub fn counter(&self, rule: usize) -> u64 {
+        self.counters
+            .iter()
+            .find(|(r, _)| *r == rule)
+            .map_or(0, |(_, count)| *count)
+    }
+}
+
 /// Why a request does not fit the schema: the path and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestError {
