@@ -2,13 +2,10 @@
 //! diff reads as a pull-request comment, and the example workflow and pre-commit hooks are
 //! valid YAML whose every `polctl` command line uses real subcommands and flags.
 
-use std::path::{Path, PathBuf};
+use polctl_testsupport::workspace_dir;
+use std::path::Path;
 use std::process::{Command, Output};
 use yaml_rust2::{Yaml, YamlLoader};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn polctl_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_polctl"))
@@ -21,7 +18,7 @@ fn polctl_in(dir: &Path, args: &[&str]) -> Output {
 
 fn sarif_validator() -> jsonschema::Validator {
     let text =
-        std::fs::read_to_string(workspace().join("cli/tests/fixtures/sarif-schema-2.1.0.json"))
+        std::fs::read_to_string(workspace_dir().join("cli/tests/fixtures/sarif-schema-2.1.0.json"))
             .expect("schema");
     let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
     jsonschema::validator_for(&schema).expect("a valid schema")
@@ -53,7 +50,7 @@ fn assert_valid_sarif(
 #[test]
 fn check_sarif_is_valid_and_locates_every_finding() {
     let validator = sarif_validator();
-    let root = workspace();
+    let root = workspace_dir();
     // A clean set: a valid document with no results.
     let output = polctl_in(
         &root,
@@ -90,7 +87,7 @@ fn check_sarif_is_valid_and_locates_every_finding() {
             );
         }
     }
-    let dir = workspace().join("solver/tests/analysis");
+    let dir = workspace_dir().join("solver/tests/analysis");
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sarif-findings");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).expect("scratch");
@@ -129,7 +126,7 @@ fn check_sarif_is_valid_and_locates_every_finding() {
 #[test]
 fn diff_sarif_and_markdown() {
     let validator = sarif_validator();
-    let cases = workspace().join("cli/tests/fixtures/diff");
+    let cases = workspace_dir().join("cli/tests/fixtures/diff");
     let output = polctl_in(
         &cases.join("widen_new_allow"),
         &["diff", "old", "new", "--format", "sarif"],
@@ -197,7 +194,7 @@ fn polctl_commands(script: &str) -> Vec<Vec<String>> {
 /// The subcommand exists and every `--flag` is one of its flags.
 fn assert_real_command(words: &[String], context: &str) {
     let subcommand = &words[1];
-    let help = polctl_in(&workspace(), &[subcommand.as_str(), "--help"]);
+    let help = polctl_in(&workspace_dir(), &[subcommand.as_str(), "--help"]);
     assert_eq!(
         help.status.code(),
         Some(0),
@@ -223,7 +220,7 @@ fn load_yaml(path: &Path) -> Yaml {
 
 #[test]
 fn the_example_workflow_is_valid_and_runs_real_commands() {
-    let path = workspace().join("examples/ci/policy-ci.yml");
+    let path = workspace_dir().join("examples/ci/policy-ci.yml");
     let workflow = load_yaml(&path);
     assert!(workflow["name"].as_str().is_some());
     assert!(!workflow["on"].is_badvalue(), "no `on`");
@@ -273,7 +270,7 @@ fn the_example_workflow_is_valid_and_runs_real_commands() {
 
 #[test]
 fn the_pre_commit_hooks_are_valid_and_run_real_commands() {
-    let path = workspace().join(".pre-commit-hooks.yaml");
+    let path = workspace_dir().join(".pre-commit-hooks.yaml");
     let hooks = load_yaml(&path);
     let hooks = hooks.as_vec().expect("a list of hooks");
     assert!(hooks.len() >= 2);

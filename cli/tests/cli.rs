@@ -1,16 +1,13 @@
 //! End-to-end tests: run the `polctl` binary and check exit codes and output.
 
+use polctl_testsupport::workspace_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn polctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_polctl"))
         .args(args)
-        .current_dir(workspace())
+        .current_dir(workspace_dir())
         .env("NO_COLOR", "1")
         .output()
         .expect("polctl runs")
@@ -156,9 +153,9 @@ fn warnings_fail_only_with_strict() {
     let entry = "lang/tests/corpus/invalid/warnings.pol";
     // The corpus entry relies on the shared corpus schema: check it beside a copy.
     let dir = scratch("warnings");
-    std::fs::copy(workspace().join(entry), dir.join("warnings.pol")).expect("copy");
+    std::fs::copy(workspace_dir().join(entry), dir.join("warnings.pol")).expect("copy");
     std::fs::copy(
-        workspace().join("lang/tests/corpus/schema.pol"),
+        workspace_dir().join("lang/tests/corpus/schema.pol"),
         dir.join("schema.pol"),
     )
     .expect("copy");
@@ -226,7 +223,7 @@ fn completions_are_printed() {
 #[test]
 fn fmt_check_lists_unformatted_files_and_fmt_fixes_them() {
     let dir = scratch("fmt");
-    copy_tree(&workspace().join("examples/support-fleet"), &dir);
+    copy_tree(&workspace_dir().join("examples/support-fleet"), &dir);
     let dir_text = dir.to_string_lossy().into_owned();
     assert_eq!(
         polctl(&["fmt", "--check", &dir_text]).status.code(),
@@ -330,14 +327,14 @@ fn eval_prints_one_json_decision_per_line_in_order() {
 fn eval_human_output_explains_the_decision() {
     let output = Command::new(env!("CARGO_BIN_EXE_polctl"))
         .args(["eval", "examples/support-fleet", "--request", "-"])
-        .current_dir(workspace())
+        .current_dir(workspace_dir())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
             let requests =
-                std::fs::read_to_string(workspace().join("cli/tests/fixtures/requests.jsonl"))?;
+                std::fs::read_to_string(workspace_dir().join("cli/tests/fixtures/requests.jsonl"))?;
             let first = requests.lines().next().unwrap_or_default().to_owned();
             child
                 .stdin
@@ -377,7 +374,7 @@ fn adversarial_variants_catch_the_weak_rule_in_the_docs() {
     insta::assert_snapshot!(without_timing(&stdout(&output)));
     // The docs show this output; keep them in step.
     let docs =
-        std::fs::read_to_string(workspace().join("docs/testing.md")).expect("docs/testing.md");
+        std::fs::read_to_string(workspace_dir().join("docs/testing.md")).expect("docs/testing.md");
     assert!(docs.contains("args.to = \"eve@evil.example@acme.example\" (policy literal \"@acme.example\" appended): allow by acme.mail.internal_mail"));
 }
 
@@ -453,7 +450,7 @@ fn test_filter_and_coverage_threshold() {
 #[test]
 fn malformed_test_files_name_the_file_and_line() {
     let dir = scratch("malformed_tests");
-    copy_tree(&workspace().join("docs/examples/weak-mail-rule"), &dir);
+    copy_tree(&workspace_dir().join("docs/examples/weak-mail-rule"), &dir);
     std::fs::write(
         dir.join("broken.test.toml"),
         "[[case]]\nname = \"x\"\ntool = \"send_email\"\nexpct = \"deny\"\n",
@@ -484,7 +481,7 @@ fn malformed_test_files_name_the_file_and_line() {
     );
     let empty = scratch("no_tests");
     std::fs::copy(
-        workspace().join("docs/examples/weak-mail-rule/mail.pol"),
+        workspace_dir().join("docs/examples/weak-mail-rule/mail.pol"),
         empty.join("mail.pol"),
     )
     .expect("copy");
@@ -573,8 +570,8 @@ fn check_finds_the_planted_mistakes_with_witnesses() {
     let example = polctl(&["check", "examples/support-fleet", "--strict"]);
     assert_eq!(example.status.code(), Some(0), "{}", stdout(&example));
     // The docs show this output.
-    let docs =
-        std::fs::read_to_string(workspace().join("docs/findings.md")).expect("docs/findings.md");
+    let docs = std::fs::read_to_string(workspace_dir().join("docs/findings.md"))
+        .expect("docs/findings.md");
     assert!(docs.contains(
         "[A07] Error: requests approved under `acme.support.large_refunds` are never allowed"
     ));
@@ -702,7 +699,7 @@ fn bundles_are_reproducible_signed_and_verified() {
     let dir = scratch("bundles");
     // Two copies of the example in different directories build byte-identical bundles.
     let copy = dir.join("elsewhere/support-fleet");
-    copy_tree(&workspace().join("examples/support-fleet"), &copy);
+    copy_tree(&workspace_dir().join("examples/support-fleet"), &copy);
     let first = dir.join("first.polb");
     let second = dir.join("second.polb");
     let built = polctl(&[
@@ -815,7 +812,7 @@ fn build_refuses_sets_with_error_findings() {
 fn a_reader_that_closes_the_pipe_early_is_not_a_crash() {
     use std::io::Read;
     let dir = scratch("closed-pipe");
-    let one = std::fs::read_to_string(workspace().join("cli/tests/fixtures/requests.jsonl"))
+    let one = std::fs::read_to_string(workspace_dir().join("cli/tests/fixtures/requests.jsonl"))
         .expect("requests");
     let first = one.lines().next().expect("a request").to_owned();
     let many = format!("{first}\n").repeat(20_000);
@@ -828,7 +825,7 @@ fn a_reader_that_closes_the_pipe_early_is_not_a_crash() {
             "--request",
             file.to_str().expect("path"),
         ])
-        .current_dir(workspace())
+        .current_dir(workspace_dir())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -903,7 +900,7 @@ fn the_summary_says_when_z3_gave_up() {
     let dir = scratch("z3-gave-up");
     for name in ["schema.pol", "unknown_redundant.pol"] {
         std::fs::copy(
-            workspace().join("solver/tests/analysis").join(name),
+            workspace_dir().join("solver/tests/analysis").join(name),
             dir.join(name),
         )
         .expect("copy");
@@ -1026,7 +1023,7 @@ fn usage_and_io_errors_say_what_to_do() {
             "--format",
             "json",
         ])
-        .current_dir(workspace().join("cli/tests/fixtures/diff/widen_new_allow"))
+        .current_dir(workspace_dir().join("cli/tests/fixtures/diff/widen_new_allow"))
         .output()
         .expect("polctl runs");
     assert_eq!(output.status.code(), Some(2));
@@ -1105,4 +1102,19 @@ fn eval_reports_limits_and_shows_named_values_by_name() {
         text.contains("`when` does not hold: args.body matches secret_markers or args.subject matches secret_markers"),
         "{text}"
     );
+}
+
+/// Every snapshot under `tests/snapshots` belongs to a test that still exists (insta names
+/// them `<binary>__<test>.snap`).
+#[test]
+fn no_orphaned_snapshots() {
+    let tests = workspace_dir().join("cli/tests");
+    polctl_testsupport::assert_no_orphaned_snapshots(&tests.join("snapshots"), |snap| {
+        let stem = snap.file_stem().expect("a name").to_string_lossy();
+        let Some((binary, test)) = stem.split_once("__") else {
+            return false;
+        };
+        std::fs::read_to_string(tests.join(format!("{binary}.rs")))
+            .is_ok_and(|source| source.contains(&format!("fn {test}()")))
+    });
 }

@@ -1,13 +1,14 @@
 //! `polctl diff` on a corpus of changes (`tests/fixtures/diff/<case>/{old,new}`): each case's
 //! `expect` file lists the kinds of semantic change it must report (one per class, sorted);
-//! the human output is snapshotted. Every witness was replayed against both versions by the
-//! diff itself.
+//! the human output is snapshotted beside the case (`diff.snap`). Every witness was replayed
+//! against both versions by the diff itself.
 
+use polctl_testsupport::{assert_no_orphaned_snapshots, file_name, list, workspace_dir, Corpus};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+fn corpus_dir() -> PathBuf {
+    workspace_dir().join("cli/tests/fixtures/diff")
 }
 
 fn diff(case: &Path, format: &str) -> (Option<i32>, String) {
@@ -25,50 +26,48 @@ fn diff(case: &Path, format: &str) -> (Option<i32>, String) {
 
 #[test]
 fn diff_corpus() {
-    let root = workspace().join("cli/tests/fixtures/diff");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("corpus")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 8);
-    for case in cases {
-        let name = case
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
+    let mut corpus = Corpus::new();
+    for case in list(&corpus_dir(), |p| p.is_dir()) {
+        let name = file_name(&case);
         let (code, json) = diff(&case, "json");
-        assert_eq!(code, Some(0), "{name}: {json}");
+        if code != Some(0) {
+            corpus.fail(&name, format!("exit {code:?}: {json}"));
+            continue;
+        }
         let report: serde_json::Value = serde_json::from_str(&json).expect("JSON");
-        let mut kinds: Vec<String> = report["changes"]
-            .as_array()
-            .expect("changes")
+        let changes = report["changes"].as_array().expect("changes");
+        let mut kinds: Vec<&str> = changes
             .iter()
-            .map(|c| c["kind"].as_str().expect("kind").to_owned())
+            .map(|c| c["kind"].as_str().expect("kind"))
             .collect();
         kinds.sort();
-        let mut expected: Vec<String> = std::fs::read_to_string(case.join("expect"))
-            .expect("expect file")
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let expect = std::fs::read_to_string(case.join("expect")).expect("expect file");
+        let mut expected: Vec<&str> = expect.lines().collect();
         expected.sort();
-        assert_eq!(kinds, expected, "{name}");
-        for change in report["changes"].as_array().expect("changes") {
-            assert!(change["witness"]["tool"].is_string(), "{name}: {change}");
+        if kinds != expected {
+            corpus.fail(&name, format!("expected {expected:?}, found {kinds:?}"));
+        }
+        if let Some(change) = changes.iter().find(|c| !c["witness"]["tool"].is_string()) {
+            corpus.fail(&name, format!("a change without a witness: {change}"));
         }
         let (_, human) = diff(&case, "human");
-        insta::with_settings!({ snapshot_suffix => name.clone(), omit_expression => true }, {
-            insta::assert_snapshot!(human);
-        });
+        corpus.snapshot(&case, "diff", &name, &human);
     }
+    corpus.finish(8);
+}
+
+/// Every `diff.snap` belongs to a case with both sides.
+#[test]
+fn no_orphaned_snapshots() {
+    assert_no_orphaned_snapshots(&corpus_dir(), |snap| {
+        let case = snap.parent().expect("a case directory");
+        case.join("old").is_dir() && case.join("new").is_dir()
+    });
 }
 
 #[test]
 fn fail_on_gates_and_identical_sets_have_no_changes() {
-    let root = workspace().join("cli/tests/fixtures/diff");
+    let root = corpus_dir();
     let run_with = |case: &str, fail_on: &str, extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_polctl"))
             .args(["diff", "old", "new", "--fail-on", fail_on])
@@ -112,7 +111,7 @@ fn fail_on_gates_and_identical_sets_have_no_changes() {
             "--fail-on",
             "any",
         ])
-        .current_dir(workspace())
+        .current_dir(workspace_dir())
         .output()
         .expect("polctl runs");
     assert_eq!(same.status.code(), Some(0));
@@ -130,7 +129,7 @@ fn git_revisions_are_a_side() {
             "--format",
             "json",
         ])
-        .current_dir(workspace())
+        .current_dir(workspace_dir())
         .output()
         .expect("polctl runs");
     let text = String::from_utf8_lossy(&output.stdout);

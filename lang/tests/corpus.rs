@@ -12,17 +12,8 @@ use common::{corpus_dir, entries, entry_files, source_set, SHARED_SCHEMA};
 use polctl_lang::diagnostic::render_human;
 use polctl_lang::display::dump;
 use polctl_lang::{compile, Severity};
+use polctl_testsupport::{assert_no_orphaned_snapshots, numbered, Corpus};
 use std::fmt::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-
-fn numbered(text: &str) -> String {
-    let mut out = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let _ = writeln!(out, "{:>3} | {line}", i + 1);
-    }
-    out
-}
 
 /// What the snapshot of one entry shows.
 fn render_entry(files: &[(String, String)]) -> (String, usize, usize) {
@@ -52,73 +43,42 @@ fn render_entry(files: &[(String, String)]) -> (String, usize, usize) {
 
 #[test]
 fn corpus_snapshots() {
-    let mut failures = Vec::new();
-    let entries = entries();
-    assert!(
-        entries.len() >= 50,
-        "the corpus should cover every construct and error"
-    );
-    for (name, path) in &entries {
+    let mut corpus = Corpus::new();
+    for (name, path) in &entries() {
         let files = entry_files(path);
         let (rendered, errors, warnings) = render_entry(&files);
         if name.starts_with("valid/") || name == "sets/multi_file_valid" {
             if errors + warnings > 0 {
-                failures.push(format!(
-                    "{name}: a valid entry reported diagnostics:\n{rendered}"
-                ));
+                corpus.fail(
+                    name,
+                    format!("a valid entry reported diagnostics:\n{rendered}"),
+                );
                 continue;
             }
         } else if errors + warnings == 0 {
-            failures.push(format!("{name}: an invalid entry reported nothing"));
+            corpus.fail(name, "an invalid entry reported nothing");
             continue;
         }
+        // A file's snapshot sits beside it; a set's inside its directory, as `set.snap`.
         let (directory, snapshot) = match name.rsplit_once('/') {
             Some((group, stem)) if !path.is_dir() => (corpus_dir().join(group), stem.to_owned()),
             _ => (path.clone(), "set".to_owned()),
         };
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            insta::with_settings!({
-                snapshot_path => directory,
-                prepend_module_to_snapshot => false,
-                omit_expression => true,
-                description => name.clone(),
-            }, {
-                insta::assert_snapshot!(snapshot, rendered);
-            });
-        }));
-        if result.is_err() {
-            failures.push(format!("{name}: snapshot differs"));
-        }
+        corpus.snapshot(&directory, &snapshot, name, &rendered);
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The corpus should cover every construct and error.
+    corpus.finish(50);
 }
 
-/// Every `.snap` in the corpus belongs to an input, so deleted inputs cannot leave stale
-/// expectations behind.
+/// Every `.snap` in the corpus belongs to an input.
 #[test]
 fn no_orphaned_snapshots() {
-    fn walk(dir: &Path, orphans: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).expect("dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(&path, orphans);
-                continue;
-            }
-            let name = path.to_string_lossy().into_owned();
-            if name.ends_with(".snap.new") || name.ends_with(".pending-snap") {
-                orphans.push(format!("{name} (unreviewed snapshot)"));
-            } else if name.ends_with(".snap") {
-                let owner_file = path.with_extension("pol");
-                let owner_set = path.file_stem().is_some_and(|s| s == "set");
-                if !owner_file.exists() && !owner_set {
-                    orphans.push(name);
-                }
-            }
-        }
-    }
-    let mut orphans = Vec::new();
-    walk(&corpus_dir(), &mut orphans);
-    assert!(orphans.is_empty(), "orphaned snapshots: {orphans:#?}");
+    assert_no_orphaned_snapshots(&corpus_dir(), |snap| {
+        let set_snapshot = snap.file_stem().is_some_and(|s| s == "set");
+        let set_dir = snap.parent().expect("a directory");
+        snap.with_extension("pol").exists()
+            || (set_snapshot && !common::read_tree(set_dir).is_empty())
+    });
 }
 
 #[test]

@@ -10,28 +10,21 @@ use polctl_lang::diagnostic::{render_human, JsonFinding};
 use polctl_lang::eval::Evaluator;
 use polctl_lang::{compile, SourceSet};
 use polctl_solver::{analyze, Options};
+use polctl_testsupport::{assert_no_orphaned_snapshots, numbered, read_tree, Corpus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-fn corpus() -> PathBuf {
+fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/analysis")
 }
 
 fn cases() -> Vec<(String, String)> {
-    let mut cases: Vec<(String, String)> = std::fs::read_dir(corpus())
-        .expect("tests/analysis")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pol"))
-        .filter(|p| p.file_stem().is_some_and(|s| s != "schema"))
-        .map(|p| {
-            let name = p.file_stem().expect("stem").to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&p).expect("read"))
-        })
-        .collect();
-    cases.sort();
-    cases
+    read_tree(&corpus_dir(), "pol")
+        .into_iter()
+        .filter(|(path, _)| path != "schema.pol")
+        .map(|(path, text)| (path.trim_end_matches(".pol").to_owned(), text))
+        .collect()
 }
 
 fn expected(text: &str) -> (Vec<(String, String)>, u32) {
@@ -51,17 +44,9 @@ fn expected(text: &str) -> (Vec<(String, String)>, u32) {
     (expect, timeout_ms)
 }
 
-fn numbered(text: &str) -> String {
-    let mut out = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let _ = writeln!(out, "{:>3} | {line}", i + 1);
-    }
-    out
-}
-
 /// The findings as `(kind, rule)`, the snapshot text, and how many queries Z3 gave up on.
 fn run_case(name: &str, text: &str, timeout_ms: u32) -> (Vec<(String, String)>, String, usize) {
-    let schema = std::fs::read_to_string(corpus().join("schema.pol")).expect("schema");
+    let schema = std::fs::read_to_string(corpus_dir().join("schema.pol")).expect("schema");
     let sources = SourceSet::from_files([
         ("schema.pol".to_owned(), schema),
         (format!("{name}.pol"), text.to_owned()),
@@ -110,14 +95,14 @@ fn run_case(name: &str, text: &str, timeout_ms: u32) -> (Vec<(String, String)>, 
 fn analysis_corpus() {
     let cases = cases();
     let mut per_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut failures = Vec::new();
+    let mut corpus = Corpus::new();
     for (name, text) in &cases {
         let (expect, timeout_ms) = expected(text);
         let (found, rendered, gave_up) = run_case(name, text, timeout_ms);
         // `# z3-gives-up: never`: every query is decided without running to the time limit
         // (a count, not a clock, so it holds on a loaded machine).
         if text.contains("# z3-gives-up: never") && gave_up > 0 {
-            failures.push(format!("{name}: Z3 gave up on {gave_up} queries"));
+            corpus.fail(name, format!("Z3 gave up on {gave_up} queries"));
         }
         let kind = KINDS
             .iter()
@@ -132,24 +117,11 @@ fn analysis_corpus() {
             entry.0 += 1;
         }
         if found != expect {
-            failures.push(format!("{name}: expected {expect:?}, found {found:?}"));
+            corpus.fail(name, format!("expected {expect:?}, found {found:?}"));
         }
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            insta::with_settings!({
-                snapshot_path => corpus(),
-                prepend_module_to_snapshot => false,
-                omit_expression => true,
-                description => name.clone(),
-            }, {
-                insta::assert_snapshot!(name.clone(), rendered);
-            });
-        }));
-        if result.is_err() {
-            failures.push(format!("{name}: snapshot differs"));
-        }
+        corpus.snapshot(&corpus_dir(), name, name, &rendered);
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(cases.len() >= 40, "only {} cases", cases.len());
+    corpus.finish(40);
     // At least three cases that must be found and two near misses per kind.
     for kind in KINDS {
         let (found, near) = per_kind.get(kind).copied().unwrap_or_default();
@@ -178,15 +150,5 @@ const KINDS: [&str; 10] = [
 /// Every snapshot belongs to a case.
 #[test]
 fn no_orphaned_snapshots() {
-    let mut orphans = Vec::new();
-    for entry in std::fs::read_dir(corpus()).expect("dir") {
-        let path = entry.expect("entry").path();
-        let name = path.to_string_lossy().into_owned();
-        if name.ends_with(".snap.new") || name.ends_with(".pending-snap") {
-            orphans.push(format!("{name} (unreviewed snapshot)"));
-        } else if name.ends_with(".snap") && !path.with_extension("pol").exists() {
-            orphans.push(name);
-        }
-    }
-    assert!(orphans.is_empty(), "orphaned snapshots: {orphans:#?}");
+    assert_no_orphaned_snapshots(&corpus_dir(), |snap| snap.with_extension("pol").exists());
 }

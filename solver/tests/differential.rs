@@ -8,31 +8,11 @@ use polctl_lang::eval::generate::RequestGenerator;
 use polctl_lang::eval::{DenyCause, Evaluator, Outcome};
 use polctl_lang::{compile, SourceSet};
 use polctl_solver::Encoding;
-use std::path::{Path, PathBuf};
+use polctl_testsupport::workspace_dir;
+use std::path::Path;
 
 fn read_tree(root: &Path) -> Vec<(String, String)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
-        for entry in std::fs::read_dir(dir).expect("dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else if path.extension().is_some_and(|e| e == "pol") {
-                let relative = path
-                    .strip_prefix(root)
-                    .expect("prefix")
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((relative, std::fs::read_to_string(&path).expect("utf-8")));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    polctl_testsupport::read_tree(root, "pol")
 }
 
 /// Every valid policy set the project has: the examples, the library and the valid corpus.
@@ -40,20 +20,21 @@ fn sets() -> Vec<(String, Vec<(String, String)>)> {
     let mut sets = vec![
         (
             "examples/support-fleet".to_owned(),
-            read_tree(&workspace().join("examples/support-fleet")),
+            read_tree(&workspace_dir().join("examples/support-fleet")),
         ),
         (
             "policies".to_owned(),
-            read_tree(&workspace().join("policies")),
+            read_tree(&workspace_dir().join("policies")),
         ),
         (
             "sets/multi_file_valid".to_owned(),
-            read_tree(&workspace().join("lang/tests/corpus/sets/multi_file_valid")),
+            read_tree(&workspace_dir().join("lang/tests/corpus/sets/multi_file_valid")),
         ),
     ];
-    let schema =
-        std::fs::read_to_string(workspace().join("lang/tests/corpus/schema.pol")).expect("schema");
-    for entry in std::fs::read_dir(workspace().join("lang/tests/corpus/valid")).expect("corpus") {
+    let schema = std::fs::read_to_string(workspace_dir().join("lang/tests/corpus/schema.pol"))
+        .expect("schema");
+    for entry in std::fs::read_dir(workspace_dir().join("lang/tests/corpus/valid")).expect("corpus")
+    {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "pol") {
             let text = std::fs::read_to_string(&path).expect("utf-8");
@@ -71,7 +52,7 @@ fn sets() -> Vec<(String, Vec<(String, String)>)> {
         }
     }
     // The analysis corpus: small sets built to sit at the edges of each finding kind.
-    let analysis = workspace().join("solver/tests/analysis");
+    let analysis = workspace_dir().join("solver/tests/analysis");
     let schema = std::fs::read_to_string(analysis.join("schema.pol")).expect("schema");
     for entry in std::fs::read_dir(&analysis).expect("analysis corpus") {
         let path = entry.expect("entry").path();
@@ -173,7 +154,7 @@ fn check_set(name: &str, files: Vec<(String, String)>, requests: usize) -> usize
 
 #[test]
 fn solver_and_evaluator_agree_on_the_example() {
-    let files = read_tree(&workspace().join("examples/support-fleet"));
+    let files = read_tree(&workspace_dir().join("examples/support-fleet"));
     let started = std::time::Instant::now();
     let checked = check_set("examples/support-fleet", files, 10_000);
     eprintln!("{checked} requests in {:?}", started.elapsed());

@@ -12,9 +12,8 @@ pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
 }
 
-pub fn workspace_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+#[allow(unused_imports)] // not every test binary needs it
+pub use polctl_testsupport::workspace_dir;
 
 /// Every corpus entry: `(name relative to the corpus, path)`, sorted.
 pub fn entries() -> Vec<(String, PathBuf)> {
@@ -49,25 +48,7 @@ pub fn entries() -> Vec<(String, PathBuf)> {
 
 /// All `.pol` files under a directory as `(relative path, text)`, sorted.
 pub fn read_tree(root: &Path) -> Vec<(String, String)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
-        for entry in std::fs::read_dir(dir).expect("dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else if path.extension().is_some_and(|e| e == "pol") {
-                let relative = path
-                    .strip_prefix(root)
-                    .expect("prefix")
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.push((relative, std::fs::read_to_string(&path).expect("utf-8")));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
+    polctl_testsupport::read_tree(root, "pol")
 }
 
 /// The files of one entry, ready to compile.
