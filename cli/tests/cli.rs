@@ -77,9 +77,9 @@ fn errors_exit_2_with_every_error_reported() {
 #[test]
 fn human_output_names_file_line_and_help() {
     let dir = scratch("human_output");
-    std::fs::write(
+    std::fs::copy(
+        workspace_dir().join("cli/tests/fixtures/misspelt-tool/set.pol"),
         dir.join("set.pol"),
-        "schema {\n  tool send_email: send { to: string }\n}\n\npolicy p {\n  rule r:\n    allow send_emial\n}\n",
     )
     .expect("write");
     let output = Command::new(env!("CARGO_BIN_EXE_polctl"))
@@ -257,8 +257,8 @@ fn fmt_check_lists_unformatted_files_and_fmt_fixes_them() {
 #[test]
 fn fmt_leaves_files_with_syntax_errors_untouched() {
     let dir = scratch("fmt_broken");
-    let broken = "policy p {\n  rule r\n    allow   x\n}\n";
-    std::fs::write(dir.join("broken.pol"), broken).expect("write");
+    let broken = polctl_testsupport::read("cli/tests/fixtures/syntax-error/broken.pol");
+    std::fs::write(dir.join("broken.pol"), &broken).expect("write");
     let output = polctl(&["fmt", &dir.to_string_lossy()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stdout(&output).contains("not formatted because of syntax errors"));

@@ -87,10 +87,10 @@ fn examples_and_library_round_trip_and_are_formatted() {
 
 #[test]
 fn long_conditions_are_broken_at_top_level_operators() {
-    let source = "policy p {\n  rule r:\n    deny send_email when args.to ends with \"@competitor-one.example\" or args.to ends with \"@competitor-two.example\" or args.to ends with \"@x.example\"\n}\n";
-    let formatted = format_source(source).expect("parses");
+    let source = polctl_testsupport::read("lang/tests/fixtures/format/long_condition.pol");
+    let formatted = format_source(&source).expect("parses");
     assert_eq!(
         formatted,
-        "policy p {\n  rule r:\n    deny send_email\n      when args.to ends with \"@competitor-one.example\"\n        or args.to ends with \"@competitor-two.example\"\n        or args.to ends with \"@x.example\"\n}\n"
+        polctl_testsupport::read("lang/tests/fixtures/format/long_condition.formatted.pol")
     );
 }

@@ -6,22 +6,15 @@ use polctl_lang::eval::{Evaluator, Outcome};
 use polctl_lang::{compile, SourceSet};
 use serde_json::{json, Value};
 
-const SCHEMA: &str = r#"
-schema {
-  agent { id: string, role: enum { support, sales, ops }, tenant: string, tier: enum { free, pro } }
-  context { mode: enum { normal, read_only }, hour: int in 0..23 }
-  approvers { finance, security }
-  tool send_email: send { to: string, cc: string?, subject: string }
-  tool refund: write { order_id: string, amount: int in 0..1000000 }
-  tool transfer: write { amount: decimal in 0.01..50000.00 }
-  tool share_doc: send { shared_with: [string] }
-  tool search_kb: read { query: string }
+/// A fixture of `tests/fixtures/semantics` (the policies of one test).
+fn fixture(name: &str) -> String {
+    polctl_testsupport::read(format!("lang/tests/fixtures/semantics/{name}.pol"))
 }
-"#;
 
+/// The evaluator of `policies` over the suite's schema (`fixtures/semantics/schema.pol`).
 fn evaluator(policies: &str) -> Evaluator {
     let sources = SourceSet::from_files([
-        ("schema.pol".to_owned(), SCHEMA.to_owned()),
+        ("schema.pol".to_owned(), fixture("schema")),
         ("policies.pol".to_owned(), policies.to_owned()),
     ]);
     let compilation = compile(&sources);
@@ -61,7 +54,7 @@ const MAIL: fn() -> Value = || json!({ "to": "bob@acme.example", "subject": "hi"
 
 #[test]
 fn default_deny_when_nothing_allows() {
-    let e = evaluator("policy p {\n  rule kb:\n    allow search_kb\n}\n");
+    let e = evaluator(&fixture("default_deny_when_nothing_allows"));
     let (outcome, rules, _) = decide(&e, &request("send_email", MAIL()));
     assert_eq!(outcome, Outcome::Deny);
     assert_eq!(rules, ["default"]);
@@ -69,9 +62,7 @@ fn default_deny_when_nothing_allows() {
 
 #[test]
 fn deny_beats_allow_and_reports_every_matching_deny() {
-    let e = evaluator(
-        "policy p {\n  rule a:\n    allow send_email\n  rule d1:\n    deny send_email when args.to ends with \"@acme.example\"\n  rule d2:\n    deny any send tool\n}\n",
-    );
+    let e = evaluator(&fixture("deny_beats_allow_and_reports_every_matching_deny"));
     let (outcome, rules, _) = decide(&e, &request("send_email", MAIL()));
     assert_eq!(outcome, Outcome::Deny);
     assert_eq!(rules, ["p.d1", "p.d2"]);
@@ -79,9 +70,7 @@ fn deny_beats_allow_and_reports_every_matching_deny() {
 
 #[test]
 fn deny_beats_approval() {
-    let e = evaluator(
-        "policy p {\n  rule a:\n    allow refund\n  rule big:\n    require approval from finance for refund\n  rule d:\n    deny refund when args.amount > 10\n}\n",
-    );
+    let e = evaluator(&fixture("deny_beats_approval"));
     let (outcome, rules, _) = decide(
         &e,
         &request("refund", json!({ "order_id": "o", "amount": 50 })),
@@ -91,9 +80,7 @@ fn deny_beats_approval() {
 
 #[test]
 fn approval_then_allow() {
-    let e = evaluator(
-        "policy p {\n  rule a:\n    allow refund\n  rule big:\n    require approval from finance, security for refund when args.amount > 500\n}\n",
-    );
+    let e = evaluator(&fixture("approval_then_allow"));
     let big = request("refund", json!({ "order_id": "o", "amount": 900 }));
     let (outcome, rules, approvers) = decide(&e, &big);
     assert_eq!(outcome, Outcome::RequireApproval);
@@ -118,7 +105,7 @@ fn approval_then_allow() {
 
 #[test]
 fn approval_alone_does_not_allow() {
-    let e = evaluator("policy p {\n  rule big:\n    require approval from finance for refund\n}\n");
+    let e = evaluator(&fixture("approval_alone_does_not_allow"));
     let approved = with(
         request("refund", json!({ "order_id": "o", "amount": 900 })),
         "approvals",
@@ -133,9 +120,7 @@ fn approval_alone_does_not_allow() {
 
 #[test]
 fn limits_admit_n_actions_per_window() {
-    let e = evaluator(
-        "policy p {\n  rule a:\n    allow send_email\n  rule budget:\n    limit send_email to 100 per 1d per agent.id\n}\n",
-    );
+    let e = evaluator(&fixture("limits_admit_n_actions_per_window"));
     let at = |n: u64| {
         with(
             request("send_email", MAIL()),
@@ -162,9 +147,7 @@ fn limits_admit_n_actions_per_window() {
 
 #[test]
 fn limits_only_bind_allowed_actions_and_their_conditions() {
-    let e = evaluator(
-        "policy p {\n  rule budget:\n    limit send_email to 1 per 1h when args.subject == \"bulk\"\n  rule a:\n    allow send_email\n}\n",
-    );
+    let e = evaluator(&fixture("limit_with_condition"));
     let full = json!({ "p.budget": 5 });
     let bulk = with(
         request("send_email", json!({ "to": "b", "subject": "bulk" })),
@@ -175,15 +158,13 @@ fn limits_only_bind_allowed_actions_and_their_conditions() {
     assert_eq!(decide(&e, &bulk).0, Outcome::Deny);
     assert_eq!(decide(&e, &other).0, Outcome::Allow);
     // Without an allow the request is a default deny, not a limit deny.
-    let e = evaluator("policy p {\n  rule budget:\n    limit send_email to 0 per 1h\n}\n");
+    let e = evaluator(&fixture("limit_without_allow"));
     assert_eq!(decide(&e, &request("send_email", MAIL())).1, ["default"]);
 }
 
 #[test]
 fn scopes_by_tenant_agent_and_role() {
-    let e = evaluator(
-        "policy t {\n  applies to tenant \"acme\"\n  rule a:\n    allow search_kb\n}\npolicy g {\n  applies to agent \"bot-9\" or role ops\n  rule a:\n    allow refund\n}\n",
-    );
+    let e = evaluator(&fixture("scopes_by_tenant_agent_and_role"));
     let kb = request("search_kb", json!({ "query": "q" }));
     assert_eq!(decide(&e, &kb).0, Outcome::Allow);
     let mut other_tenant = kb.clone();
@@ -202,9 +183,7 @@ fn scopes_by_tenant_agent_and_role() {
 
 #[test]
 fn optional_arguments_and_has() {
-    let e = evaluator(
-        "policy p {\n  rule a:\n    allow send_email\n  rule cc:\n    deny send_email when has args.cc and args.cc ends with \"@evil.example\"\n}\n",
-    );
+    let e = evaluator(&fixture("optional_arguments_and_has"));
     assert_eq!(
         decide(&e, &request("send_email", MAIL())).0,
         Outcome::Allow,
@@ -222,9 +201,7 @@ fn optional_arguments_and_has() {
 
 #[test]
 fn obligations_of_every_matching_allow_are_merged() {
-    let e = evaluator(
-        "policy p {\n  rule a:\n    allow search_kb with disclaimer \"Not advice\"\n  rule b:\n    allow search_kb when agent.tier == pro with audit \"pro lookup\" with banner \"Pro\"\n}\n",
-    );
+    let e = evaluator(&fixture("obligations_of_every_matching_allow_are_merged"));
     let decoded = e
         .decode(&request("search_kb", json!({ "query": "q" })))
         .expect("fits");
@@ -243,9 +220,7 @@ fn obligations_of_every_matching_allow_are_merged() {
 
 #[test]
 fn when_and_unless() {
-    let e = evaluator(
-        "policy p {\n  rule a:\n    allow send_email when args.subject != \"spam\" unless args.to ends with \"@evil.example\"\n}\n",
-    );
+    let e = evaluator(&fixture("when_and_unless"));
     assert_eq!(decide(&e, &request("send_email", MAIL())).0, Outcome::Allow);
     let spam = json!({ "to": "b@acme.example", "subject": "spam" });
     assert_eq!(decide(&e, &request("send_email", spam)).0, Outcome::Deny);
@@ -255,26 +230,7 @@ fn when_and_unless() {
 
 #[test]
 fn every_operator_evaluates_as_documented() {
-    let e = evaluator(
-        r#"let domains = ["@acme.example", "@partner.example"]
-policy p {
-  rule lists:
-    allow share_doc when every args.shared_with ends with "@acme.example" and count args.shared_with <= 2
-  rule some_external:
-    deny share_doc when some args.shared_with matches "(?i)@GMAIL\\.com$"
-  rule decimals:
-    allow transfer when args.amount <= 99.99
-  rule strings:
-    allow send_email when args.to contains any domains and args.subject not in ["spam", "scam"] and args.to matches "^[a-z]+@"
-  rule ints:
-    allow refund when args.amount in [1, 2, 3] or args.amount >= 1000
-  rule digits:
-    deny refund when args.order_id matches "^\\d+$"
-  rule kinds:
-    deny any tool when tool.kind == write and context.mode == read_only
-}
-"#,
-    );
+    let e = evaluator(&fixture("every_operator_evaluates_as_documented"));
     let share = |list: Value| request("share_doc", json!({ "shared_with": list }));
     assert_eq!(
         decide(&e, &share(json!([]))).0,
@@ -342,7 +298,9 @@ policy p {
 
 #[test]
 fn requests_that_do_not_fit_the_schema_get_precise_errors() {
-    let e = evaluator("policy p {\n  rule kb:\n    allow search_kb\n  rule l:\n    limit search_kb to 1 per 1h\n}\n");
+    let e = evaluator(&fixture(
+        "requests_that_do_not_fit_the_schema_get_precise_errors",
+    ));
     let cases = [
         (
             request("serch_kb", json!({ "query": "q" })),
@@ -404,9 +362,7 @@ fn requests_that_do_not_fit_the_schema_get_precise_errors() {
 
 #[test]
 fn explanations_name_the_first_failing_condition() {
-    let e = evaluator(
-        "policy p {\n  rule a:\n    allow refund when agent.role == support and args.amount < 100\n  rule d:\n    deny refund unless agent.tier == pro\n}\n",
-    );
+    let e = evaluator(&fixture("explanations_name_the_first_failing_condition"));
     let decoded = e
         .decode(&request(
             "refund",

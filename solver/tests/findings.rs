@@ -7,23 +7,18 @@ use polctl_lang::eval::Evaluator;
 use polctl_lang::{compile, SourceSet};
 use polctl_solver::{analyze, Options};
 
-const SCHEMA: &str = r#"
-schema {
-  agent { id: string, role: enum { support, ops }, tenant: string }
-  context { mode: enum { normal, read_only } }
-  approvers { finance, security }
-  tool send_email: send { to: string, subject: string }
-  tool refund: write { amount: int in 0..1000 }
-  tool search_kb: read { query: string }
-}
-"#;
-
 /// `(kind, rule, related rules, blocking rules, has a witness)` of one finding.
 type Found = (String, String, Vec<String>, Vec<String>, bool);
 
+/// A fixture of `tests/fixtures/findings` (the policies of one case).
+fn fixture(name: &str) -> String {
+    polctl_testsupport::read(format!("solver/tests/fixtures/findings/{name}.pol"))
+}
+
+/// The findings on `policies` over the suite's schema (`fixtures/findings/schema.pol`).
 fn findings(policies: &str) -> Vec<Found> {
     let sources = SourceSet::from_files([
-        ("schema.pol".to_owned(), SCHEMA.to_owned()),
+        ("schema.pol".to_owned(), fixture("schema")),
         ("policies.pol".to_owned(), policies.to_owned()),
     ]);
     let compilation = compile(&sources);
@@ -65,7 +60,7 @@ fn pair(kind: &str, rule: &str) -> (String, String) {
 
 #[test]
 fn dead_rules() {
-    let found = findings("policy p {\n  rule never:\n    allow refund when args.amount > 500 and args.amount < 100\n}\n");
+    let found = findings(&fixture("dead_rule_contradictory_range"));
     assert_eq!(
         found,
         [(
@@ -76,19 +71,17 @@ fn dead_rules() {
             false
         )]
     );
-    assert_eq!(kinds("policy p {\n  rule fine:\n    allow refund when args.amount > 100 and args.amount < 500\n}\n"), []);
+    assert_eq!(kinds(&fixture("dead_rule_near_miss_range")), []);
     // A regex no string can match, and an out-of-scope combination.
     assert_eq!(
-        kinds("policy p {\n  rule never:\n    deny send_email when args.to matches \"^a$\" and args.to matches \"^b$\"\n}\n"),
+        kinds(&fixture("dead_rule_disjoint_regexes")),
         [pair("dead_rule", "p.never")]
     );
 }
 
 #[test]
 fn shadowed_rules_name_their_minimal_blockers() {
-    let found = findings(
-        "policy p {\n  rule small:\n    allow refund when args.amount > 10\n  rule block:\n    deny refund when args.amount > 5\n  rule unrelated:\n    deny refund when context.mode == read_only\n}\n",
-    );
+    let found = findings(&fixture("shadowed_by_one_of_two_denies"));
     assert_eq!(
         found,
         [(
@@ -99,16 +92,13 @@ fn shadowed_rules_name_their_minimal_blockers() {
             true
         )]
     );
-    assert_eq!(
-        kinds("policy p {\n  rule small:\n    allow refund when args.amount > 10\n  rule block:\n    deny refund when args.amount > 50\n}\n"),
-        []
-    );
+    assert_eq!(kinds(&fixture("shadowed_near_miss")), []);
 }
 
 #[test]
 fn layer_violations_and_conflicts() {
-    let layer = "policy platform {\n  rule no_refunds:\n    deny refund\n}\npolicy acme {\n  applies to tenant \"acme\"\n  rule refunds:\n    allow refund\n}\n";
-    let found = findings(layer);
+    let layer = fixture("layer_violation_tenant_allow");
+    let found = findings(&layer);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(
         (found[0].0.as_str(), found[0].1.as_str()),
@@ -117,8 +107,8 @@ fn layer_violations_and_conflicts() {
     assert_eq!(found[0].3, ["platform.no_refunds"]);
     assert!(found[0].4);
 
-    let conflict = "policy platform {\n  rule read_only:\n    deny refund when context.mode == read_only\n}\npolicy acme {\n  applies to tenant \"acme\"\n  rule refunds:\n    allow refund\n}\n";
-    let found = findings(conflict);
+    let conflict = fixture("conflict_read_only_guard");
+    let found = findings(&conflict);
     assert_eq!(
         found,
         [(
@@ -139,8 +129,8 @@ fn layer_violations_and_conflicts() {
 
 #[test]
 fn approval_dead_ends() {
-    let dead_end = "policy p {\n  rule big:\n    require approval from finance for refund when args.amount > 100\n  rule small:\n    allow refund when args.amount <= 100\n}\n";
-    let found = findings(dead_end);
+    let dead_end = fixture("approval_dead_end");
+    let found = findings(&dead_end);
     assert_eq!(
         found,
         [(
@@ -159,8 +149,8 @@ fn approval_dead_ends() {
 
 #[test]
 fn zero_limits() {
-    let zero = "policy p {\n  rule mail:\n    allow send_email\n  rule none:\n    limit send_email to 0 per 1d\n}\n";
-    let found = findings(zero);
+    let zero = fixture("zero_limit");
+    let found = findings(&zero);
     assert_eq!(
         found,
         [(
@@ -176,8 +166,8 @@ fn zero_limits() {
 
 #[test]
 fn dead_limits() {
-    let dominated = "policy p {\n  rule mail:\n    allow send_email\n  rule hourly:\n    limit send_email to 100 per 1h per agent.id\n  rule daily:\n    limit send_email to 50 per 1d per agent.id\n}\n";
-    let found = findings(dominated);
+    let dominated = fixture("dead_limit_dominated");
+    let found = findings(&dominated);
     assert_eq!(
         found,
         [(
@@ -194,7 +184,7 @@ fn dead_limits() {
         []
     );
     // Nothing the limit covers is ever allowed: a proof of absence, no witness.
-    let found = findings("policy p {\n  rule kb:\n    allow search_kb\n  rule refunds:\n    limit refund to 5 per 1d\n}\n");
+    let found = findings(&fixture("dead_limit_nothing_allowed"));
     assert_eq!(
         found,
         [(
@@ -209,8 +199,8 @@ fn dead_limits() {
 
 #[test]
 fn redundant_rules() {
-    let redundant = "policy p {\n  rule all:\n    allow search_kb\n  rule support:\n    allow search_kb when agent.role == support\n}\n";
-    let found = findings(redundant);
+    let redundant = fixture("redundant_narrower_allow");
+    let found = findings(&redundant);
     assert_eq!(
         found,
         [(
@@ -230,14 +220,14 @@ fn redundant_rules() {
         []
     );
     // Two identical rules: only the later one is reported.
-    let twins = "policy p {\n  rule a:\n    deny refund when args.amount > 5\n  rule b:\n    deny refund when args.amount > 5\n}\n";
-    assert_eq!(kinds(twins), [pair("redundant", "p.b")]);
+    let twins = fixture("redundant_twins");
+    assert_eq!(kinds(&twins), [pair("redundant", "p.b")]);
 }
 
 #[test]
 fn vacuous_allows() {
-    let vacuous = "policy platform {\n  rule read_only:\n    deny any read tool when context.mode == read_only\n}\npolicy p {\n  rule kb:\n    allow search_kb when args.query == \"\" or args.query != \"\"\n}\n";
-    let found = findings(vacuous);
+    let vacuous = fixture("vacuous_allow");
+    let found = findings(&vacuous);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(
         (found[0].0.as_str(), found[0].1.as_str()),
