@@ -130,11 +130,7 @@ pub fn read_text(path: &Path) -> Result<String, CliError> {
 /// Loads a whole policy set into memory.
 pub fn load_policy_set(path: &Path) -> Result<SourceSet, CliError> {
     if is_bundle(path) {
-        let files = bundle_sources(path)?
-            .into_iter()
-            .filter(|(relative, _)| relative.ends_with(".pol"))
-            .collect::<Vec<_>>();
-        return Ok(SourceSet::from_files(files).with_display_root(format!("{}:", path.display())));
+        return Ok(bundle_policy_set(path, &bundle_sources(path)?));
     }
     let found = find_policy_files(path)?;
     let mut files = Vec::with_capacity(found.files.len());
@@ -142,6 +138,38 @@ pub fn load_policy_set(path: &Path) -> Result<SourceSet, CliError> {
         files.push((relative.clone(), read_text(disk_path)?));
     }
     Ok(SourceSet::from_files(files).with_display_root(found.root.to_string_lossy()))
+}
+
+/// A test file as `(path to show, path in the set, text)`.
+pub type TestFileText = (String, String, String);
+
+/// The policy files of a bundle's sources as a set, shown as `BUNDLE:path`.
+fn bundle_policy_set(path: &Path, sources: &[(String, String)]) -> SourceSet {
+    let files = sources
+        .iter()
+        .filter(|(relative, _)| relative.ends_with(".pol"))
+        .cloned()
+        .collect::<Vec<_>>();
+    SourceSet::from_files(files).with_display_root(format!("{}:", path.display()))
+}
+
+/// The test files of a bundle's sources, as [`load_test_files`] returns them.
+fn bundle_test_files(path: &Path, sources: Vec<(String, String)>) -> Vec<TestFileText> {
+    sources
+        .into_iter()
+        .filter(|(relative, _)| relative.ends_with(".test.toml"))
+        .map(|(relative, text)| (format!("{}:{relative}", path.display()), relative, text))
+        .collect()
+}
+
+/// A set and its test files, reading (and verifying) a bundle once.
+pub fn load_set_and_tests(path: &Path) -> Result<(SourceSet, Vec<TestFileText>), CliError> {
+    if is_bundle(path) {
+        let sources = bundle_sources(path)?;
+        let set = bundle_policy_set(path, &sources);
+        return Ok((set, bundle_test_files(path, sources)));
+    }
+    Ok((load_policy_set(path)?, load_test_files(path)?))
 }
 
 /// A file given where a policy set is expected that is a bundle: named `.polb`, or starting
@@ -176,13 +204,9 @@ pub fn bundle_sources(path: &Path) -> Result<Vec<(String, String)>, CliError> {
 
 /// A set's test files (`*.test.toml`) as `(path to show, path in the set, text)`: from the
 /// directory, or from the bundle's sources.
-pub fn load_test_files(path: &Path) -> Result<Vec<(String, String, String)>, CliError> {
+pub fn load_test_files(path: &Path) -> Result<Vec<TestFileText>, CliError> {
     if is_bundle(path) {
-        return Ok(bundle_sources(path)?
-            .into_iter()
-            .filter(|(relative, _)| relative.ends_with(".test.toml"))
-            .map(|(relative, text)| (format!("{}:{relative}", path.display()), relative, text))
-            .collect());
+        return Ok(bundle_test_files(path, bundle_sources(path)?));
     }
     find_files_with_suffix(path, ".test.toml")?
         .into_iter()
@@ -198,7 +222,16 @@ pub fn compile_or_report(
     color: ColorChoice,
     json: bool,
 ) -> Result<Option<(SourceSet, PolicySet)>, CliError> {
-    let sources = load_policy_set(path)?;
+    compile_loaded_or_report(path, load_policy_set(path)?, color, json)
+}
+
+/// [`compile_or_report`] on a set already loaded from `path`.
+pub fn compile_loaded_or_report(
+    path: &Path,
+    sources: SourceSet,
+    color: ColorChoice,
+    json: bool,
+) -> Result<Option<(SourceSet, PolicySet)>, CliError> {
     let compilation = compile(&sources);
     match compilation.set {
         Some(set) => Ok(Some((sources, set))),

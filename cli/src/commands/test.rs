@@ -1,7 +1,7 @@
 //! `polctl test DIR`: runs the `*.test.toml` files of a policy set.
 
 use crate::exit::{CliError, Exit};
-use crate::load::{compile_or_report, load_test_files};
+use crate::load::{compile_loaded_or_report, load_set_and_tests};
 use crate::output::ColorChoice;
 use clap::{Args, ValueEnum};
 use polctl_lang::eval::Evaluator;
@@ -51,12 +51,13 @@ pub struct TestArgs {
 
 pub fn run_tests(args: TestArgs) -> Result<Exit, CliError> {
     let started = Instant::now();
-    let Some((sources, set)) =
-        compile_or_report(&args.path, args.color, args.format == TestFormat::Json)?
+    // A bundle is read and verified once for its policies and its tests.
+    let (loaded, found) = load_set_and_tests(&args.path)?;
+    let json = args.format == TestFormat::Json;
+    let Some((sources, set)) = compile_loaded_or_report(&args.path, loaded, args.color, json)?
     else {
         return Ok(Exit::Findings);
     };
-    let found = load_test_files(&args.path)?;
     if found.is_empty() {
         return Err(CliError::new(format!(
             "no `*.test.toml` files under `{}`",

@@ -18,7 +18,7 @@ use crate::source::{FileId, SourceSet, Span};
 use std::cell::Cell;
 use std::collections::HashMap;
 
-pub use self::regex::{executable_regex, validate_regex};
+pub use self::regex::{compile_regex, executable_regex, validate_regex};
 
 /// Stable diagnostic codes; docs/language.md has a section for each.
 pub mod codes {

@@ -43,7 +43,7 @@ pub fn validate_regex(pattern: &str) -> Result<(), RegexProblem> {
     check_top(&parsed)?;
     // The evaluator compiles the pattern with the regex crate's default size limit; a pattern
     // over it would pass here and fail in every command that decides, so it is compiled now.
-    match regex::Regex::new(&executable_regex(pattern)) {
+    match compile_regex(pattern) {
         Ok(_) => Ok(()),
         Err(regex::Error::CompiledTooBig(limit)) => Err(problem(
             format!(
@@ -219,6 +219,12 @@ mod tests {
             assert!(validate_regex(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// The one way a `matches` pattern becomes a runnable regex, for the checker (which rejects
+/// patterns over the engine's size limit as E310) and the evaluator alike.
+pub fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&executable_regex(pattern))
 }
 
 /// The pattern to hand to Rust's `regex`: the same pattern with `\d`, `\w`, `\s` (and their

@@ -7,7 +7,7 @@
 //! Scope strings are interned so that a scope test is an integer comparison.
 
 use super::request::{Request, Value};
-use crate::check::executable_regex;
+use crate::check::compile_regex;
 use crate::ir::{self, CmpOp, Cond, Path, PolicySet, TextOp, Tool, Type};
 use std::collections::HashSet;
 
@@ -458,7 +458,7 @@ pub(crate) fn compile(cond: &Cond, target: &Target<'_>) -> Result<C, String> {
                 return Ok(missing);
             };
             if *op == TextOp::Matches {
-                let regex = regex::Regex::new(&executable_regex(pattern))
+                let regex = compile_regex(pattern)
                     .map_err(|e| format!("regex `{pattern}` cannot be compiled: {e}"))?;
                 C::Regex {
                     src,
