@@ -20,5 +20,5 @@ pub mod regex;
 pub mod strings;
 pub mod witness;
 
-pub use encode::{EncodeError, Encoding, LIST_BOUND};
+pub use encode::{EncodeError, EncodedCondition, Encoding, LIST_BOUND};
 pub use findings::{analyze, analyze_with_progress, Analysis, AnalysisError, Options, ProgressFn};

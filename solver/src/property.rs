@@ -90,7 +90,7 @@ pub fn prove(
         }
     };
     let tools = tools_of(set, forall);
-    let condition = match encoding.cond(forall, &tools, None) {
+    let condition = match encoding.encode_condition(forall, &tools) {
         Ok(condition) => condition,
         Err(message) => return Verdict::Internal(format!("`forall` cannot be encoded: {message}")),
     };
@@ -109,9 +109,9 @@ pub fn prove(
         .filter(|&r| set.rules[r].tools.iter().any(|t| tools.contains(t)))
         .collect();
     let solver = encoding.solver_for(&rules, Some(&tools));
-    let condition_tests = encoding.load_condition_definitions(&solver);
+    let condition_tests = encoding.load_condition_definitions(&solver, &condition);
     let started = Instant::now();
-    solver.assert(&condition);
+    solver.assert(&condition.term);
     solver.assert(&broken);
     let first_try_ms = (timeout_ms / 4).min(FIRST_TRY_MS);
     let mut params = Params::new();
@@ -127,7 +127,7 @@ pub fn prove(
             let mut memberships = condition_tests.clone();
             memberships.extend(encoding.memberships_of(&rules));
             let mut facts = crate::languages::lemmas(&memberships);
-            facts.extend([condition, broken]);
+            facts.extend([condition.term.clone(), broken]);
             let build = |with_memberships: bool| {
                 if with_memberships {
                     let solver = encoding.solver_for(&rules, Some(&tools));

@@ -111,23 +111,38 @@ impl Encoding<'_> {
         }
     }
 
-    /// Encodes a condition; `element` is the list element under `every`/`some`.
-    pub fn cond(
+    /// Encodes a condition that is not a rule's (a property's `forall`), with the regex
+    /// memberships its term refers to.
+    pub fn encode_condition(
+        &self,
+        cond: &Cond,
+        tools: &[usize],
+    ) -> Result<EncodedCondition, String> {
+        let mut memberships = Vec::new();
+        let term = self.cond(cond, tools, None, &mut memberships)?;
+        Ok(EncodedCondition { term, memberships })
+    }
+
+    /// Encodes a condition; `element` is the list element under `every`/`some`. The regex
+    /// memberships the term refers to are added to `used`: a solver that asserts the term
+    /// must load their definitions.
+    pub(super) fn cond(
         &self,
         cond: &Cond,
         tools: &[usize],
         element: Option<&Z3String>,
+        used: &mut Vec<usize>,
     ) -> Result<Bool, String> {
         Ok(match cond {
             Cond::And(items) => all(items
                 .iter()
-                .map(|c| self.cond(c, tools, element))
+                .map(|c| self.cond(c, tools, element, used))
                 .collect::<Result<_, _>>()?),
             Cond::Or(items) => any(items
                 .iter()
-                .map(|c| self.cond(c, tools, element))
+                .map(|c| self.cond(c, tools, element, used))
                 .collect::<Result<_, _>>()?),
-            Cond::Not(inner) => self.cond(inner, tools, element)?.not(),
+            Cond::Not(inner) => self.cond(inner, tools, element, used)?.not(),
             Cond::Has(name) => {
                 let ty = self
                     .set
@@ -165,12 +180,17 @@ impl Encoding<'_> {
                     TextOp::Matches => {
                         let language = matching_language(pattern)
                             .map_err(|e| format!("regex `{pattern}`: {}", e.0))?;
-                        self.regex_member(&subject, language, TextTest::Regex(pattern.clone()))
+                        self.regex_member(
+                            &subject,
+                            language,
+                            TextTest::Regex(pattern.clone()),
+                            used,
+                        )
                     }
                     _ => {
                         let texts = vec![pattern.clone()];
                         let language = text_language(*op, &texts);
-                        self.regex_member(&subject, language, TextTest::Text(*op, texts))
+                        self.regex_member(&subject, language, TextTest::Text(*op, texts), used)
                     }
                 }
             }
@@ -181,6 +201,7 @@ impl Encoding<'_> {
                     &subject,
                     language,
                     TextTest::Text(TextOp::Contains, needles.clone()),
+                    used,
                 )
             }
             Cond::ListContains { path, value } => {
@@ -214,6 +235,7 @@ impl Encoding<'_> {
                         cond,
                         tools,
                         Some(item),
+                        used,
                     )?));
                 }
                 all(parts)
@@ -224,7 +246,7 @@ impl Encoding<'_> {
                 for (i, item) in items.iter().enumerate() {
                     parts.push(Bool::and(&[
                         len.gt(Int::from_i64(i as i64)),
-                        self.cond(cond, tools, Some(item))?,
+                        self.cond(cond, tools, Some(item), used)?,
                     ]));
                 }
                 any(parts)
@@ -257,14 +279,16 @@ impl Encoding<'_> {
             .unwrap_or_default()
     }
 
-    /// A Boolean defined as `subject` being in `language` (an SMT-LIB regex term). Its name is
-    /// a digest of both, so the same test gets the same Boolean in every encoding: the solver
-    /// then reasons once about a regex that the old and the new version share.
+    /// A Boolean defined as `subject` being in `language` (an SMT-LIB regex term), added to
+    /// `used`. Its name is a digest of both, so the same test gets the same Boolean in every
+    /// encoding: the solver then reasons once about a regex that the old and the new version
+    /// share.
     pub(super) fn regex_member(
         &self,
         subject: &Z3String,
         language: String,
         test: TextTest,
+        used: &mut Vec<usize>,
     ) -> Bool {
         use sha2::{Digest, Sha256};
         let mut definitions = self.definitions.borrow_mut();
@@ -290,7 +314,7 @@ impl Encoding<'_> {
                 index
             }
         };
-        definitions.used.push(index);
+        used.push(index);
         definitions.members[index].member.clone()
     }
 }

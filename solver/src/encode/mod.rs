@@ -28,7 +28,7 @@ use polctl_lang::ir::{
 };
 use serde_json::{json, Map, Value as Json};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use z3::ast::{Ast, Bool, Dynamic, Int, String as Z3String};
 use z3::{Model, Solver};
 
@@ -154,11 +154,12 @@ pub struct Encoding<'s> {
     pub tool: Int,
     pub agent: Vec<Term>,
     pub context: Vec<Term>,
-    pub args: HashMap<(String, String), ArgVar>,
+    /// Ordered, so that terms built over every argument come out the same in every run.
+    pub args: BTreeMap<(String, String), ArgVar>,
     pub session: Z3String,
     pub approvals: Vec<Bool>,
     /// Per rule index, for limit rules.
-    pub counters: HashMap<usize, Int>,
+    pub counters: BTreeMap<usize, Int>,
     /// What every request satisfies: ranges and enum domains.
     pub domain: Bool,
     /// Per tool: if the request is for it, which arguments are present, with their domains.
@@ -172,8 +173,16 @@ pub struct Encoding<'s> {
     /// Per rule: the regex definitions its conditions use (indexes into the definitions).
     regexes_of_rule: Vec<Vec<usize>>,
     /// Regex memberships, which are defined in SMT-LIB text (see `regex.rs`): declarations and
-    /// assertions every solver over this encoding must load (`Encoding::solver_for`).
+    /// assertions every solver over this encoding must load (`Encoding::solver_for`). Interned
+    /// as conditions are encoded (a property's condition after the rules), hence the cell.
     definitions: RefCell<Definitions>,
+}
+
+/// A condition that is not a rule's, encoded: its term and the regex memberships the term
+/// refers to ([`Encoding::load_condition_definitions`] loads them into a solver).
+pub struct EncodedCondition {
+    pub term: Bool,
+    memberships: Vec<usize>,
 }
 
 /// A Boolean defined as a string being in a language.
@@ -253,8 +262,6 @@ struct Definitions {
     members: Vec<Membership>,
     /// `(subject, language)` to its index in `members`: one membership per distinct test.
     index: HashMap<(String, String), usize>,
-    /// The memberships used since the last rule was encoded.
-    used: Vec<usize>,
     /// Concrete membership results, `(language, value)` to whether the value matches.
     cache: HashMap<(String, String), bool>,
     /// Per string variable (by its Z3 name), the texts it is compared with by `==`, `in` or a
@@ -301,7 +308,7 @@ impl<'s> Encoding<'s> {
             };
         let agent = attributes("agent", &schema.agent, &mut constraints);
         let context = attributes("context", &schema.context, &mut constraints);
-        let mut args: HashMap<(String, String), ArgVar> = HashMap::new();
+        let mut args: BTreeMap<(String, String), ArgVar> = BTreeMap::new();
         for tool_decl in &schema.tools {
             for arg in &tool_decl.args {
                 let key = (arg.name.clone(), type_key(&arg.ty));
@@ -339,7 +346,7 @@ impl<'s> Encoding<'s> {
             .iter()
             .map(|g| Bool::new_const(format!("approved {g}")))
             .collect();
-        let mut counters = HashMap::new();
+        let mut counters = BTreeMap::new();
         for (index, rule) in set.rules.iter().enumerate() {
             if matches!(rule.effect, Effect::Limit(_)) && encoded(rule) {
                 let counter = Int::new_const(format!("counter {}", rule.id));
@@ -365,12 +372,11 @@ impl<'s> Encoding<'s> {
             definitions: RefCell::new(Definitions::default()),
         };
         for rule in &set.rules {
-            let (reach, condition) = if encoded(rule) {
+            let (reach, condition, used) = if encoded(rule) {
                 encoding.rule_parts(rule)?
             } else {
-                (Bool::from_bool(false), Bool::from_bool(false))
+                (Bool::from_bool(false), Bool::from_bool(false), Vec::new())
             };
-            let used = std::mem::take(&mut encoding.definitions.borrow_mut().used);
             encoding.regexes_of_rule.push(used);
             encoding
                 .matches
@@ -424,8 +430,12 @@ impl<'s> Encoding<'s> {
             .collect())
     }
 
-    /// `(reach, condition)` of a rule: scope and tool, then `when` and not `unless`.
-    fn rule_parts(&self, rule: &polctl_lang::ir::Rule) -> Result<(Bool, Bool), EncodeError> {
+    /// `(reach, condition, regex memberships used)` of a rule: scope and tool, then `when` and
+    /// not `unless`.
+    fn rule_parts(
+        &self,
+        rule: &polctl_lang::ir::Rule,
+    ) -> Result<(Bool, Bool, Vec<usize>), EncodeError> {
         let error = |message: String| EncodeError {
             rule: rule.id.clone(),
             message,
@@ -435,12 +445,17 @@ impl<'s> Encoding<'s> {
             any(rule.tools.iter().map(|&t| self.is_tool(t)).collect()),
         ]);
         let mut parts = Vec::new();
+        let mut used = Vec::new();
         if let Some(when) = &rule.when {
-            parts.push(self.cond(when, &rule.tools, None).map_err(error)?);
+            parts.push(
+                self.cond(when, &rule.tools, None, &mut used)
+                    .map_err(error)?,
+            );
         }
         if let Some(unless) = &rule.unless {
-            parts.push(self.cond(unless, &rule.tools, None).map_err(error)?.not());
+            let unless = self.cond(unless, &rule.tools, None, &mut used);
+            parts.push(unless.map_err(error)?.not());
         }
-        Ok((reach, all(parts)))
+        Ok((reach, all(parts), used))
     }
 }

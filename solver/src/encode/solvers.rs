@@ -45,12 +45,15 @@ impl Encoding<'_> {
             .collect()
     }
 
-    /// Loads the regex membership definitions of conditions encoded with [`Encoding::cond`]
-    /// since the rules were (a property's `forall`), and returns them.
-    pub(crate) fn load_condition_definitions(&self, solver: &Solver) -> Vec<LanguageTest> {
-        let used = std::mem::take(&mut self.definitions.borrow_mut().used);
-        self.load_memberships(solver, used.clone());
-        self.language_tests(used)
+    /// Loads the regex membership definitions of a condition encoded with
+    /// [`Encoding::encode_condition`] (a property's `forall`), and returns them.
+    pub(crate) fn load_condition_definitions(
+        &self,
+        solver: &Solver,
+        condition: &EncodedCondition,
+    ) -> Vec<LanguageTest> {
+        self.load_memberships(solver, condition.memberships.clone());
+        self.language_tests(condition.memberships.clone())
     }
 
     /// The regex memberships that `rules` use.
