@@ -11,6 +11,9 @@ pub enum Exit {
     Findings = 2,
     TestFailures = 3,
     Verification = 4,
+    /// The rollout did not complete (aborted or rolled back; `simulate` also when the traffic
+    /// ended first).
+    RolloutIncomplete = 5,
 }
 
 impl From<Exit> for std::process::ExitCode {

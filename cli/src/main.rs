@@ -9,6 +9,8 @@ mod load;
 mod output;
 mod reports;
 mod requests;
+mod rollout_report;
+mod traffic_file;
 
 use clap::{Parser, Subcommand};
 use exit::Exit;
@@ -24,9 +26,12 @@ use exit::Exit;
     polctl check policies/ --format json\n  \
     polctl fmt --check policies/\n  \
     polctl build examples/support-fleet -o fleet.polb\n  \
-    polctl sign fleet.polb --key release && polctl verify fleet.polb --key release.pub\n\n\
+    polctl sign fleet.polb --key release && polctl verify fleet.polb --key release.pub\n  \
+    polctl traffic generate examples/support-fleet -o traffic.jsonl\n  \
+    polctl simulate --from examples/support-fleet --to examples/releases/tighten-exports \\\n    \
+    --traffic traffic.jsonl --plan examples/support-fleet/rollout.toml\n\n\
     Exit codes: 0 success, 1 usage or I/O error, 2 findings at the failing severity,\n\
-    3 test failures, 4 signature or bundle verification failure.")]
+    3 test failures, 4 signature or bundle verification failure, 5 the rollout did not complete.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,6 +50,9 @@ enum Command {
     Keygen(commands::keys::KeygenArgs),
     Sign(commands::keys::SignArgs),
     Verify(commands::keys::VerifyArgs),
+    Simulate(commands::simulate::SimulateArgs),
+    Replay(commands::replay::ReplayArgs),
+    Traffic(commands::traffic::TrafficArgs),
     Completions(commands::completions::CompletionsArgs),
 }
 
@@ -74,6 +82,9 @@ fn main() -> std::process::ExitCode {
         Command::Keygen(args) => commands::keys::run_keygen(args),
         Command::Sign(args) => commands::keys::run_sign(args),
         Command::Verify(args) => commands::keys::run_verify(args),
+        Command::Simulate(args) => commands::simulate::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Traffic(args) => commands::traffic::run(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };
     match result {

@@ -77,7 +77,7 @@ pub struct DiffArgs {
 }
 
 /// A side's files (`.pol` and `*.test.toml`), by path within the set.
-fn load_side(spec: &str) -> Result<Vec<(String, String)>, CliError> {
+pub(crate) fn load_side(spec: &str) -> Result<Vec<(String, String)>, CliError> {
     if let Some(rest) = spec.strip_prefix("git:") {
         return load_git(rest);
     }
@@ -147,7 +147,7 @@ fn load_git(spec: &str) -> Result<Vec<(String, String)>, CliError> {
     Ok(files)
 }
 
-fn compile_side(
+pub(crate) fn compile_side(
     spec: &str,
     files: &[(String, String)],
 ) -> Result<Option<(Evaluator, SourceSet)>, CliError> {

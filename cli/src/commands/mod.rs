@@ -8,4 +8,7 @@ pub mod diff;
 pub mod eval;
 pub mod fmt;
 pub mod keys;
+pub mod replay;
+pub mod simulate;
 pub mod test;
+pub mod traffic;

@@ -21,7 +21,7 @@ use plan::{compile, Target, C};
 use serde::Serialize;
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Allow,
@@ -329,6 +329,11 @@ impl Evaluator {
         &self.set
     }
 
+    /// The policy version decisions carry (the set's content hash).
+    pub fn policy_version(&self) -> &str {
+        &self.policy_version
+    }
+
     /// Decodes a JSON request against this evaluator's schema.
     pub fn decode(&self, json: &serde_json::Value) -> Result<Request, RequestError> {
         decode_request(&self.set, &self.counters, json)
@@ -482,6 +487,24 @@ impl Evaluator {
             rules: self.sorted(allows),
             approvers: Vec::new(),
             cause: None,
+        }
+    }
+
+    /// The limit rules that match a request (in scope, conditions hold), whatever it is decided:
+    /// the counters a runtime must look up before deciding it, in rule id order.
+    pub fn matching_limits(&self, request: &Request) -> Vec<usize> {
+        let Some(plan) = self.by_tool.get(request.tool) else {
+            return Vec::new();
+        };
+        self.sorted(plan.limits.matching(&self.scope_key(request), request))
+    }
+
+    /// The value of a limit rule's key in a request, as text (`None` for a global limit, or a
+    /// key the request does not carry).
+    pub fn limit_key_value(&self, request: &Request, rule: usize) -> Option<String> {
+        match &self.set.rules.get(rule)?.effect {
+            Effect::Limit(limit) => self.key_value(request, limit.key.as_ref()?),
+            _ => None,
         }
     }
 

@@ -1,0 +1,698 @@
+//! `polctl simulate` without the IO (runtime.md §5.2): the plan run by the same controller the
+//! server runs, on a virtual clock driven by the traffic's times. Each request is decided by
+//! its cohort's version and, while the rollout runs, by the other in shadow; counters (with
+//! the counter migration) and approvals evolve as on the server; session outcomes feed task
+//! completion. The caller streams lines in with [`Simulator::feed`] and takes the
+//! [`SimulationReport`] at the end.
+//!
+//! Offline there is no decision time to measure that would not depend on the machine, so
+//! latency criteria are judged only on times recorded in the traffic; without them they are
+//! not judged and the report says so (docs/rollouts.md). Everything else is a function of the
+//! inputs: the same files give the same timeline and verdict on any machine.
+
+use crate::cohort::Cohort;
+use crate::controller::{Abort, Controller, Event, Observation, Phase, StageReport};
+use crate::counters::{
+    count_allowed, limit_uses, load_counters, CounterStore, LimitUse, MemoryCounters,
+};
+use crate::duration::Millis;
+use crate::migration::{
+    migrate_approvals, ApprovalRow, CounterMigration, MigrationReport, PendingApproval,
+};
+use crate::plan::{AttributeScope, Plan, Stickiness};
+use crate::traffic::{TrafficLine, TrafficRequest};
+use crate::window::Verdict;
+use polctl_lang::eval::time::format_rfc3339;
+use polctl_lang::eval::{Decision, Evaluator, Outcome};
+use serde::Serialize;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// A class of changed decisions `polctl diff` found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictedClass {
+    pub tool: String,
+    pub from: Outcome,
+    pub to: Outcome,
+    pub old_rules: Vec<String>,
+    pub new_rules: Vec<String>,
+}
+
+/// What the semantic diff predicted: its classes, and the (tool, from, to) pairs it could not
+/// finish (divergences there are not called unexpected: the diff did not say).
+#[derive(Debug, Clone, Default)]
+pub struct Prediction {
+    pub classes: Vec<PredictedClass>,
+    pub unfinished: Vec<(String, Outcome, Outcome)>,
+}
+
+impl Prediction {
+    pub fn predicts(
+        &self,
+        tool: &str,
+        from: Outcome,
+        to: Outcome,
+        old: &[String],
+        new: &[String],
+    ) -> bool {
+        self.classes.iter().any(|c| {
+            c.tool == tool
+                && c.from == from
+                && c.to == to
+                && c.old_rules == old
+                && c.new_rules == new
+        }) || self
+            .unfinished
+            .iter()
+            .any(|(t, f, o)| t == tool && *f == from && *o == to)
+    }
+}
+
+/// The inputs of a simulation besides the traffic.
+pub struct SimulationSetup<'a> {
+    pub stable: &'a Evaluator,
+    pub candidate: &'a Evaluator,
+    pub plan: Plan,
+    /// `None`: the diff was not run, and no divergence is called unexpected.
+    pub prediction: Option<Prediction>,
+    pub rollout_id: String,
+    /// The candidate's sequence, for the approval migration's reasons.
+    pub sequence: u64,
+}
+
+/// Sessions idle this long are forgotten (their outcome, if it comes later, is not counted).
+const SESSION_IDLE_MS: Millis = 6 * 3_600_000;
+/// How long an approval stays pending in the simulation (the server's default expiry).
+const APPROVAL_EXPIRY_MS: Millis = 24 * 3_600_000;
+/// Pending approvals kept at most (the oldest are dropped first).
+const MAX_PENDING_APPROVALS: usize = 10_000;
+/// Divergence groups kept at most; further groups are counted in `other_divergences`.
+const MAX_DIVERGENCE_GROUPS: usize = 1_000;
+/// Points of the rate chart at most; buckets double in width to stay under it.
+const MAX_SERIES_POINTS: usize = 400;
+
+/// A divergence group: `(old decision, new decision, old rules, new rules, tool)`.
+type DivergenceKey = (Outcome, Outcome, Vec<String>, Vec<String>, String);
+
+struct SessionState {
+    cohort: Cohort,
+    /// The candidate denied an action stable allowed in this (candidate) session.
+    broke: bool,
+    last: Millis,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TrafficCounts {
+    pub lines: u64,
+    pub requests: u64,
+    pub outcomes: u64,
+    /// Requests the enforced version could not decide.
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DivergenceGroup {
+    pub tool: String,
+    pub from: Outcome,
+    pub to: Outcome,
+    pub old_rules: Vec<String>,
+    pub new_rules: Vec<String>,
+    pub count: u64,
+    /// `null` when the diff was not run.
+    pub predicted: Option<bool>,
+    pub example: Json,
+}
+
+/// Decisions per cohort in one bucket of time, for the chart.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SeriesPoint {
+    pub start: Millis,
+    /// Per cohort (stable, candidate): enforced decisions, denies, errors.
+    pub decisions: [u64; 2],
+    pub denies: [u64; 2],
+    pub errors: [u64; 2],
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Series {
+    pub bucket_ms: Millis,
+    pub points: Vec<SeriesPoint>,
+}
+
+impl Series {
+    fn add(&mut self, time: Millis, cohort: Cohort, verdict: Verdict) {
+        if self.points.is_empty() {
+            self.bucket_ms = 5 * 60_000;
+            self.points.push(SeriesPoint {
+                start: time - time.rem_euclid(self.bucket_ms),
+                ..SeriesPoint::default()
+            });
+        }
+        let origin = self.points[0].start;
+        let mut index = ((time - origin) / self.bucket_ms).max(0) as usize;
+        while index >= MAX_SERIES_POINTS {
+            self.merge_pairs();
+            index = ((time - origin) / self.bucket_ms).max(0) as usize;
+        }
+        while self.points.len() <= index {
+            let start = origin + self.points.len() as Millis * self.bucket_ms;
+            self.points.push(SeriesPoint {
+                start,
+                ..SeriesPoint::default()
+            });
+        }
+        let point = &mut self.points[index];
+        let c = cohort.index();
+        point.decisions[c] += 1;
+        match verdict {
+            Verdict::Deny => point.denies[c] += 1,
+            Verdict::Error => point.errors[c] += 1,
+            _ => {}
+        }
+    }
+
+    fn merge_pairs(&mut self) {
+        self.bucket_ms *= 2;
+        let merged = self
+            .points
+            .chunks(2)
+            .map(|pair| {
+                let mut point = pair[0];
+                if let Some(second) = pair.get(1) {
+                    for c in 0..2 {
+                        point.decisions[c] += second.decisions[c];
+                        point.denies[c] += second.denies[c];
+                        point.errors[c] += second.errors[c];
+                    }
+                }
+                point
+            })
+            .collect();
+        self.points = merged;
+    }
+}
+
+pub struct Simulator<'a> {
+    stable: &'a Evaluator,
+    candidate: &'a Evaluator,
+    plan: Plan,
+    prediction: Option<Prediction>,
+    rollout_id: String,
+    sequence: u64,
+    controller: Option<Controller>,
+    counters: MemoryCounters,
+    counter_migration: CounterMigration,
+    approvals: VecDeque<(Millis, PendingApproval)>,
+    approvals_created: u64,
+    approval_rows: Option<(Millis, Vec<ApprovalRow>)>,
+    sessions: HashMap<String, SessionState>,
+    next_sweep: Millis,
+    divergences: BTreeMap<DivergenceKey, DivergenceGroup>,
+    other_divergences: u64,
+    traffic: TrafficCounts,
+    series: Series,
+    last_time: Option<Millis>,
+}
+
+impl<'a> Simulator<'a> {
+    pub fn new(setup: SimulationSetup<'a>) -> Simulator<'a> {
+        Simulator {
+            stable: setup.stable,
+            candidate: setup.candidate,
+            plan: setup.plan,
+            prediction: setup.prediction,
+            rollout_id: setup.rollout_id,
+            sequence: setup.sequence,
+            controller: None,
+            counters: MemoryCounters::default(),
+            counter_migration: CounterMigration::default(),
+            approvals: VecDeque::new(),
+            approvals_created: 0,
+            approval_rows: None,
+            sessions: HashMap::new(),
+            next_sweep: 0,
+            divergences: BTreeMap::new(),
+            other_divergences: 0,
+            traffic: TrafficCounts::default(),
+            series: Series::default(),
+            last_time: None,
+        }
+    }
+
+    /// The rollout's phase so far (`None` before the first line).
+    pub fn phase(&self) -> Option<Phase> {
+        self.controller.as_ref().map(Controller::phase)
+    }
+
+    /// Adds one traffic line. Lines must come in time order.
+    pub fn feed(&mut self, line: TrafficLine) -> Result<(), String> {
+        let time = line.time();
+        if let Some(last) = self.last_time {
+            if time < last {
+                return Err(format!(
+                    "`time` {} is earlier than the line before ({}); traffic files are in time order (sort them by `time`)",
+                    format_rfc3339(time / 1000),
+                    format_rfc3339(last / 1000)
+                ));
+            }
+        }
+        self.last_time = Some(time);
+        self.traffic.lines += 1;
+        if self.controller.is_none() {
+            self.counter_migration = CounterMigration::prepare(
+                self.stable.set(),
+                self.candidate.set(),
+                time / 1000,
+                &mut self.counters,
+            );
+            self.controller = Some(Controller::new(
+                self.plan.clone(),
+                self.rollout_id.clone(),
+                time,
+            ));
+            self.next_sweep = time + 600_000;
+        }
+        self.tick(time);
+        match line {
+            TrafficLine::Request(request) => self.request(request),
+            TrafficLine::Outcome {
+                session, completed, ..
+            } => {
+                self.traffic.outcomes += 1;
+                if let Some(state) = self.sessions.remove(&session) {
+                    let completed = completed && !state.broke;
+                    if let Some(controller) = self.controller.as_mut() {
+                        controller.observe_outcome(state.cohort, completed);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, time: Millis) {
+        let Some(controller) = self.controller.as_mut() else {
+            return;
+        };
+        let before = controller.phase();
+        controller.tick(time);
+        if before != Phase::Completed && controller.phase() == Phase::Completed {
+            self.cut_over(time);
+        }
+        if time >= self.next_sweep {
+            self.next_sweep = time + 600_000;
+            self.sessions.retain(|_, s| time - s.last < SESSION_IDLE_MS);
+            self.counters.expire(time / 1000);
+            while self
+                .approvals
+                .front()
+                .is_some_and(|(created, _)| time - created >= APPROVAL_EXPIRY_MS)
+            {
+                self.approvals.pop_front();
+            }
+        }
+    }
+
+    /// The candidate becomes stable: pending approvals migrate to it.
+    fn cut_over(&mut self, time: Millis) {
+        let pending: Vec<PendingApproval> = self.approvals.drain(..).map(|(_, a)| a).collect();
+        let rows = migrate_approvals(self.candidate, &pending, self.sequence);
+        self.approval_rows = Some((time, rows));
+    }
+
+    fn stickiness_key(&self, request: &TrafficRequest) -> Option<String> {
+        match &self.plan.stickiness {
+            Stickiness::Session => request.session.clone(),
+            Stickiness::Attribute { scope, name } => {
+                let object = match scope {
+                    AttributeScope::Agent => "agent",
+                    AttributeScope::Context => "context",
+                };
+                match request.request.get(object)?.get(name)? {
+                    Json::String(s) => Some(s.clone()),
+                    Json::Null => None,
+                    other => Some(other.to_string()),
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, traffic: TrafficRequest) {
+        self.traffic.requests += 1;
+        let time = traffic.time;
+        let now_seconds = time / 1000;
+        let key = self.stickiness_key(&traffic);
+        let Some(controller) = self.controller.as_ref() else {
+            return;
+        };
+        let route = controller.route(key.as_deref());
+        let evaluate = |cohort: Cohort| route.decides == cohort || route.shadow;
+
+        // Decode and find the counters each evaluated version reads.
+        let prepare = |evaluator: &Evaluator| {
+            evaluator.decode(&traffic.request).ok().map(|request| {
+                let uses = limit_uses(evaluator, &request, now_seconds);
+                (request, uses)
+            })
+        };
+        let mut stable = evaluate(Cohort::Stable)
+            .then(|| prepare(self.stable))
+            .flatten();
+        let mut candidate = evaluate(Cohort::Candidate)
+            .then(|| prepare(self.candidate))
+            .flatten();
+        let empty: Vec<LimitUse> = Vec::new();
+        if let Some((_, candidate_uses)) = &candidate {
+            let stable_uses = stable.as_ref().map_or(&empty, |(_, uses)| uses);
+            self.counter_migration
+                .seed(&mut self.counters, candidate_uses, stable_uses);
+        }
+        let decide =
+            |evaluator: &Evaluator,
+             prepared: &mut Option<(polctl_lang::eval::Request, Vec<LimitUse>)>| {
+                prepared.as_mut().map(|(request, uses)| {
+                    load_counters(request, uses, &self.counters);
+                    evaluator.decide(request)
+                })
+            };
+        let stable_decision = decide(self.stable, &mut stable);
+        let candidate_decision = decide(self.candidate, &mut candidate);
+
+        let verdict =
+            |evaluated: bool, decision: &Option<Decision>| -> Option<(Verdict, Option<u64>)> {
+                if !evaluated {
+                    return None;
+                }
+                Some((
+                    match decision {
+                        None => Verdict::Error,
+                        Some(d) => match d.outcome {
+                            Outcome::Allow => Verdict::Allow,
+                            Outcome::Deny => Verdict::Deny,
+                            Outcome::RequireApproval => Verdict::RequireApproval,
+                        },
+                    },
+                    None,
+                ))
+            };
+        let verdicts = [
+            verdict(evaluate(Cohort::Stable), &stable_decision),
+            verdict(evaluate(Cohort::Candidate), &candidate_decision),
+        ];
+
+        // Divergence: both decided, differently.
+        let mut unexpected = false;
+        if let (Some(s), Some(c), Some((sr, _)), Some((cr, _))) =
+            (&stable_decision, &candidate_decision, &stable, &candidate)
+        {
+            if s.outcome != c.outcome {
+                let old_rules = self.stable.render(sr, s).rules;
+                let new_rules = self.candidate.render(cr, c).rules;
+                let tool = traffic.request["tool"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let predicted = self
+                    .prediction
+                    .as_ref()
+                    .map(|p| p.predicts(&tool, s.outcome, c.outcome, &old_rules, &new_rules));
+                unexpected = predicted == Some(false);
+                let group_key = (s.outcome, c.outcome, old_rules, new_rules, tool);
+                if let Some(group) = self.divergences.get_mut(&group_key) {
+                    group.count += 1;
+                } else if self.divergences.len() < MAX_DIVERGENCE_GROUPS {
+                    let (from, to, old_rules, new_rules, tool) = group_key.clone();
+                    self.divergences.insert(
+                        group_key,
+                        DivergenceGroup {
+                            tool,
+                            from,
+                            to,
+                            old_rules,
+                            new_rules,
+                            count: 1,
+                            predicted,
+                            example: traffic.request.clone(),
+                        },
+                    );
+                } else {
+                    self.other_divergences += 1;
+                }
+            }
+        }
+
+        let enforced = verdicts[route.decides.index()]
+            .map(|(v, _)| v)
+            .unwrap_or(Verdict::Error);
+        if enforced == Verdict::Error {
+            self.traffic.errors += 1;
+        }
+        self.series.add(time, route.decides, enforced);
+
+        // Counters: an allowed action counts against the limits of every evaluated version.
+        if enforced == Verdict::Allow {
+            let uses: Vec<&[LimitUse]> = [&stable, &candidate]
+                .into_iter()
+                .filter_map(|p| p.as_ref().map(|(_, uses)| uses.as_slice()))
+                .collect();
+            count_allowed(&mut self.counters, &uses);
+        }
+        // Approvals: a require_approval by the enforced stable version waits.
+        if enforced == Verdict::RequireApproval && route.decides == Cohort::Stable {
+            if let (Some(decision), Some((request, _))) = (&stable_decision, &stable) {
+                let rendered = self.stable.render(request, decision);
+                self.approvals_created += 1;
+                self.approvals.push_back((
+                    time,
+                    PendingApproval {
+                        id: format!("a-{}", self.approvals_created),
+                        request: traffic.request.clone(),
+                        rules: rendered.rules,
+                        missing: rendered.approvers,
+                        granted: Vec::new(),
+                    },
+                ));
+                if self.approvals.len() > MAX_PENDING_APPROVALS {
+                    self.approvals.pop_front();
+                }
+            }
+        }
+
+        // Sessions: which cohort each is in, and whether the candidate broke it.
+        if let Some(session) = &traffic.session {
+            let broke = route.decides == Cohort::Candidate
+                && matches!(
+                    (&stable_decision, &candidate_decision),
+                    (Some(s), Some(c)) if s.outcome == Outcome::Allow && c.outcome == Outcome::Deny
+                );
+            let state = self
+                .sessions
+                .entry(session.clone())
+                .or_insert(SessionState {
+                    cohort: route.decides,
+                    broke: false,
+                    last: time,
+                });
+            state.broke |= broke;
+            state.last = time;
+        }
+
+        let observation = Observation {
+            cohort: route.decides,
+            verdicts,
+            unexpected,
+            cluster: crate::window::cluster_of(key.as_deref()),
+        };
+        if let Some(controller) = self.controller.as_mut() {
+            controller.observe(&observation);
+        }
+    }
+
+    /// Judges once more at the last line's time and reports.
+    pub fn finish(mut self) -> SimulationReport {
+        if let Some(time) = self.last_time {
+            self.tick(time);
+        }
+        let Some(controller) = self.controller else {
+            return SimulationReport::empty(self.traffic);
+        };
+        let verdict = match controller.phase() {
+            Phase::Completed => "completed",
+            Phase::Aborted => "aborted",
+            _ => "unfinished",
+        };
+        let unfinished = (verdict == "unfinished").then(|| {
+            let last = controller.events().last();
+            format!(
+                "the traffic ended in stage `{}` ({}){}",
+                controller.current().name,
+                controller.phase().as_str(),
+                last.map(|e| format!(": {}", e.detail)).unwrap_or_default()
+            )
+        });
+        let completed_at = controller
+            .events()
+            .iter()
+            .find(|e| e.event == crate::controller::EventKind::Completed)
+            .map(|e| time_text(e.time));
+        let (migrated_at, approval_rows) = match self.approval_rows {
+            Some((time, rows)) => (Some(time_text(time)), rows),
+            None => (None, Vec::new()),
+        };
+        let mut divergences: Vec<DivergenceGroup> = self.divergences.into_values().collect();
+        divergences.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.tool.cmp(&b.tool)));
+        SimulationReport {
+            verdict,
+            aborted: controller.aborted().map(AbortJson::from),
+            completed_at,
+            unfinished,
+            rollout_id: controller.rollout_id().to_owned(),
+            timeline: controller.events().iter().map(EventJson::from).collect(),
+            stages: controller
+                .stage_reports()
+                .into_iter()
+                .map(StageJson::from)
+                .collect(),
+            divergences,
+            other_divergences: self.other_divergences,
+            migration: MigrationJson {
+                at: migrated_at,
+                report: MigrationReport::new(&self.counter_migration, approval_rows),
+            },
+            latency_judged: false,
+            traffic: self.traffic,
+            series: self.series,
+        }
+    }
+}
+
+fn time_text(ms: Millis) -> String {
+    format_rfc3339(ms.div_euclid(1000))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AbortJson {
+    pub stage: String,
+    pub trigger: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<&Abort> for AbortJson {
+    fn from(abort: &Abort) -> AbortJson {
+        AbortJson {
+            stage: abort.stage.clone(),
+            trigger: abort.trigger.clone(),
+            value: crate::window::round6(abort.value),
+            threshold: abort.threshold,
+            time: time_text(abort.time),
+            reason: abort.reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventJson {
+    pub time: String,
+    pub event: &'static str,
+    pub stage: String,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub figure: Option<crate::controller::Figure>,
+}
+
+impl From<&Event> for EventJson {
+    fn from(event: &Event) -> EventJson {
+        EventJson {
+            time: time_text(event.time),
+            event: event.event.as_str(),
+            stage: event.stage.clone(),
+            detail: event.detail.clone(),
+            figure: event.figure.clone().map(|mut f| {
+                f.value = crate::window::round6(f.value);
+                f
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageJson {
+    pub name: String,
+    pub traffic: f64,
+    pub entered: String,
+    pub left: Option<String>,
+    pub requests: u64,
+    pub divergence: f64,
+    pub cohorts: crate::controller::Cohorts,
+}
+
+impl From<StageReport> for StageJson {
+    fn from(stage: StageReport) -> StageJson {
+        StageJson {
+            name: stage.name,
+            traffic: stage.traffic,
+            entered: time_text(stage.entered),
+            left: stage.left.map(time_text),
+            requests: stage.requests,
+            divergence: stage.divergence,
+            cohorts: stage.cohorts,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationJson {
+    /// When the candidate became stable and approvals migrated (`null` if it never did).
+    pub at: Option<String>,
+    #[serde(flatten)]
+    pub report: MigrationReport,
+}
+
+/// The result of a simulation, in the JSON shape of runtime.md §5.2 (with a few additions:
+/// `completed_at`, `unfinished`, `rollout_id`, `other_divergences`, `latency_judged`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationReport {
+    /// `completed`, `aborted`, or `unfinished` when the traffic ended before the plan did.
+    pub verdict: &'static str,
+    pub aborted: Option<AbortJson>,
+    pub completed_at: Option<String>,
+    pub unfinished: Option<String>,
+    pub rollout_id: String,
+    pub timeline: Vec<EventJson>,
+    pub stages: Vec<StageJson>,
+    pub divergences: Vec<DivergenceGroup>,
+    pub other_divergences: u64,
+    pub migration: MigrationJson,
+    /// Whether latency criteria were judged (only on recorded decision times).
+    pub latency_judged: bool,
+    pub traffic: TrafficCounts,
+    #[serde(skip)]
+    pub series: Series,
+}
+
+impl SimulationReport {
+    fn empty(traffic: TrafficCounts) -> SimulationReport {
+        SimulationReport {
+            verdict: "unfinished",
+            aborted: None,
+            completed_at: None,
+            unfinished: Some("the traffic file has no lines".to_owned()),
+            rollout_id: String::new(),
+            timeline: Vec::new(),
+            stages: Vec::new(),
+            divergences: Vec::new(),
+            other_divergences: 0,
+            migration: MigrationJson {
+                at: None,
+                report: MigrationReport::default(),
+            },
+            latency_judged: false,
+            traffic,
+            series: Series::default(),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The figures of one stage: per version, what it decided for the requests it enforced and
+//! what it decided in shadow; divergences between the two; session outcomes per cohort.
+
+use crate::cohort::Cohort;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// A request's cluster: the hash of its stickiness key. Requests of one session (or agent)
+/// are not independent (an agent denied once is often denied again), and cohorts are drawn by
+/// key, so the statistics treat each key as one unit (docs/rollouts.md). `None`: a request
+/// without the key, its own cluster.
+pub fn cluster_of(key: Option<&str>) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    key.map(|key| {
+        // `DefaultHasher::new()` has fixed keys: the same key hashes the same in every run.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        hasher.finish()
+    })
+}
+
+/// Per-cluster sums of a count and two kinds of hits, enough for the cluster-robust variance
+/// of each hit rate: `Var(p) = k/(k-1) · Σ(h_i - p·n_i)² / N²` over the `k` clusters.
+#[derive(Debug, Clone, Default)]
+pub struct Clusters {
+    /// Per cluster key: `(n, first hits, second hits)` so far.
+    per_key: HashMap<u64, (u64, u64, u64)>,
+    count: u64,
+    sum_nn: f64,
+    sum_aa: f64,
+    sum_an: f64,
+    sum_bb: f64,
+    sum_bn: f64,
+}
+
+/// Which hits of a [`Clusters`].
+#[derive(Debug, Clone, Copy)]
+pub enum Hits {
+    First,
+    Second,
+}
+
+impl Clusters {
+    pub fn add(&mut self, cluster: Option<u64>, a: bool, b: bool) {
+        let (n, ha, hb) = match cluster {
+            Some(key) => {
+                let entry = self.per_key.entry(key).or_insert((0, 0, 0));
+                let before = *entry;
+                entry.0 += 1;
+                entry.1 += a as u64;
+                entry.2 += b as u64;
+                if before.0 == 0 {
+                    self.count += 1;
+                }
+                let (n0, a0, b0) = (before.0 as f64, before.1 as f64, before.2 as f64);
+                let (n1, a1, b1) = (entry.0 as f64, entry.1 as f64, entry.2 as f64);
+                self.sum_nn += n1 * n1 - n0 * n0;
+                self.sum_aa += a1 * a1 - a0 * a0;
+                self.sum_an += a1 * n1 - a0 * n0;
+                self.sum_bb += b1 * b1 - b0 * b0;
+                self.sum_bn += b1 * n1 - b0 * n0;
+                return;
+            }
+            None => (1.0, a as u64 as f64, b as u64 as f64),
+        };
+        self.count += 1;
+        self.sum_nn += n * n;
+        self.sum_aa += ha * ha;
+        self.sum_an += ha * n;
+        self.sum_bb += hb * hb;
+        self.sum_bn += hb * n;
+    }
+
+    /// The cluster-robust variance of `hits / n`, when there are at least two clusters.
+    pub fn variance(&self, which: Hits, hits: u64, n: u64) -> Option<f64> {
+        if self.count < 2 || n == 0 {
+            return None;
+        }
+        let p = hits as f64 / n as f64;
+        let (hh, hn) = match which {
+            Hits::First => (self.sum_aa, self.sum_an),
+            Hits::Second => (self.sum_bb, self.sum_bn),
+        };
+        let squares = (hh - 2.0 * p * hn + p * p * self.sum_nn).max(0.0);
+        let k = self.count as f64;
+        Some(k / (k - 1.0) * squares / (n as f64 * n as f64))
+    }
+}
+
+/// What a version made of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny,
+    RequireApproval,
+    /// The version could not decide: the request does not fit its schema, a breaker's
+    /// failsafe, an internal error (runtime.md §4.3).
+    Error,
+}
+
+/// Decision-time histogram: buckets of a quarter power of two of microseconds, up to about
+/// 2^32 µs. Enough to place a 99th percentile within 19 %.
+const LATENCY_BUCKETS: usize = 128;
+
+fn latency_bucket(us: u64) -> usize {
+    if us == 0 {
+        return 0;
+    }
+    let log = (us as f64).log2() * 4.0;
+    (log.floor() as usize + 1).min(LATENCY_BUCKETS - 1)
+}
+
+fn bucket_upper(index: usize) -> u64 {
+    if index == 0 {
+        0
+    } else {
+        2f64.powf(index as f64 / 4.0).ceil() as u64
+    }
+}
+
+/// Counts of one version's decisions in one role (enforced or shadow).
+#[derive(Debug, Clone)]
+pub struct Tally {
+    pub decisions: u64,
+    pub denies: u64,
+    pub errors: u64,
+    /// Decisions with a measured time.
+    pub timed: u64,
+    /// Timed decisions slower than the stage's and the rollback's latency limits.
+    pub over_stage_latency: u64,
+    pub over_rollback_latency: u64,
+    latency: Vec<u64>,
+    /// Denies (first) and errors (second) per cluster.
+    pub clusters: Clusters,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            decisions: 0,
+            denies: 0,
+            errors: 0,
+            timed: 0,
+            over_stage_latency: 0,
+            over_rollback_latency: 0,
+            latency: vec![0; LATENCY_BUCKETS],
+            clusters: Clusters::default(),
+        }
+    }
+}
+
+impl Tally {
+    pub fn record(
+        &mut self,
+        verdict: Verdict,
+        latency_us: Option<u64>,
+        limits: (Option<u64>, Option<u64>),
+        cluster: Option<u64>,
+    ) {
+        self.decisions += 1;
+        self.clusters
+            .add(cluster, verdict == Verdict::Deny, verdict == Verdict::Error);
+        match verdict {
+            Verdict::Deny => self.denies += 1,
+            Verdict::Error => self.errors += 1,
+            Verdict::Allow | Verdict::RequireApproval => {}
+        }
+        if let Some(us) = latency_us {
+            self.timed += 1;
+            self.latency[latency_bucket(us)] += 1;
+            if limits.0.is_some_and(|limit| us > limit) {
+                self.over_stage_latency += 1;
+            }
+            if limits.1.is_some_and(|limit| us > limit) {
+                self.over_rollback_latency += 1;
+            }
+        }
+    }
+
+    pub fn deny_rate(&self) -> f64 {
+        ratio(self.denies, self.decisions)
+    }
+
+    /// Denies as a sample for the statistics.
+    pub fn deny_sample(&self) -> crate::stats::Sample {
+        crate::stats::Sample {
+            hits: self.denies,
+            n: self.decisions,
+            cluster_variance: self
+                .clusters
+                .variance(Hits::First, self.denies, self.decisions),
+        }
+    }
+
+    /// Errors as a sample for the statistics.
+    pub fn error_sample(&self) -> crate::stats::Sample {
+        crate::stats::Sample {
+            hits: self.errors,
+            n: self.decisions,
+            cluster_variance: self
+                .clusters
+                .variance(Hits::Second, self.errors, self.decisions),
+        }
+    }
+
+    pub fn error_rate(&self) -> f64 {
+        ratio(self.errors, self.decisions)
+    }
+
+    /// The 99th percentile decision time (the histogram bucket's upper bound), if any
+    /// decision was timed.
+    pub fn p99_us(&self) -> Option<u64> {
+        if self.timed == 0 {
+            return None;
+        }
+        let rank = (self.timed as f64 * 0.99).ceil() as u64;
+        let mut seen = 0;
+        for (index, count) in self.latency.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some(bucket_upper(index));
+            }
+        }
+        None
+    }
+
+    pub fn summary(&self) -> CohortFigures {
+        CohortFigures {
+            decisions: self.decisions,
+            deny_rate: round6(self.deny_rate()),
+            error_rate: round6(self.error_rate()),
+            p99_us: self.p99_us(),
+        }
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Rates are printed with six decimals, so reports are identical on every machine.
+pub fn round6(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
+}
+
+/// One cohort's figures as reports show them (runtime.md §5.2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CohortFigures {
+    pub decisions: u64,
+    pub deny_rate: f64,
+    pub error_rate: f64,
+    /// `null` when no decision was timed (offline, without recorded times).
+    pub p99_us: Option<u64>,
+}
+
+/// Sessions that reported an outcome, per cohort.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcomes {
+    pub completed: u64,
+    pub reported: u64,
+}
+
+/// The figures of the current stage.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// Per version (`Cohort::index`): decisions it enforced.
+    pub enforced: [Tally; 2],
+    /// Per version: decisions it made in shadow.
+    pub shadow: [Tally; 2],
+    /// Requests both versions decided, and those where they differ.
+    pub compared: u64,
+    pub diverged: u64,
+    /// Divergences per cluster.
+    pub divergence_clusters: Clusters,
+    /// Divergences outside the classes `polctl diff` predicted.
+    pub unexpected: u64,
+    /// Per cohort: session outcomes.
+    pub outcomes: [Outcomes; 2],
+    /// Requests seen in the stage (whatever decided them).
+    pub requests: u64,
+}
+
+impl Window {
+    /// A version's figures in a stage with this traffic: what it enforced, or, when the
+    /// stage gives it nothing to enforce (the candidate in a shadow stage, stable at 100 %),
+    /// what it decided in shadow.
+    pub fn tally(&self, version: Cohort, traffic: f64) -> &Tally {
+        let shadow_only = match version {
+            Cohort::Candidate => traffic == 0.0,
+            Cohort::Stable => traffic >= 100.0,
+        };
+        if shadow_only {
+            &self.shadow[version.index()]
+        } else {
+            &self.enforced[version.index()]
+        }
+    }
+
+    pub fn divergence(&self) -> f64 {
+        ratio(self.diverged, self.compared)
+    }
+
+    pub fn divergence_sample(&self) -> crate::stats::Sample {
+        crate::stats::Sample {
+            hits: self.diverged,
+            n: self.compared,
+            cluster_variance: self.divergence_clusters.variance(
+                Hits::First,
+                self.diverged,
+                self.compared,
+            ),
+        }
+    }
+}
