@@ -13,7 +13,9 @@
 use crate::cohort::{cohort, Cohort};
 use crate::duration::{format_millis, Millis};
 use crate::plan::{Criteria, Plan, Stage};
-use crate::stats::{rate_above, ratio_below, relative_change_above, Judgement, Sample};
+use crate::stats::{
+    paired_relative_change_above, rate_above, ratio_below, relative_change_above, Judgement, Sample,
+};
 use crate::window::{CohortFigures, Verdict, Window};
 use serde::Serialize;
 
@@ -264,6 +266,9 @@ impl Controller {
         );
         let window = &mut self.window;
         window.requests += 1;
+        if observation.cluster.is_none() {
+            window.keyless += 1;
+        }
         for version in [Cohort::Stable, Cohort::Candidate] {
             if let Some((verdict, latency)) = observation.verdicts[version.index()] {
                 let tally = if version == observation.cohort {
@@ -284,6 +289,11 @@ impl Controller {
                 window
                     .divergence_clusters
                     .add(observation.cluster, diverged, false);
+                window.paired.add(
+                    observation.cluster,
+                    candidate == Verdict::Deny,
+                    stable == Verdict::Deny,
+                );
             }
         }
         if observation.unexpected {
@@ -320,7 +330,7 @@ impl Controller {
                 figure.key,
                 show(&figure.key, figure.value),
                 show(&figure.key, figure.threshold),
-                self.sample_text()
+                self.sample_text(&figure.key)
             );
             self.abort_with(now, figure, None, &stage, detail);
             return;
@@ -354,6 +364,15 @@ impl Controller {
                     format_millis(elapsed),
                     stage.min_decisions
                 )
+            } else if self.window.keyless > 0 && stage.traffic > 0.0 {
+                format!(
+                    "{decisions} of {} decisions by the candidate after {}; {} of {} requests had no stickiness key (`{}`) and went to stable",
+                    stage.min_decisions,
+                    format_millis(elapsed),
+                    self.window.keyless,
+                    self.window.requests,
+                    self.plan.stickiness
+                )
             } else {
                 format!(
                     "{decisions} of {} decisions by the candidate after {}",
@@ -370,28 +389,29 @@ impl Controller {
             self.wait(now, reason, detail, None);
             return;
         }
-        // A point estimate beyond a stage criterion holds the stage until the data shows
-        // whether it is a breach (abort) or noise (the estimate comes back).
+        // A likely breach of a stage criterion holds the stage until the data shows whether
+        // it is a breach (abort) or noise (the evidence fades).
         for (judgement, key, threshold) in self.judgements(&stage.criteria, Role::Stage) {
-            if judgement.beyond {
+            if judgement.likely() {
                 let figure = Figure {
                     key: key.to_owned(),
                     value: judgement.value,
                     threshold,
                 };
                 let detail = format!(
-                    "`{key}` at {} against {}, not yet significant ({})",
+                    "`{key}` at {} against {}: likely breached, not yet significant ({})",
                     show(key, judgement.value),
                     show(key, threshold),
-                    self.sample_text()
+                    self.sample_text(key)
                 );
                 self.wait(now, key, detail, Some(figure));
                 return;
             }
         }
         let detail = format!(
-            "after {} and {decisions} decisions by the candidate{}",
+            "after {} and {decisions} decision{} by the candidate{}",
             format_millis(elapsed),
+            if decisions == 1 { "" } else { "s" },
             self.criteria_text(&stage.criteria)
         );
         let figure = Figure {
@@ -617,7 +637,7 @@ impl Controller {
                 .map(|j| (j, Role::Rollback)),
         );
         if let Some(((judgement, key, threshold), role)) =
-            checks.into_iter().find(|((j, _, _), _)| j.significant)
+            checks.into_iter().find(|((j, _, _), _)| j.significant())
         {
             let figure = Figure {
                 key: key.to_owned(),
@@ -661,7 +681,12 @@ impl Controller {
         }
         if let Some(max) = criteria.max_deny_rate_change {
             out.push((
-                relative_change_above(candidate.deny_sample(), stable.deny_sample(), max),
+                // A shadow stage and the last stage: both versions decided the same requests.
+                if traffic == 0.0 || traffic >= 100.0 {
+                    paired_relative_change_above(self.window.paired.sample(), max)
+                } else {
+                    relative_change_above(candidate.deny_sample(), stable.deny_sample(), max)
+                },
                 "max_deny_rate_change",
                 max,
             ));
@@ -692,8 +717,34 @@ impl Controller {
         out
     }
 
-    fn sample_text(&self) -> String {
+    /// The sample behind a figure, in words.
+    fn sample_text(&self, key: &str) -> String {
         let traffic = self.current().traffic;
+        if key == "min_task_completion_ratio" {
+            let c = self.window.outcomes[Cohort::Candidate.index()];
+            let s = self.window.outcomes[Cohort::Stable.index()];
+            return format!(
+                "{} of {} candidate and {} of {} stable sessions completed",
+                c.completed, c.reported, s.completed, s.reported
+            );
+        }
+        if key == "unexpected_divergence" {
+            return format!(
+                "{} divergence{} outside the classes `polctl diff` predicted",
+                self.window.unexpected,
+                if self.window.unexpected == 1 { "" } else { "s" }
+            );
+        }
+        if key == "max_divergence" {
+            return format!(
+                "{} of {} requests both versions decided",
+                self.window.diverged, self.window.compared
+            );
+        }
+        if key == "max_latency_p99" {
+            let tally = self.window.tally(Cohort::Candidate, traffic);
+            return format!("{} timed candidate decisions", tally.timed);
+        }
         format!(
             "{} candidate and {} stable decisions",
             self.window.tally(Cohort::Candidate, traffic).decisions,
@@ -706,7 +757,21 @@ impl Controller {
             .judgements(criteria, Role::Stage)
             .into_iter()
             .map(|(j, key, threshold)| {
-                format!("{key} {} ≤ {}", show(key, j.value), show(key, threshold))
+                let untimed = key == "max_latency_p99"
+                    && self
+                        .window
+                        .tally(Cohort::Candidate, self.current().traffic)
+                        .timed
+                        == 0;
+                if untimed {
+                    format!("{key} not judged (no decision times)")
+                } else {
+                    format!(
+                        "{key} {} (threshold {})",
+                        show(key, j.value),
+                        show(key, threshold)
+                    )
+                }
             })
             .collect();
         if parts.is_empty() {

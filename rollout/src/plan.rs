@@ -219,12 +219,6 @@ struct RawStage {
     traffic: Spanned<f64>,
     min_duration: Option<Spanned<String>>,
     min_decisions: Option<Spanned<i64>>,
-    #[serde(flatten)]
-    criteria: RawCriteria,
-}
-
-#[derive(Deserialize, Default)]
-struct RawCriteria {
     max_divergence: Option<Spanned<f64>>,
     max_error_rate: Option<Spanned<f64>>,
     max_deny_rate_change: Option<Spanned<f64>>,
@@ -232,11 +226,36 @@ struct RawCriteria {
     min_task_completion_ratio: Option<Spanned<f64>>,
 }
 
+/// The criteria of a stage or of `[rollback]`, as written. (Not `#[serde(flatten)]`ed into
+/// both: flattening loses the spans that errors point at.)
+struct RawCriteria<'r> {
+    max_divergence: &'r Option<Spanned<f64>>,
+    max_error_rate: &'r Option<Spanned<f64>>,
+    max_deny_rate_change: &'r Option<Spanned<f64>>,
+    max_latency_p99: &'r Option<Spanned<String>>,
+    min_task_completion_ratio: &'r Option<Spanned<f64>>,
+}
+
+macro_rules! raw_criteria {
+    ($raw:expr) => {
+        RawCriteria {
+            max_divergence: &$raw.max_divergence,
+            max_error_rate: &$raw.max_error_rate,
+            max_deny_rate_change: &$raw.max_deny_rate_change,
+            max_latency_p99: &$raw.max_latency_p99,
+            min_task_completion_ratio: &$raw.min_task_completion_ratio,
+        }
+    };
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRollback {
-    #[serde(flatten)]
-    criteria: RawCriteria,
+    max_divergence: Option<Spanned<f64>>,
+    max_error_rate: Option<Spanned<f64>>,
+    max_deny_rate_change: Option<Spanned<f64>>,
+    max_latency_p99: Option<Spanned<String>>,
+    min_task_completion_ratio: Option<Spanned<f64>>,
     unexpected_divergence: Option<bool>,
     bake: Option<Spanned<String>>,
 }
@@ -268,7 +287,18 @@ pub fn parse_plan(text: &str) -> Result<Plan, PlanError> {
     let raw: RawPlan = toml::from_str(text).map_err(|error| {
         let span = error.span().unwrap_or(0..0);
         let message = error.message().trim().to_owned();
-        let help = if message.contains("unknown field") {
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next());
+        let all_keys = STAGE_KEYS
+            .iter()
+            .copied()
+            .chain(["stickiness", "stage", "rollback", "unexpected_divergence", "bake"]);
+        let help = if let Some(suggestion) =
+            unknown.and_then(|name| polctl_lang::suggest::help_did_you_mean(name, all_keys))
+        {
+            suggestion
+        } else if unknown.is_some() {
             let keys = STAGE_KEYS.join("`, `");
             format!("a `[[stage]]` takes `{keys}`; `[rollback]` takes the `max_*`/`min_*` criteria, `unexpected_divergence` and `bake`; the top level takes `stickiness`")
         } else {
@@ -360,8 +390,8 @@ pub fn parse_plan(text: &str) -> Result<Plan, PlanError> {
                 )
             })?,
         };
-        let criteria = criteria(&stage.criteria, &at)?;
-        if let (Some(divergence), false) = (&stage.criteria.max_divergence, traffic == 0.0) {
+        let criteria = criteria(&raw_criteria!(stage), &at)?;
+        if let (Some(divergence), false) = (&stage.max_divergence, traffic == 0.0) {
             return Err(at(
                 divergence.span(),
                 format!("`max_divergence` in stage `{name}`, which sends {traffic}% of traffic to the candidate"),
@@ -379,7 +409,7 @@ pub fn parse_plan(text: &str) -> Result<Plan, PlanError> {
     let rollback = match &raw.rollback {
         None => Rollback::default(),
         Some(raw) => {
-            if let Some(divergence) = &raw.criteria.max_divergence {
+            if let Some(divergence) = &raw.max_divergence {
                 return Err(at(
                     divergence.span(),
                     "`max_divergence` is a stage criterion, not a rollback trigger".to_owned(),
@@ -387,7 +417,7 @@ pub fn parse_plan(text: &str) -> Result<Plan, PlanError> {
                 ));
             }
             Rollback {
-                criteria: criteria(&raw.criteria, &at)?,
+                criteria: criteria(&raw_criteria!(raw), &at)?,
                 unexpected_divergence: raw.unexpected_divergence.unwrap_or(false),
                 bake_ms: match &raw.bake {
                     None => 0,
@@ -410,7 +440,7 @@ pub fn parse_plan(text: &str) -> Result<Plan, PlanError> {
 }
 
 fn criteria(
-    raw: &RawCriteria,
+    raw: &RawCriteria<'_>,
     at: &dyn Fn(std::ops::Range<usize>, String, &str) -> PlanError,
 ) -> Result<Criteria, PlanError> {
     let fraction = |value: &Option<Spanned<f64>>,
@@ -432,7 +462,7 @@ fn criteria(
         }
         Ok(Some(v))
     };
-    let ratio = match &raw.min_task_completion_ratio {
+    let ratio = match raw.min_task_completion_ratio {
         None => None,
         Some(value) => {
             let v = *value.get_ref();
@@ -447,14 +477,10 @@ fn criteria(
         }
     };
     Ok(Criteria {
-        max_divergence: fraction(&raw.max_divergence, "max_divergence", 1.0)?,
-        max_error_rate: fraction(&raw.max_error_rate, "max_error_rate", 1.0)?,
-        max_deny_rate_change: fraction(
-            &raw.max_deny_rate_change,
-            "max_deny_rate_change",
-            f64::MAX,
-        )?,
-        max_latency_p99_us: match &raw.max_latency_p99 {
+        max_divergence: fraction(raw.max_divergence, "max_divergence", 1.0)?,
+        max_error_rate: fraction(raw.max_error_rate, "max_error_rate", 1.0)?,
+        max_deny_rate_change: fraction(raw.max_deny_rate_change, "max_deny_rate_change", f64::MAX)?,
+        max_latency_p99_us: match raw.max_latency_p99 {
             None => None,
             Some(text) => Some(parse_micros(text.get_ref()).map_err(|message| {
                 at(
