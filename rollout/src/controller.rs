@@ -681,8 +681,10 @@ impl Controller {
         }
         if let Some(max) = criteria.max_deny_rate_change {
             out.push((
-                // A shadow stage and the last stage: both versions decided the same requests.
-                if traffic == 0.0 || traffic >= 100.0 {
+                // Both versions decide every request while a rollout runs: the change is
+                // measured on the same requests (docs/rollouts.md), so cohort noise cannot
+                // fire it; without paired decisions, the cohorts are compared.
+                if self.window.paired.n > 0 {
                     paired_relative_change_above(self.window.paired.sample(), max)
                 } else {
                     relative_change_above(candidate.deny_sample(), stable.deny_sample(), max)
