@@ -240,3 +240,76 @@ impl Breaker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(breaker: &mut Breaker, now: Millis, failed: bool) -> (Admission, Vec<Transition>) {
+        let (admission, opened) = breaker.admit(now);
+        let mut transitions: Vec<Transition> = opened.into_iter().collect();
+        if admission != Admission::Open {
+            transitions.extend(breaker.record(now, failed, admission));
+        }
+        (admission, transitions)
+    }
+
+    #[test]
+    fn opens_on_half_failing_over_twenty_calls_then_trials_close_it() {
+        let mut breaker = Breaker::new(BreakerSettings::default());
+        // 19 calls, all failing: below the minimum of 20, still closed.
+        for i in 0..19 {
+            assert_eq!(call(&mut breaker, i * 100, true).0, Admission::Normal);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        // The 20th failing call opens it.
+        let (_, transitions) = call(&mut breaker, 2_000, true);
+        assert_eq!(transitions[0].to, BreakerState::Open);
+        // Open for 30 s: calls get the failure mode.
+        assert_eq!(call(&mut breaker, 31_000, false).0, Admission::Open);
+        // Then 10 trials; 4 failing of 10 is below half: closed.
+        let (admission, transitions) = call(&mut breaker, 32_000, true);
+        assert_eq!(admission, Admission::Trial);
+        assert_eq!(transitions[0].to, BreakerState::HalfOpen);
+        for i in 0..9 {
+            let (admission, _) = call(&mut breaker, 32_100 + i, i < 3);
+            assert_eq!(admission, Admission::Trial);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn failing_trials_open_it_again_and_old_failures_expire() {
+        let mut breaker = Breaker::new(BreakerSettings::default());
+        for i in 0..20 {
+            call(&mut breaker, i, true);
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+        for i in 0..5 {
+            call(&mut breaker, 30_100 + i, true);
+        }
+        assert_eq!(breaker.state(), BreakerState::Open, "5 of 10 trials failed");
+        // Failures older than the 10 s window do not count.
+        let mut fresh = Breaker::new(BreakerSettings::default());
+        for i in 0..15 {
+            call(&mut fresh, i, true);
+        }
+        for i in 0..15 {
+            call(&mut fresh, 20_000 + i, i % 4 == 0);
+        }
+        assert_eq!(fresh.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn forcing_holds_until_released() {
+        let mut breaker = Breaker::new(BreakerSettings::default());
+        breaker.force(Some(Forced::Open));
+        assert_eq!(call(&mut breaker, 0, false).0, Admission::Open);
+        breaker.force(Some(Forced::Closed));
+        for i in 0..40 {
+            assert_eq!(call(&mut breaker, i, true).0, Admission::Normal);
+        }
+        breaker.force(None);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+}

@@ -186,6 +186,9 @@ pub enum ApprovalRow {
     },
     Cancelled {
         id: String,
+        /// The deny's rules and reasons (the reasons written with `because`, or what the
+        /// evaluator says for a rule without one).
+        rules: Vec<String>,
         reasons: Vec<String>,
     },
 }
@@ -218,6 +221,7 @@ pub fn migrate_approvals(
                 Err(error) => {
                     return ApprovalRow::Cancelled {
                         id: approval.id.clone(),
+                        rules: Vec::new(),
                         reasons: vec![format!(
                             "the request does not fit the schema of sequence {sequence}: {}: {}",
                             error.path, error.message
@@ -234,7 +238,15 @@ pub fn migrate_approvals(
                 },
                 Outcome::Deny => ApprovalRow::Cancelled {
                     id: approval.id.clone(),
-                    reasons: rendered.reasons,
+                    reasons: if rendered.reasons.is_empty() {
+                        vec![format!(
+                            "denied by {} in sequence {sequence}",
+                            rendered.rules.join(", ")
+                        )]
+                    } else {
+                        rendered.reasons
+                    },
+                    rules: rendered.rules,
                 },
                 Outcome::RequireApproval
                     if rendered.rules == approval.rules
