@@ -66,20 +66,53 @@ pub fn find_files_with_suffix(
     if root.is_file() {
         return Ok(files);
     }
-    walk_matching(root, root, &|name| name.ends_with(suffix), &mut files)?;
+    walk_matching(
+        root,
+        root,
+        &|name| name.ends_with(suffix),
+        &mut files,
+        &mut Vec::new(),
+    )?;
     files.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(files)
 }
 
 fn walk(root: &Path, dir: &Path, files: &mut Vec<(PathBuf, String)>) -> Result<(), CliError> {
-    walk_matching(root, dir, &|name| name.ends_with(".pol"), files)
+    walk_matching(
+        root,
+        dir,
+        &|name| name.ends_with(".pol"),
+        files,
+        &mut Vec::new(),
+    )
 }
 
+/// Walks `dir` for wanted files. Symbolic links to directories are followed (a release that
+/// links the unchanged parts of a set, a monorepo that links shared policies), each real
+/// directory at most once on the way down, so a link loop ends.
 fn walk_matching(
     root: &Path,
     dir: &Path,
     wanted: &dyn Fn(&str) -> bool,
     files: &mut Vec<(PathBuf, String)>,
+    ancestors: &mut Vec<PathBuf>,
+) -> Result<(), CliError> {
+    let real = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    if ancestors.contains(&real) {
+        return Ok(());
+    }
+    ancestors.push(real);
+    let result = walk_entries(root, dir, wanted, files, ancestors);
+    ancestors.pop();
+    result
+}
+
+fn walk_entries(
+    root: &Path,
+    dir: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+    files: &mut Vec<(PathBuf, String)>,
+    ancestors: &mut Vec<PathBuf>,
 ) -> Result<(), CliError> {
     let entries = fs::read_dir(dir)
         .map_err(|error| CliError::new(format!("cannot list `{}`: {error}", dir.display())))?;
@@ -91,9 +124,9 @@ fn walk_matching(
         let file_type = entry
             .file_type()
             .map_err(|error| CliError::read(&path, &error))?;
-        if file_type.is_dir() {
+        if file_type.is_dir() || (file_type.is_symlink() && path.is_dir()) {
             if !name.starts_with('.') && name != "target" {
-                walk_matching(root, &path, wanted, files)?;
+                walk_matching(root, &path, wanted, files, ancestors)?;
             }
         } else if wanted(&name) && (file_type.is_file() || path.is_file()) {
             let relative = path

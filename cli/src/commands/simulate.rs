@@ -228,8 +228,9 @@ fn print_human(report: &SimulationReport, args: &SimulateArgs) {
         println!("\ndivergences: none (both versions decided every compared request the same)");
     } else {
         println!(
-            "\ndivergences: {changed} requests in {} groups{}",
-            report.divergences.len(),
+            "\ndivergences: {} in {}{}",
+            crate::output::plural(changed as usize, "request"),
+            crate::output::plural(report.divergences.len(), "group"),
             if report.other_divergences > 0 {
                 format!(" (and {} in groups not listed)", report.other_divergences)
             } else {
