@@ -23,6 +23,10 @@ const BOTTOM: f64 = 24.0;
 const COLOURS: [&str; 2] = ["#2563eb", "#ea580c"];
 const BANDS: [&str; 4] = ["#f1f5f9", "#e2e8f0", "#fef3c7", "#dcfce7"];
 
+/// Fewest decisions of a cohort in a bucket for its rate to be drawn: a canary bucket with
+/// three decisions would draw 0 % or 100 % and hide everything else.
+const MIN_DECISIONS_PER_POINT: u64 = 20;
+
 /// One chart of a rate per cohort over time.
 fn chart(
     report: &SimulationReport,
@@ -54,8 +58,10 @@ fn chart(
             }
         }
     }
+    let top = top.min(1.0);
     let y = |r: f64| HEIGHT - r / top * (HEIGHT - 10.0);
-    // Stage bands with their names.
+    // Stage bands with their names, then what followed the rollout.
+    let mut last_band_end = start;
     for (index, stage) in report.stages.iter().enumerate() {
         let from = parse_rfc3339(&stage.entered).map_or(start, |s| (s * 1000) as f64);
         let to = stage
@@ -64,6 +70,7 @@ fn chart(
             .and_then(parse_rfc3339)
             .map_or(end, |s| (s * 1000) as f64);
         let (x0, x1) = (x(from.max(start)), x(to.min(end)));
+        last_band_end = last_band_end.max(to);
         let _ = write!(
             svg,
             "<rect x=\"{x0:.1}\" y=\"0\" width=\"{:.1}\" height=\"{HEIGHT}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"14\" class=\"band\">{} ({}%)</text>",
@@ -72,6 +79,18 @@ fn chart(
             x0 + 4.0,
             escape(&stage.name),
             stage.traffic
+        );
+    }
+    if report.verdict != "unfinished" && last_band_end < end {
+        let label = if report.verdict == "completed" {
+            "after: the candidate is stable"
+        } else {
+            "after the abort: stable only"
+        };
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"28\" class=\"band\">{label}</text>",
+            x(last_band_end) + 4.0
         );
     }
     // Axes and the scale.
@@ -91,7 +110,12 @@ fn chart(
     }
     for (label, t) in [
         (report.stages.first().map(|s| s.entered.clone()), start),
-        (report.timeline.last().map(|e| e.time.clone()), end),
+        (
+            Some(polctl_lang::eval::time::format_rfc3339(
+                (last.start + report.series.bucket_ms) / 1000,
+            )),
+            end,
+        ),
     ] {
         if let Some(label) = label {
             let anchor = if t == start { "start" } else { "end" };
@@ -137,7 +161,7 @@ fn chart(
 }
 
 fn rate(hits: u64, decisions: u64) -> Option<f64> {
-    (decisions > 0).then(|| hits as f64 / decisions as f64)
+    (decisions >= MIN_DECISIONS_PER_POINT).then(|| hits as f64 / decisions as f64)
 }
 
 /// The page.
@@ -179,7 +203,7 @@ code {{ font-size: 12px; }}
 <h1>Rollout rehearsal: <code>{from}</code> → <code>{to}</code></h1>
 <p class="verdict">{verdict}</p>
 <p>{lines} traffic lines ({requests} requests, {outcomes} outcomes); stickiness <code>{stickiness}</code>; rollout id <code>{id}</code>.</p>
-<p class="key">Cohorts:<span style="background:{c0}"></span>stable<span style="background:{c1}"></span>candidate</p>
+<p class="key">Cohorts:<span style="background:{c0}"></span>stable<span style="background:{c1}"></span>candidate <small>(per {bucket}: the decisions each cohort enforced, and the candidate's shadow decisions in a shadow stage; a point needs {min} decisions)</small></p>
 "#,
         from = escape(from),
         to = escape(to),
@@ -195,6 +219,8 @@ code {{ font-size: 12px; }}
         id = escape(&report.rollout_id),
         c0 = COLOURS[0],
         c1 = COLOURS[1],
+        bucket = polctl_rollout::duration::format_millis(report.series.bucket_ms),
+        min = MIN_DECISIONS_PER_POINT,
     );
     page.push_str(&chart(report, "Deny rate per cohort", |p, c| {
         rate(p.denies[c], p.decisions[c])

@@ -447,7 +447,19 @@ impl<'a> Simulator<'a> {
         if enforced == Verdict::Error {
             self.traffic.errors += 1;
         }
-        self.series.add(time, route.decides, enforced);
+        // The chart follows the controller's figures: each cohort's enforced decisions, and a
+        // version's shadow decisions in a stage that gives it nothing to enforce.
+        let traffic_now = self.controller.as_ref().map_or(0.0, Controller::traffic);
+        for version in [Cohort::Stable, Cohort::Candidate] {
+            let shadow_only = match version {
+                Cohort::Candidate => traffic_now == 0.0,
+                Cohort::Stable => traffic_now >= 100.0,
+            };
+            let counted = route.decides == version || (route.shadow && shadow_only);
+            if let (true, Some((verdict, _))) = (counted, verdicts[version.index()]) {
+                self.series.add(time, version, verdict);
+            }
+        }
 
         // Counters: an allowed action counts against the limits of every evaluated version.
         if enforced == Verdict::Allow {

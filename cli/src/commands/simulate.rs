@@ -125,7 +125,11 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
         None
     };
     let rollout_id = args.rollout_id.clone().unwrap_or_else(|| {
-        let version = |e: &Evaluator| e.policy_version().chars().take(12).collect::<String>();
+        let version = |e: &Evaluator| {
+            let hash = e.policy_version();
+            let hash = hash.rsplit(':').next().unwrap_or(hash);
+            hash.chars().take(12).collect::<String>()
+        };
         format!("sim-{}-{}", version(&old), version(&new))
     });
     let mut simulator = Simulator::new(SimulationSetup {
