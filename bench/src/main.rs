@@ -11,6 +11,10 @@
 //! `polctl-bench bundle [--rules N]` times building, signing and verifying a bundle.
 //! `polctl-bench diff [--rules N] [--changes K] [--seed S]` times the semantic diff of a generated set
 //! against a copy with K new rules.
+//! `polctl-bench rollout [--rules N] [--lines N]` generates a set and a changed copy, writes
+//! about N lines of traffic with `polctl traffic generate`, and times `polctl simulate` (both
+//! versions decide every line: the plan holds the shadow stage) and `polctl replay` on it,
+//! with their peak memory (GNU time), through the release binary beside this one.
 
 use polctl_bench::{compare, generate, generate_planted, PlantedConfig, SynthConfig};
 use std::path::{Path, PathBuf};
@@ -27,8 +31,9 @@ fn main() -> ExitCode {
         Some("generate-planted") => generate_planted_command(&args[1..]),
         Some("bundle") => bundle_benchmark(&args[1..]),
         Some("diff") => diff_benchmark(&args[1..]),
+        Some("rollout") => rollout_benchmark(&args[1..]),
         _ => Err(
-            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle|diff [options]"
+            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle|diff|rollout [options]"
                 .to_owned(),
         ),
     };
@@ -309,15 +314,8 @@ fn bundle_benchmark(args: &[String]) -> Result<(), String> {
 }
 
 /// Semantic diff of a generated set against a copy with new deny rules on `--changes` tools.
-fn diff_benchmark(args: &[String]) -> Result<(), String> {
-    let config = SynthConfig {
-        rules: option(args, "--rules", 1_000)?,
-        files: option(args, "--files", 100)?,
-        seed: option(args, "--seed", 1)? as u64,
-        ..SynthConfig::default()
-    };
-    let changes = option(args, "--changes", 10)?;
-    let old_files = generate(&config);
+/// A copy of a generated set with `changes` new deny rules (one per file, on different tools).
+fn with_changes(old_files: &[(String, String)], changes: usize) -> Vec<(String, String)> {
     let tools: Vec<String> = old_files
         .iter()
         .find(|(p, _)| p == "schema.pol")
@@ -329,7 +327,7 @@ fn diff_benchmark(args: &[String]) -> Result<(), String> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut new_files = old_files.clone();
+    let mut new_files = old_files.to_vec();
     let mut changed = 0;
     for (path, text) in new_files.iter_mut() {
         if changed == changes || path == "schema.pol" {
@@ -343,6 +341,23 @@ fn diff_benchmark(args: &[String]) -> Result<(), String> {
         );
         changed += 1;
     }
+    new_files
+}
+
+fn diff_benchmark(args: &[String]) -> Result<(), String> {
+    let config = SynthConfig {
+        rules: option(args, "--rules", 1_000)?,
+        files: option(args, "--files", 100)?,
+        seed: option(args, "--seed", 1)? as u64,
+        ..SynthConfig::default()
+    };
+    let changes = option(args, "--changes", 10)?;
+    let old_files = generate(&config);
+    let new_files = with_changes(&old_files, changes);
+    let changed = new_files
+        .iter()
+        .filter(|(_, text)| text.contains("rule bench_change_"))
+        .count();
     let evaluator = |files: Vec<(String, String)>| -> Result<polctl_lang::eval::Evaluator, String> {
         let set = polctl_lang::compile(&polctl_lang::SourceSet::from_files(files))
             .set
@@ -367,5 +382,149 @@ fn diff_benchmark(args: &[String]) -> Result<(), String> {
         let (tool, pair, reason) = (&unknown.tool, unknown.change(), &unknown.reason);
         eprintln!("unknown: {tool} {pair}: {reason}");
     }
+    Ok(())
+}
+
+/// The plan of the rollout benchmark: a shadow stage that outlasts any traffic, so both
+/// versions decide every line, and no criterion that could end it.
+const HELD_SHADOW_PLAN: &str = "[[stage]]\nname = \"shadow\"\ntraffic = 0\nmin_duration = \"3650d\"\n\n[[stage]]\nname = \"full\"\ntraffic = 100\n";
+
+/// Runs `polctl ARGS` under GNU time: `(seconds, peak RSS in MB, stdout)`.
+fn timed_polctl(polctl: &Path, args: &[&str]) -> Result<(f64, f64, String), String> {
+    let started = Instant::now();
+    let output = std::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("maxrss_kb=%M")
+        .arg(polctl)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run /usr/bin/time (Debian package `time`): {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let rss_kb: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("polctl {args:?} failed: {stderr}"))?;
+    Ok((
+        seconds,
+        rss_kb / 1024.0,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+fn rollout_benchmark(args: &[String]) -> Result<(), String> {
+    let config = SynthConfig {
+        rules: option(args, "--rules", 1_000)?,
+        files: option(args, "--files", 100)?,
+        seed: option(args, "--seed", 1)? as u64,
+        ..SynthConfig::default()
+    };
+    let lines = option(args, "--lines", 1_000_000)?;
+    let polctl = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("polctl");
+    if !polctl.exists() {
+        return Err(format!(
+            "`{}` is missing; build it first: cargo build --release -p polctl",
+            polctl.display()
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("polctl-bench-rollout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let old_files = generate(&config);
+    let new_files = with_changes(&old_files, 10);
+    for (side, files) in [("old", &old_files), ("new", &new_files)] {
+        for (path, text) in files {
+            let target = dir.join(side).join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(&target, text).map_err(|e| e.to_string())?;
+        }
+    }
+    std::fs::write(dir.join("plan.toml"), HELD_SHADOW_PLAN).map_err(|e| e.to_string())?;
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    // About 8 lines per session (7 calls and an outcome). `--traffic FILE` reuses a file written
+    // before by `polctl traffic generate` on the same generated set.
+    let reused = args
+        .iter()
+        .position(|a| a == "--traffic")
+        .map(|i| args.get(i + 1).cloned().ok_or("--traffic takes a file"))
+        .transpose()?;
+    let traffic_text = reused.clone().unwrap_or_else(|| path("traffic.jsonl"));
+    let generate_s = match reused {
+        Some(_) => 0.0,
+        None => {
+            let sessions = (lines / 8).max(1).to_string();
+            let args = [
+                "traffic",
+                "generate",
+                &path("old"),
+                "-o",
+                &traffic_text,
+                "--sessions",
+                &sessions,
+                "--duration",
+                "7d",
+            ];
+            timed_polctl(&polctl, &args)?.0
+        }
+    };
+    let written = std::fs::read(&traffic_text)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count();
+    let bytes = std::fs::metadata(&traffic_text)
+        .map_err(|e| e.to_string())?
+        .len();
+    let (simulate_s, simulate_mb, report) = timed_polctl(
+        &polctl,
+        &[
+            "simulate",
+            "--from",
+            &path("old"),
+            "--to",
+            &path("new"),
+            "--traffic",
+            &traffic_text,
+            "--plan",
+            &path("plan.toml"),
+            "--format",
+            "json",
+        ],
+    )?;
+    let report: serde_json::Value =
+        serde_json::from_str(&report).map_err(|e| format!("simulate: {e}"))?;
+    let both = report["stages"][0]["requests"].as_u64().unwrap_or(0);
+    let requests = report["traffic"]["requests"].as_u64().unwrap_or(0);
+    if both != requests {
+        return Err(format!(
+            "only {both} of {requests} requests were decided by both versions"
+        ));
+    }
+    let (replay_s, replay_mb, _) = timed_polctl(
+        &polctl,
+        &[
+            "replay",
+            "--traffic",
+            &traffic_text,
+            "--against",
+            &path("new"),
+            "--from",
+            &path("old"),
+            "--format",
+            "json",
+        ],
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "| {} | {written} ({:.0} MB) | {generate_s:.1} s | {simulate_s:.2} s, {:.0} lines/s, {simulate_mb:.0} MB | {replay_s:.2} s, {:.0} lines/s, {replay_mb:.0} MB |",
+        config.rules,
+        bytes as f64 / 1e6,
+        written as f64 / simulate_s,
+        written as f64 / replay_s,
+    );
     Ok(())
 }

@@ -4,6 +4,10 @@
 //! lives in its own module under `commands/`.
 
 mod commands;
+
+/// mimalloc: traffic files make `simulate` and `replay` allocation-bound (Cargo.toml says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod exit;
 mod load;
 mod output;

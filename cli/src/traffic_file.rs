@@ -18,7 +18,7 @@ pub struct TrafficReader {
 }
 
 /// The help line of every bad-line error.
-const LINE_HELP: &str = "each line is a request of language.md §1 with `time` (RFC 3339) and `session`, or an outcome {\"time\", \"session\", \"outcome\"}; `polctl traffic generate` writes valid files";
+pub const LINE_HELP: &str = "each line is a request of language.md §1 with `time` (RFC 3339) and `session`, or an outcome {\"time\", \"session\", \"outcome\"}; `polctl traffic generate` writes valid files";
 
 impl TrafficReader {
     pub fn open(path: &Path) -> Result<TrafficReader, CliError> {

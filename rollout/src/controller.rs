@@ -737,6 +737,12 @@ impl Controller {
                 if self.window.unexpected == 1 { "" } else { "s" }
             );
         }
+        if key == "max_deny_rate_change" && self.window.paired.n > 0 {
+            return format!(
+                "{} requests both versions decided: {} denied by the candidate, {} by stable",
+                self.window.paired.n, self.window.paired.candidate, self.window.paired.stable
+            );
+        }
         if key == "max_divergence" {
             return format!(
                 "{} of {} requests both versions decided",

@@ -5,7 +5,7 @@
 //! [`Replay::merge`]s them; the result does not depend on how the file was split.
 
 use crate::traffic::{TrafficLine, TrafficRequest};
-use polctl_lang::eval::{Evaluator, Outcome};
+use polctl_lang::eval::{Evaluator, Outcome, Request};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -80,6 +80,8 @@ type GroupKey = (Outcome, Outcome, Vec<String>, Vec<String>, String);
 pub struct Replay<'a> {
     new: &'a Evaluator,
     old: Option<&'a Evaluator>,
+    /// Both versions read requests the same way: decode each once.
+    same_schema: bool,
     groups: BTreeMap<GroupKey, ReplayChange>,
     errors: BTreeMap<(&'static str, String), ReplayError>,
     counts: ReplayCounts,
@@ -92,6 +94,7 @@ impl<'a> Replay<'a> {
         Replay {
             new,
             old,
+            same_schema: old.is_some_and(|old| old.set().schema == new.set().schema),
             groups: BTreeMap::new(),
             errors: BTreeMap::new(),
             counts: ReplayCounts::default(),
@@ -121,43 +124,57 @@ impl<'a> Replay<'a> {
         entry.example_line = entry.example_line.min(line);
     }
 
-    fn decide(evaluator: &Evaluator, json: &Json) -> Result<(Outcome, Vec<String>), String> {
-        let request = evaluator.decode(json).map_err(|e| {
-            format!(
-                "{}: {}",
-                if e.path.is_empty() {
-                    "request"
-                } else {
-                    &e.path
-                },
-                e.message
-            )
-        })?;
-        let decision = evaluator.decide(&request);
-        Ok((
-            decision.outcome,
-            evaluator.render(&request, &decision).rules,
-        ))
+    fn decode(evaluator: &Evaluator, json: &Json) -> Result<Request, String> {
+        evaluator.decode(json).map_err(|e| {
+            let path = if e.path.is_empty() {
+                "request"
+            } else {
+                &e.path
+            };
+            format!("{path}: {}", e.message)
+        })
     }
 
     fn request(&mut self, number: u64, traffic: TrafficRequest) {
         self.counts.requests += 1;
-        let new = match Self::decide(self.new, &traffic.request) {
-            Ok(decided) => decided,
+        let new_request = match Self::decode(self.new, &traffic.request) {
+            Ok(request) => request,
             Err(message) => {
                 self.error("new", message, number);
                 return;
             }
         };
-        let old = match self.old {
-            Some(old) => match Self::decide(old, &traffic.request) {
-                Ok(decided) => decided,
-                Err(message) => {
-                    self.error("old", message, number);
+        let new_decision = self.new.decide(&new_request);
+        // The old decision, and what it takes to name its rules when the decision changed.
+        let old_request;
+        let (old_outcome, old_rules) = match self.old {
+            Some(old) => {
+                let request = if self.same_schema {
+                    &new_request
+                } else {
+                    match Self::decode(old, &traffic.request) {
+                        Ok(request) => {
+                            old_request = request;
+                            &old_request
+                        }
+                        Err(message) => {
+                            self.error("old", message, number);
+                            return;
+                        }
+                    }
+                };
+                let decision = old.decide(request);
+                if decision.outcome == new_decision.outcome {
+                    self.counts.compared += 1;
                     return;
                 }
-            },
+                (decision.outcome, old.render(request, &decision).rules)
+            }
             None => match traffic.recorded {
+                Some(outcome) if outcome == new_decision.outcome => {
+                    self.counts.compared += 1;
+                    return;
+                }
                 Some(outcome) => (outcome, traffic.recorded_rules.clone().unwrap_or_default()),
                 None => {
                     self.counts.without_baseline += 1;
@@ -166,15 +183,19 @@ impl<'a> Replay<'a> {
             },
         };
         self.counts.compared += 1;
-        if old.0 == new.0 {
-            return;
-        }
         self.counts.changed += 1;
+        let new_rules = self.new.render(&new_request, &new_decision).rules;
         let tool = traffic.request["tool"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let key = (old.0, new.0, old.1, new.1, tool);
+        let key = (
+            old_outcome,
+            new_decision.outcome,
+            old_rules,
+            new_rules,
+            tool,
+        );
         if let Some(group) = self.groups.get_mut(&key) {
             group.count += 1;
             if number < group.example_line {

@@ -23,7 +23,7 @@ use crate::plan::{AttributeScope, Plan, Stickiness};
 use crate::traffic::{TrafficLine, TrafficRequest};
 use crate::window::Verdict;
 use polctl_lang::eval::time::format_rfc3339;
-use polctl_lang::eval::{Decision, Evaluator, Outcome};
+use polctl_lang::eval::{Decision, Evaluator, Outcome, Request};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -192,6 +192,50 @@ impl Series {
     }
 }
 
+/// A request decoded by each version (`None`: it does not fit that version's schema).
+pub struct Decoded {
+    stable: Option<Request>,
+    candidate: Option<Request>,
+}
+
+/// A traffic line with its request decoded by both versions, ready for
+/// [`Simulator::feed_prepared`]. Decoding does not depend on the rollout's state, so a reader
+/// thread can prepare lines while the simulator runs: the one part of a line that is not
+/// sequential.
+pub struct PreparedLine {
+    line: TrafficLine,
+    decoded: Decoded,
+}
+
+/// Decodes traffic requests for both versions of a simulation.
+#[derive(Clone, Copy)]
+pub struct Decoders<'a> {
+    stable: &'a Evaluator,
+    candidate: &'a Evaluator,
+    same_schema: bool,
+}
+
+impl Decoders<'_> {
+    pub fn prepare(&self, line: TrafficLine) -> PreparedLine {
+        let decoded = match &line {
+            TrafficLine::Request(traffic) => {
+                let stable = self.stable.decode(&traffic.request).ok();
+                let candidate = if self.same_schema {
+                    stable.clone()
+                } else {
+                    self.candidate.decode(&traffic.request).ok()
+                };
+                Decoded { stable, candidate }
+            }
+            TrafficLine::Outcome { .. } => Decoded {
+                stable: None,
+                candidate: None,
+            },
+        };
+        PreparedLine { line, decoded }
+    }
+}
+
 pub struct Simulator<'a> {
     stable: &'a Evaluator,
     candidate: &'a Evaluator,
@@ -199,6 +243,8 @@ pub struct Simulator<'a> {
     prediction: Option<Prediction>,
     rollout_id: String,
     sequence: u64,
+    /// Both versions read requests the same way: each is decoded once.
+    same_schema: bool,
     controller: Option<Controller>,
     counters: MemoryCounters,
     counter_migration: CounterMigration,
@@ -223,6 +269,7 @@ impl<'a> Simulator<'a> {
             prediction: setup.prediction,
             rollout_id: setup.rollout_id,
             sequence: setup.sequence,
+            same_schema: setup.stable.set().schema == setup.candidate.set().schema,
             controller: None,
             counters: MemoryCounters::default(),
             counter_migration: CounterMigration::default(),
@@ -244,8 +291,24 @@ impl<'a> Simulator<'a> {
         self.controller.as_ref().map(Controller::phase)
     }
 
+    /// What decodes requests for this simulation (shareable with a reading thread).
+    pub fn decoders(&self) -> Decoders<'a> {
+        Decoders {
+            stable: self.stable,
+            candidate: self.candidate,
+            same_schema: self.same_schema,
+        }
+    }
+
     /// Adds one traffic line. Lines must come in time order.
     pub fn feed(&mut self, line: TrafficLine) -> Result<(), String> {
+        let prepared = self.decoders().prepare(line);
+        self.feed_prepared(prepared)
+    }
+
+    /// Adds one traffic line prepared by [`Decoders::prepare`] (possibly on another thread).
+    pub fn feed_prepared(&mut self, prepared: PreparedLine) -> Result<(), String> {
+        let line = prepared.line;
         let time = line.time();
         if let Some(last) = self.last_time {
             if time < last {
@@ -274,7 +337,7 @@ impl<'a> Simulator<'a> {
         }
         self.tick(time);
         match line {
-            TrafficLine::Request(request) => self.request(request),
+            TrafficLine::Request(request) => self.request(request, prepared.decoded),
             TrafficLine::Outcome {
                 session, completed, ..
             } => {
@@ -337,7 +400,7 @@ impl<'a> Simulator<'a> {
         }
     }
 
-    fn request(&mut self, traffic: TrafficRequest) {
+    fn request(&mut self, traffic: TrafficRequest, decoded: Decoded) {
         self.traffic.requests += 1;
         let time = traffic.time;
         let now_seconds = time / 1000;
@@ -348,19 +411,21 @@ impl<'a> Simulator<'a> {
         let route = controller.route(key.as_deref());
         let evaluate = |cohort: Cohort| route.decides == cohort || route.shadow;
 
-        // Decode and find the counters each evaluated version reads.
-        let prepare = |evaluator: &Evaluator| {
-            evaluator.decode(&traffic.request).ok().map(|request| {
+        // The counters each evaluated version reads.
+        let with_uses = |evaluator: &Evaluator, request: Option<Request>| {
+            request.map(|request| {
                 let uses = limit_uses(evaluator, &request, now_seconds);
                 (request, uses)
             })
         };
-        let mut stable = evaluate(Cohort::Stable)
-            .then(|| prepare(self.stable))
-            .flatten();
-        let mut candidate = evaluate(Cohort::Candidate)
-            .then(|| prepare(self.candidate))
-            .flatten();
+        let mut stable = with_uses(
+            self.stable,
+            decoded.stable.filter(|_| evaluate(Cohort::Stable)),
+        );
+        let mut candidate = with_uses(
+            self.candidate,
+            decoded.candidate.filter(|_| evaluate(Cohort::Candidate)),
+        );
         let empty: Vec<LimitUse> = Vec::new();
         if let Some((_, candidate_uses)) = &candidate {
             let stable_uses = stable.as_ref().map_or(&empty, |(_, uses)| uses);

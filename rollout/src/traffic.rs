@@ -6,7 +6,7 @@
 use crate::duration::Millis;
 use polctl_lang::eval::generate::{request_to_json, RequestGenerator, Rng};
 use polctl_lang::eval::time::{format_rfc3339, parse_rfc3339};
-use polctl_lang::eval::{Evaluator, Outcome};
+use polctl_lang::eval::{Evaluator, Outcome, Request, Value};
 use polctl_lang::ir::{PolicySet, ToolKind};
 use serde_json::{json, Value as Json};
 use std::collections::BinaryHeap;
@@ -176,8 +176,8 @@ impl PartialOrd for Pending {
 
 struct SessionPlan {
     calls_left: u32,
-    agent: Json,
-    context: Json,
+    agent: Vec<Value>,
+    context: Vec<Value>,
     denied: bool,
 }
 
@@ -263,46 +263,44 @@ impl<'s> TrafficGenerator<'s> {
         format!("s-{:x}-{session}", self.seed)
     }
 
-    /// A request of this session, dressed with its agent, context, session and time.
-    fn dressed(&mut self, time: Millis, session: u64) -> Json {
+    /// A request of this session: a drawn call, with the session's agent and context.
+    fn draw(&mut self, session: u64) -> Request {
         let tool = self.pick_tool();
-        let request = self.generator.request_for(tool);
-        let mut json = request_to_json(self.set, &request);
-        let name = self.session_name(session);
+        let mut request = self.generator.request_for(tool);
         let plan = self.sessions.get(&session).expect("an active session");
-        let object = json.as_object_mut().expect("a request object");
-        object.insert("agent".to_owned(), plan.agent.clone());
-        object.insert("context".to_owned(), plan.context.clone());
-        object.insert("session".to_owned(), json!(name));
-        object.insert("approvals".to_owned(), json!([]));
-        object.remove("counters");
-        object.insert("time".to_owned(), json!(format_rfc3339(time / 1000)));
-        json
-    }
-
-    fn outcome_of(&self, json: &Json) -> Option<Outcome> {
-        let decoded = self.evaluator.decode(json).ok()?;
-        Some(self.evaluator.decide(&decoded).outcome)
+        request.agent = plan.agent.clone();
+        request.context = plan.context.clone();
+        request.session = self.session_name(session);
+        request.approvals.iter_mut().for_each(|a| *a = false);
+        request.counters.clear();
+        request
     }
 
     /// The next call of a session. Agents mostly do what they are meant to: nine calls in ten
     /// are drawn until the set allows one (a few tries), the rest are taken as drawn, so the
     /// traffic has a realistic share of denies rather than the random generator's majority.
+    /// Drawn calls are decided as decoded requests; only the one kept becomes JSON.
     fn call(&mut self, time: Millis, session: u64) -> Json {
         let want_allowed = self.rng.chance(90);
-        let mut json = self.dressed(time, session);
-        let mut outcome = self.outcome_of(&json);
+        let mut request = self.draw(session);
+        let mut outcome = self.evaluator.decide(&request).outcome;
         if want_allowed {
             for _ in 0..12 {
-                if outcome == Some(Outcome::Allow) {
+                if outcome == Outcome::Allow {
                     break;
                 }
-                json = self.dressed(time, session);
-                outcome = self.outcome_of(&json);
+                request = self.draw(session);
+                outcome = self.evaluator.decide(&request).outcome;
             }
         }
+        request.time = Some(time / 1000);
+        let mut json = request_to_json(self.set, &request);
+        // The runtime keeps its own counters; traffic never carries them.
+        if let Some(object) = json.as_object_mut() {
+            object.remove("counters");
+        }
         let plan = self.sessions.get_mut(&session).expect("an active session");
-        if outcome == Some(Outcome::Deny) {
+        if outcome == Outcome::Deny {
             plan.denied = true;
         }
         plan.calls_left -= 1;
@@ -337,14 +335,13 @@ impl Iterator for TrafficGenerator<'_> {
             let session = self.started;
             self.started += 1;
             let request = self.generator.next_request();
-            let json = request_to_json(self.set, &request);
             let calls = 2 + self.rng.below(11) as u32;
             self.sessions.insert(
                 session,
                 SessionPlan {
                     calls_left: calls,
-                    agent: json["agent"].clone(),
-                    context: json["context"].clone(),
+                    agent: request.agent,
+                    context: request.context,
                     denied: false,
                 },
             );

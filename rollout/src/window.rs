@@ -19,12 +19,54 @@ pub fn cluster_of(key: Option<&str>) -> Option<u64> {
     })
 }
 
+/// Keys kept per generation of [`Recent`].
+const RECENT_KEYS: usize = 65_536;
+
+/// Per-key state with bounded memory: two generations of at most [`RECENT_KEYS`] keys each. A
+/// key seen again moves to the current generation; when that fills, the previous one is
+/// forgotten. Sessions are local in time, so a forgotten key is one that went quiet: if it
+/// comes back it counts as a new cluster, which splits one cluster in two (a slightly smaller
+/// variance) instead of letting a stage that sees millions of sessions grow without end.
+#[derive(Debug, Clone)]
+struct Recent<V> {
+    current: HashMap<u64, V>,
+    previous: HashMap<u64, V>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Recent<V> {
+        Recent {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+        }
+    }
+}
+
+impl<V: Default> Recent<V> {
+    /// The key's state, and whether the key is new (or forgotten).
+    fn entry(&mut self, key: u64) -> (&mut V, bool) {
+        if !self.current.contains_key(&key) {
+            if self.current.len() >= RECENT_KEYS {
+                self.previous = std::mem::take(&mut self.current);
+            }
+            let (value, new) = match self.previous.remove(&key) {
+                Some(value) => (value, false),
+                None => (V::default(), true),
+            };
+            self.current.insert(key, value);
+            let value = self.current.get_mut(&key).expect("just inserted");
+            return (value, new);
+        }
+        (self.current.get_mut(&key).expect("present"), false)
+    }
+}
+
 /// Per-cluster sums of a count and two kinds of hits, enough for the cluster-robust variance
 /// of each hit rate: `Var(p) = k/(k-1) · Σ(h_i - p·n_i)² / N²` over the `k` clusters.
 #[derive(Debug, Clone, Default)]
 pub struct Clusters {
     /// Per cluster key: `(n, first hits, second hits)` so far.
-    per_key: HashMap<u64, (u64, u64, u64)>,
+    per_key: Recent<(u64, u64, u64)>,
     count: u64,
     sum_nn: f64,
     sum_aa: f64,
@@ -44,12 +86,12 @@ impl Clusters {
     pub fn add(&mut self, cluster: Option<u64>, a: bool, b: bool) {
         let (n, ha, hb) = match cluster {
             Some(key) => {
-                let entry = self.per_key.entry(key).or_insert((0, 0, 0));
+                let (entry, new) = self.per_key.entry(key);
                 let before = *entry;
                 entry.0 += 1;
                 entry.1 += a as u64;
                 entry.2 += b as u64;
-                if before.0 == 0 {
+                if new {
                     self.count += 1;
                 }
                 let (n0, a0, b0) = (before.0 as f64, before.1 as f64, before.2 as f64);
@@ -127,7 +169,7 @@ pub struct PairedTally {
     pub candidate: u64,
     pub stable: u64,
     pub both: u64,
-    per_key: HashMap<u64, (u64, u64, u64)>,
+    per_key: Recent<(u64, u64, u64)>,
     clusters: u64,
     /// Σn², Σc², Σs², Σcs, Σcn, Σsn over clusters.
     sums: [f64; 6],
@@ -139,21 +181,22 @@ impl PairedTally {
         self.candidate += candidate_denied as u64;
         self.stable += stable_denied as u64;
         self.both += (candidate_denied && stable_denied) as u64;
-        let (before, after) = match cluster {
+        let (before, after, new) = match cluster {
             Some(key) => {
-                let entry = self.per_key.entry(key).or_insert((0, 0, 0));
+                let (entry, new) = self.per_key.entry(key);
                 let before = *entry;
                 entry.0 += 1;
                 entry.1 += candidate_denied as u64;
                 entry.2 += stable_denied as u64;
-                (before, *entry)
+                (before, *entry, new)
             }
             None => (
                 (0, 0, 0),
                 (1, candidate_denied as u64, stable_denied as u64),
+                true,
             ),
         };
-        if before.0 == 0 {
+        if new {
             self.clusters += 1;
         }
         let term = |(n, c, s): (u64, u64, u64)| {

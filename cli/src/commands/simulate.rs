@@ -56,6 +56,15 @@ pub struct SimulateArgs {
     timeout_ms: u32,
 }
 
+/// Lines per chunk passed from the reading thread to the simulator.
+const CHUNK: usize = 1024;
+
+/// Prepared lines with their numbers, and the error that ended the file early, if any.
+type PreparedChunk = (
+    Vec<(u64, polctl_rollout::simulate::PreparedLine)>,
+    Option<CliError>,
+);
+
 /// Reads and validates a plan file, or the default plan.
 pub fn load_plan(path: Option<&Path>) -> Result<Plan, CliError> {
     let Some(path) = path else {
@@ -140,13 +149,47 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
         rollout_id,
         sequence: args.sequence,
     });
-    while let Some(line) = reader.next_line() {
-        let (number, line) = line?;
-        simulator
-            .feed(line)
-            .map_err(|message| reader.line_error(number, message))?;
-    }
-    let report = simulator.finish();
+    // Reading, parsing and decoding on one thread, the rollout (sequential by nature) on this
+    // one: chunks of prepared lines pass through a bounded channel, so memory stays flat.
+    let decoders = simulator.decoders();
+    let report = std::thread::scope(|scope| -> Result<_, CliError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<PreparedChunk>(8);
+        let reading = scope.spawn(move || loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut failure = None;
+            while chunk.len() < CHUNK {
+                match reader.next_line() {
+                    None => break,
+                    Some(Ok((number, line))) => chunk.push((number, decoders.prepare(line))),
+                    Some(Err(error)) => {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            let done = chunk.len() < CHUNK || failure.is_some();
+            if sender.send((chunk, failure)).is_err() || done {
+                return reader;
+            }
+        });
+        for (chunk, failure) in receiver {
+            for (number, prepared) in chunk {
+                if let Err(message) = simulator.feed_prepared(prepared) {
+                    // Stop the reader (it sees the channel close) and report the line.
+                    return Err(CliError::new(format!(
+                        "`{}` line {number}: {message}",
+                        args.traffic.display()
+                    ))
+                    .with_help(crate::traffic_file::LINE_HELP));
+                }
+            }
+            if let Some(error) = failure {
+                return Err(error);
+            }
+        }
+        let _ = reading.join();
+        Ok(simulator.finish())
+    })?;
     if let Some(path) = &args.report {
         let html = crate::rollout_report::html(&report, &plan, &args.from, &args.to);
         write_atomically(path, html.as_bytes())?;

@@ -220,11 +220,17 @@ fn decode_object(
     declared
         .iter()
         .map(|attribute| {
-            let path = format!("{prefix}.{}", attribute.name);
+            // The path is only built for an error: decoding is on every request's hot path.
+            let path = || format!("{prefix}.{}", attribute.name);
             match object.get(&attribute.name) {
                 None | Some(Json::Null) if attribute.optional => Ok(None),
-                None | Some(Json::Null) => Err(error(path, "is required but missing")),
-                Some(json) => decode_value(&path, &attribute.ty, json).map(Some),
+                None | Some(Json::Null) => Err(error(path(), "is required but missing")),
+                Some(json) => decode_value("", &attribute.ty, json)
+                    .map(Some)
+                    .map_err(|mut e| {
+                        e.path = format!("{}{}", path(), e.path);
+                        e
+                    }),
             }
         })
         .collect()
