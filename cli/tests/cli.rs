@@ -1,33 +1,11 @@
 //! End-to-end tests: run the `polctl` binary and check exit codes and output.
 
+mod common;
+
+use common::{polctl, scratch, stderr, stdout};
 use polctl_testsupport::workspace_dir;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn polctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_polctl"))
-        .args(args)
-        .current_dir(workspace_dir())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("polctl runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A scratch directory under the target directory, fresh for each test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
+use std::path::Path;
+use std::process::Command;
 
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");

@@ -3,34 +3,12 @@
 //! identical pair, divergences replayed through `polctl eval`, bad plans and bad traffic lines,
 //! and exit codes.
 
+mod common;
+
+use common::{polctl, scratch, stderr, stdout};
 use polctl_testsupport::workspace_dir;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
-
-fn polctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_polctl"))
-        .args(args)
-        .current_dir(workspace_dir())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("polctl runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 /// A day of traffic for the example (5,000 sessions, seed 7), generated once per run.
 fn traffic() -> &'static str {

@@ -5,37 +5,11 @@
 //! [`Replay::merge`]s them; the result does not depend on how the file was split.
 
 use crate::traffic::{TrafficLine, TrafficRequest};
+pub use polctl_lang::eval::ChangeKind;
 use polctl_lang::eval::{Evaluator, Outcome, Request};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-
-/// What a change does to access (the kinds of `polctl diff`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    Widen,
-    Narrow,
-    Approval,
-}
-
-impl ChangeKind {
-    pub fn of(from: Outcome, to: Outcome) -> ChangeKind {
-        match (from, to) {
-            (_, Outcome::Allow) if from != Outcome::Allow => ChangeKind::Widen,
-            (Outcome::Allow, _) => ChangeKind::Narrow,
-            _ => ChangeKind::Approval,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Widen => "widen",
-            ChangeKind::Narrow => "narrow",
-            ChangeKind::Approval => "approval",
-        }
-    }
-}
 
 /// Requests whose decision changes the same way.
 #[derive(Debug, Clone, Serialize)]

@@ -49,6 +49,37 @@ impl Outcome {
 }
 
 /// Why a deny was decided.
+/// What a change does to access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Deny or require_approval → allow (including a raised or removed limit).
+    Widen,
+    /// Allow → deny or require_approval.
+    Narrow,
+    /// Who must approve changes (deny ↔ require_approval, or other groups).
+    Approval,
+}
+
+impl ChangeKind {
+    /// The kind of a change from one decision to another.
+    pub fn of(from: Outcome, to: Outcome) -> ChangeKind {
+        match (from, to) {
+            (_, Outcome::Allow) if from != Outcome::Allow => ChangeKind::Widen,
+            (Outcome::Allow, _) => ChangeKind::Narrow,
+            _ => ChangeKind::Approval,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Widen => "widen",
+            ChangeKind::Narrow => "narrow",
+            ChangeKind::Approval => "approval",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyCause {
     /// Matching deny rules.

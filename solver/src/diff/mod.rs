@@ -38,36 +38,8 @@ const FIRST_TRY_MS: u32 = 1_000;
 /// search found come on top).
 pub const MAX_CLASSES: usize = 16;
 
-/// What a change does to access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    /// Deny or require_approval → allow (including a raised or removed limit).
-    Widen,
-    /// Allow → deny or require_approval.
-    Narrow,
-    /// Who must approve changes (deny ↔ require_approval, or other groups).
-    Approval,
-}
-
-impl ChangeKind {
-    /// The kind of a change from one decision to another.
-    pub fn of(from: Outcome, to: Outcome) -> ChangeKind {
-        match (from, to) {
-            (_, Outcome::Allow) if from != Outcome::Allow => ChangeKind::Widen,
-            (Outcome::Allow, _) => ChangeKind::Narrow,
-            _ => ChangeKind::Approval,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Widen => "widen",
-            ChangeKind::Narrow => "narrow",
-            ChangeKind::Approval => "approval",
-        }
-    }
-}
+/// What a change does to access (shared with `polctl replay`, hence in `lang`).
+pub use polctl_lang::eval::ChangeKind;
 
 /// One class of requests whose decision changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
