@@ -1083,7 +1083,7 @@ fn eval_reports_limits_and_shows_named_values_by_name() {
 }
 
 /// Every snapshot under `tests/snapshots` belongs to a test that still exists (insta names
-/// them `<binary>__<test>.snap`).
+/// them `<binary>__<test or snapshot name>.snap`).
 #[test]
 fn no_orphaned_snapshots() {
     let tests = workspace_dir().join("cli/tests");
@@ -1092,7 +1092,9 @@ fn no_orphaned_snapshots() {
         let Some((binary, test)) = stem.split_once("__") else {
             return false;
         };
-        std::fs::read_to_string(tests.join(format!("{binary}.rs")))
-            .is_ok_and(|source| source.contains(&format!("fn {test}()")))
+        // Named after the test function, or given a name in `assert_snapshot!("name", ...)`.
+        std::fs::read_to_string(tests.join(format!("{binary}.rs"))).is_ok_and(|source| {
+            source.contains(&format!("fn {test}()")) || source.contains(&format!("\"{test}\""))
+        })
     });
 }
