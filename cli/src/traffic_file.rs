@@ -18,7 +18,12 @@ pub struct TrafficReader {
 }
 
 /// The help line of every bad-line error.
-pub const LINE_HELP: &str = "each line is a request of language.md §1 with `time` (RFC 3339) and `session`, or an outcome {\"time\", \"session\", \"outcome\"}; `polctl traffic generate` writes valid files";
+const LINE_HELP: &str = "each line is a request of language.md §1 with `time` (RFC 3339) and `session`, or an outcome {\"time\", \"session\", \"outcome\"}; `polctl traffic generate` writes valid files";
+
+/// An error about line `line` of the traffic file at `path`, with the format's help.
+pub fn line_error(path: &Path, line: u64, message: impl std::fmt::Display) -> CliError {
+    CliError::new(format!("`{}` line {line}: {message}", path.display())).with_help(LINE_HELP)
+}
 
 impl TrafficReader {
     pub fn open(path: &Path) -> Result<TrafficReader, CliError> {
@@ -46,8 +51,7 @@ impl TrafficReader {
 
     /// An error about line `line` of the file.
     pub fn line_error(&self, line: u64, message: impl std::fmt::Display) -> CliError {
-        CliError::new(format!("`{}` line {line}: {message}", self.path.display()))
-            .with_help(LINE_HELP)
+        line_error(&self.path, line, message)
     }
 
     /// The next non-blank line's text and number, or `None` at the end.

@@ -7,7 +7,7 @@ use crate::duration::Millis;
 use polctl_lang::eval::generate::{request_to_json, RequestGenerator, Rng};
 use polctl_lang::eval::time::{format_rfc3339, parse_rfc3339};
 use polctl_lang::eval::{Evaluator, Outcome, Request, Value};
-use polctl_lang::ir::{PolicySet, ToolKind};
+use polctl_lang::ir::ToolKind;
 use serde_json::{json, Value as Json};
 use std::collections::BinaryHeap;
 
@@ -187,7 +187,6 @@ struct SessionPlan {
 /// afternoons, quiet nights), and an outcome per session (a session that met a deny fails more
 /// often). Memory holds the sessions in progress, not the file.
 pub struct TrafficGenerator<'s> {
-    set: &'s PolicySet,
     evaluator: &'s Evaluator,
     generator: RequestGenerator<'s>,
     rng: Rng,
@@ -230,7 +229,6 @@ impl<'s> TrafficGenerator<'s> {
         let mut starts = starts.into_iter();
         let next_start = starts.next();
         TrafficGenerator {
-            set,
             evaluator,
             generator: RequestGenerator::new(set, options.seed),
             rng,
@@ -294,7 +292,7 @@ impl<'s> TrafficGenerator<'s> {
             }
         }
         request.time = Some(time / 1000);
-        let mut json = request_to_json(self.set, &request);
+        let mut json = request_to_json(self.evaluator.set(), &request);
         // The runtime keeps its own counters; traffic never carries them.
         if let Some(object) = json.as_object_mut() {
             object.remove("counters");

@@ -176,11 +176,11 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
             for (number, prepared) in chunk {
                 if let Err(message) = simulator.feed_prepared(prepared) {
                     // Stop the reader (it sees the channel close) and report the line.
-                    return Err(CliError::new(format!(
-                        "`{}` line {number}: {message}",
-                        args.traffic.display()
-                    ))
-                    .with_help(crate::traffic_file::LINE_HELP));
+                    return Err(crate::traffic_file::line_error(
+                        &args.traffic,
+                        number,
+                        message,
+                    ));
                 }
             }
             if let Some(error) = failure {
