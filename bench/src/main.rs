@@ -430,7 +430,16 @@ fn rollout_benchmark(args: &[String]) -> Result<(), String> {
             polctl.display()
         ));
     }
-    let dir = std::env::temp_dir().join(format!("polctl-bench-rollout-{}", std::process::id()));
+    // `--dir DIR` keeps the sets, plan and traffic there (for profiling one step by hand).
+    let kept = args
+        .iter()
+        .position(|a| a == "--dir")
+        .map(|i| args.get(i + 1).cloned().ok_or("--dir takes a directory"))
+        .transpose()?;
+    let dir = match &kept {
+        Some(dir) => std::path::Path::new(dir).join("polctl-bench-rollout"),
+        None => std::env::temp_dir().join(format!("polctl-bench-rollout-{}", std::process::id())),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     let old_files = generate(&config);
     let new_files = with_changes(&old_files, 10);
@@ -518,7 +527,9 @@ fn rollout_benchmark(args: &[String]) -> Result<(), String> {
             "json",
         ],
     )?;
-    let _ = std::fs::remove_dir_all(&dir);
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     println!(
         "| {} | {written} ({:.0} MB) | {generate_s:.1} s | {simulate_s:.2} s, {:.0} lines/s, {simulate_mb:.0} MB | {replay_s:.2} s, {:.0} lines/s, {replay_mb:.0} MB |",
         config.rules,

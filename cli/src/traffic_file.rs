@@ -4,7 +4,6 @@
 
 use crate::exit::CliError;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use polctl_rollout::traffic::{parse_line, TrafficLine};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -78,19 +77,6 @@ impl TrafficReader {
             }
         }
         Some(Ok((self.line, self.buffer.trim_end())))
-    }
-
-    /// The next line, parsed.
-    pub fn next_line(&mut self) -> Option<Result<(u64, TrafficLine), CliError>> {
-        let (number, parsed) = match self.next_text()? {
-            Ok((number, text)) => (number, parse_line(text)),
-            Err(error) => return Some(Err(error)),
-        };
-        Some(
-            parsed
-                .map(|line| (number, line))
-                .map_err(|message| self.line_error(number, message)),
-        )
     }
 
     /// Up to `count` lines' texts with their numbers (for parallel parsing).

@@ -189,3 +189,80 @@ proptest! {
         evaluator.explain(&decoded);
     }
 }
+
+/// Any JSON value, with keys and strings that need escapes and repeated keys.
+fn any_json() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        any::<bool>().prop_map(|b| b.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        (-1e9f64..1e9).prop_map(|f| f.to_string()),
+        "[a-z\"\\\\\u{e9}\u{1f600}\n ]{0,6}".prop_map(|s| json!(s).to_string()),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5)
+                .prop_map(|items| format!("[{}]", items.join(","))),
+            prop::collection::vec(("[ab\"\u{e9}]{0,2}", inner), 0..5).prop_map(|members| {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(k, v)| format!("{}:{v}", json!(k)))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The borrowed tree that hot paths decode from reads any text exactly as `Value` does,
+    /// so deciding from text and from a `Value` cannot differ.
+    #[test]
+    fn borrowed_json_reads_like_value(text in any_json()) {
+        use polctl_lang::eval::json::JsonRef;
+        let value: Value = serde_json::from_str(&text).expect("valid JSON");
+        let borrowed = JsonRef::parse(&text).expect("valid JSON");
+        prop_assert_eq!(borrowed.to_value(), value.clone());
+        prop_assert_eq!(JsonRef::from_value(&value).to_value(), value);
+    }
+}
+
+/// Decoding from text (the traffic path) and from a `Value` (every other path) give the same
+/// request or the same error, also for requests that break the schema in the ways text allows
+/// and a `Value` hides: repeated keys, undeclared keys, wrong types.
+#[test]
+fn decoding_text_and_value_agree() {
+    use polctl_lang::eval::json::JsonRef;
+    let evaluator = evaluator(example());
+    let mut generator = RequestGenerator::new(evaluator.set(), 11);
+    let mut rng = Rng::new(5);
+    let mut errors = 0;
+    for _ in 0..3000 {
+        let request = generator.next_request();
+        let mut text = request_to_json(evaluator.set(), &request).to_string();
+        // Mutations at the text level: the first `{` of a nested object gets a member.
+        let nested = ["\"agent\":{", "\"args\":{", "\"context\":{"][rng.below(3)];
+        let inserted = [
+            "\"zzz\":1,",
+            "\"aaa\":true,\"bbb\":2,",
+            "\"tenant\":7,",
+            "\"role\":\"nobody\",",
+            "\"tier\":null,",
+        ][rng.below(5)];
+        match rng.below(4) {
+            0 => {}
+            1 => text = text.replacen(nested, &format!("{nested}{inserted}"), 1),
+            2 => text = text.replacen('{', "{\"time\":5,\"session\":\"s\",", 1),
+            _ => text = text.replacen('{', "{\"extra\":1,\"counters\":{\"x\":1},", 1),
+        }
+        let value: Value = serde_json::from_str(&text).expect("still JSON");
+        let from_value = evaluator.decode(&value);
+        let from_text = evaluator.decode_ref(&JsonRef::parse(&text).expect("still JSON"));
+        errors += usize::from(from_value.is_err());
+        assert_eq!(from_text, from_value, "{text}");
+    }
+    assert!(errors > 500, "the mutations must break requests: {errors}");
+}

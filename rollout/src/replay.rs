@@ -4,7 +4,8 @@
 //! fact. Requests are independent, so the CLI replays chunks of lines in parallel and
 //! [`Replay::merge`]s them; the result does not depend on how the file was split.
 
-use crate::traffic::{TrafficLine, TrafficRequest};
+use crate::traffic::{read_line, TrafficLine, TrafficRequest};
+use polctl_lang::eval::json::JsonRef;
 pub use polctl_lang::eval::ChangeKind;
 use polctl_lang::eval::{Evaluator, Outcome, Request};
 use serde::Serialize;
@@ -75,13 +76,16 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// Adds line `number` (1-based) of the file.
-    pub fn feed(&mut self, number: u64, line: TrafficLine) {
+    /// Adds line `number` (1-based) of the file, given its text; `Err` says what is wrong
+    /// with the line (the caller adds the file and line).
+    pub fn feed(&mut self, number: u64, text: &str) -> Result<(), String> {
+        let (line, tree) = read_line(text)?;
         self.counts.lines += 1;
-        match line {
-            TrafficLine::Outcome { .. } => self.counts.outcomes += 1,
-            TrafficLine::Request(request) => self.request(number, request),
+        match (line, tree) {
+            (TrafficLine::Request(request), Some(tree)) => self.request(number, request, &tree),
+            _ => self.counts.outcomes += 1,
         }
+        Ok(())
     }
 
     fn error(&mut self, version: &'static str, message: String, line: u64) {
@@ -98,8 +102,8 @@ impl<'a> Replay<'a> {
         entry.example_line = entry.example_line.min(line);
     }
 
-    fn decode(evaluator: &Evaluator, json: &Json) -> Result<Request, String> {
-        evaluator.decode(json).map_err(|e| {
+    fn decode(evaluator: &Evaluator, json: &JsonRef) -> Result<Request, String> {
+        evaluator.decode_ref(json).map_err(|e| {
             let path = if e.path.is_empty() {
                 "request"
             } else {
@@ -109,9 +113,9 @@ impl<'a> Replay<'a> {
         })
     }
 
-    fn request(&mut self, number: u64, traffic: TrafficRequest) {
+    fn request(&mut self, number: u64, traffic: TrafficRequest, tree: &JsonRef) {
         self.counts.requests += 1;
-        let new_request = match Self::decode(self.new, &traffic.request) {
+        let new_request = match Self::decode(self.new, tree) {
             Ok(request) => request,
             Err(message) => {
                 self.error("new", message, number);
@@ -126,7 +130,7 @@ impl<'a> Replay<'a> {
                 let request = if self.same_schema {
                     &new_request
                 } else {
-                    match Self::decode(old, &traffic.request) {
+                    match Self::decode(old, tree) {
                         Ok(request) => {
                             old_request = request;
                             &old_request
@@ -159,10 +163,7 @@ impl<'a> Replay<'a> {
         self.counts.compared += 1;
         self.counts.changed += 1;
         let new_rules = self.new.render(&new_request, &new_decision).rules;
-        let tool = traffic.request["tool"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let tool = self.new.set().schema.tools[new_request.tool].name.clone();
         let key = (
             old_outcome,
             new_decision.outcome,
@@ -174,7 +175,7 @@ impl<'a> Replay<'a> {
             group.count += 1;
             if number < group.example_line {
                 group.example_line = number;
-                group.example = traffic.request;
+                group.example = traffic.request_json();
             }
             return;
         }
@@ -189,7 +190,7 @@ impl<'a> Replay<'a> {
                 old_rules,
                 new_rules,
                 count: 1,
-                example: traffic.request,
+                example: traffic.request_json(),
                 example_line: number,
             },
         );

@@ -20,8 +20,9 @@ use crate::migration::{
     migrate_approvals, ApprovalRow, CounterMigration, MigrationReport, PendingApproval,
 };
 use crate::plan::{AttributeScope, Plan, Stickiness};
-use crate::traffic::{TrafficLine, TrafficRequest};
+use crate::traffic::{read_line, TrafficLine, TrafficRequest};
 use crate::window::Verdict;
+use polctl_lang::eval::json::JsonRef;
 use polctl_lang::eval::time::format_rfc3339;
 use polctl_lang::eval::{Decision, Evaluator, Outcome, Request};
 use serde::Serialize;
@@ -192,47 +193,105 @@ impl Series {
     }
 }
 
-/// A request decoded by each version (`None`: it does not fit that version's schema).
+/// A request decoded by each version (`None`: it does not fit that version's schema). When
+/// both versions share a schema it is decoded once, into `stable`.
 pub struct Decoded {
     stable: Option<Request>,
     candidate: Option<Request>,
 }
 
-/// A traffic line with its request decoded by both versions, ready for
-/// [`Simulator::feed_prepared`]. Decoding does not depend on the rollout's state, so a reader
+impl Decoded {
+    fn request(&self, cohort: Cohort, shared: bool) -> Option<&Request> {
+        match cohort {
+            Cohort::Candidate if !shared => self.candidate.as_ref(),
+            _ => self.stable.as_ref(),
+        }
+    }
+
+    fn request_mut(&mut self, cohort: Cohort, shared: bool) -> Option<&mut Request> {
+        match cohort {
+            Cohort::Candidate if !shared => self.candidate.as_mut(),
+            _ => self.stable.as_mut(),
+        }
+    }
+}
+
+/// A traffic line with its request decoded by both versions and its stickiness key, ready for
+/// [`Simulator::feed_prepared`]. None of that depends on the rollout's state, so a reader
 /// thread can prepare lines while the simulator runs: the one part of a line that is not
 /// sequential.
 pub struct PreparedLine {
     line: TrafficLine,
     decoded: Decoded,
+    key: Option<String>,
 }
 
 /// Decodes traffic requests for both versions of a simulation.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Decoders<'a> {
     stable: &'a Evaluator,
     candidate: &'a Evaluator,
     same_schema: bool,
+    stickiness: Stickiness,
 }
 
 impl Decoders<'_> {
+    /// Reads and prepares a line from its text, parsing it once.
+    pub fn prepare_text(&self, text: &str) -> Result<PreparedLine, String> {
+        let (line, tree) = read_line(text)?;
+        Ok(self.prepare_parsed(line, tree.as_ref()))
+    }
+
+    /// Prepares a line read before (its text is parsed again).
     pub fn prepare(&self, line: TrafficLine) -> PreparedLine {
-        let decoded = match &line {
-            TrafficLine::Request(traffic) => {
-                let stable = self.stable.decode(&traffic.request).ok();
-                let candidate = if self.same_schema {
-                    stable.clone()
-                } else {
-                    self.candidate.decode(&traffic.request).ok()
-                };
-                Decoded { stable, candidate }
-            }
-            TrafficLine::Outcome { .. } => Decoded {
-                stable: None,
-                candidate: None,
-            },
+        let text = match &line {
+            TrafficLine::Request(traffic) => traffic.text.clone(),
+            TrafficLine::Outcome { .. } => String::new(),
         };
-        PreparedLine { line, decoded }
+        // Read as the line was (recorded fields removed).
+        let tree = read_line(&text).ok().and_then(|(_, tree)| tree);
+        self.prepare_parsed(line, tree.as_ref())
+    }
+
+    fn prepare_parsed(&self, line: TrafficLine, tree: Option<&JsonRef>) -> PreparedLine {
+        let (decoded, key) = match (&line, tree) {
+            (TrafficLine::Request(traffic), Some(tree)) => {
+                let stable = self.stable.decode_ref(tree).ok();
+                let candidate = if self.same_schema {
+                    None
+                } else {
+                    self.candidate.decode_ref(tree).ok()
+                };
+                let key = self.stickiness_key(traffic, tree);
+                (Decoded { stable, candidate }, key)
+            }
+            _ => (
+                Decoded {
+                    stable: None,
+                    candidate: None,
+                },
+                None,
+            ),
+        };
+        PreparedLine { line, decoded, key }
+    }
+
+    /// The key that places a request in a cohort (runtime.md §4.2).
+    fn stickiness_key(&self, request: &TrafficRequest, tree: &JsonRef) -> Option<String> {
+        match &self.stickiness {
+            Stickiness::Session => request.session.clone(),
+            Stickiness::Attribute { scope, name } => {
+                let object = match scope {
+                    AttributeScope::Agent => "agent",
+                    AttributeScope::Context => "context",
+                };
+                match tree.get(object)?.get(name)? {
+                    JsonRef::String(s) => Some(s.to_string()),
+                    JsonRef::Null => None,
+                    other => Some(other.to_string()),
+                }
+            }
+        }
     }
 }
 
@@ -297,6 +356,7 @@ impl<'a> Simulator<'a> {
             stable: self.stable,
             candidate: self.candidate,
             same_schema: self.same_schema,
+            stickiness: self.plan.stickiness.clone(),
         }
     }
 
@@ -337,7 +397,7 @@ impl<'a> Simulator<'a> {
         }
         self.tick(time);
         match line {
-            TrafficLine::Request(request) => self.request(request, prepared.decoded),
+            TrafficLine::Request(request) => self.request(request, prepared.decoded, prepared.key),
             TrafficLine::Outcome {
                 session, completed, ..
             } => {
@@ -383,65 +443,54 @@ impl<'a> Simulator<'a> {
         self.approval_rows = Some((time, rows));
     }
 
-    fn stickiness_key(&self, request: &TrafficRequest) -> Option<String> {
-        match &self.plan.stickiness {
-            Stickiness::Session => request.session.clone(),
-            Stickiness::Attribute { scope, name } => {
-                let object = match scope {
-                    AttributeScope::Agent => "agent",
-                    AttributeScope::Context => "context",
-                };
-                match request.request.get(object)?.get(name)? {
-                    Json::String(s) => Some(s.clone()),
-                    Json::Null => None,
-                    other => Some(other.to_string()),
-                }
-            }
-        }
-    }
-
-    fn request(&mut self, traffic: TrafficRequest, decoded: Decoded) {
+    fn request(&mut self, traffic: TrafficRequest, decoded: Decoded, key: Option<String>) {
         self.traffic.requests += 1;
         let time = traffic.time;
         let now_seconds = time / 1000;
-        let key = self.stickiness_key(&traffic);
         let Some(controller) = self.controller.as_ref() else {
             return;
         };
         let route = controller.route(key.as_deref());
         let evaluate = |cohort: Cohort| route.decides == cohort || route.shadow;
 
-        // The counters each evaluated version reads.
-        let with_uses = |evaluator: &Evaluator, request: Option<Request>| {
-            request.map(|request| {
-                let uses = limit_uses(evaluator, &request, now_seconds);
-                (request, uses)
-            })
+        // The counters each evaluated version reads. When both versions read requests alike,
+        // one decoded request serves both (its counters are loaded before each decision).
+        let mut decoded = decoded;
+        let shared = self.same_schema;
+        let uses_of = |evaluator: &Evaluator, request: Option<&Request>, evaluated: bool| {
+            request
+                .filter(|_| evaluated)
+                .map(|request| limit_uses(evaluator, request, now_seconds))
         };
-        let mut stable = with_uses(
+        let stable_uses = uses_of(
             self.stable,
-            decoded.stable.filter(|_| evaluate(Cohort::Stable)),
+            decoded.stable.as_ref(),
+            evaluate(Cohort::Stable),
         );
-        let mut candidate = with_uses(
+        let candidate_uses = uses_of(
             self.candidate,
-            decoded.candidate.filter(|_| evaluate(Cohort::Candidate)),
+            decoded.request(Cohort::Candidate, shared),
+            evaluate(Cohort::Candidate),
         );
-        let empty: Vec<LimitUse> = Vec::new();
-        if let Some((_, candidate_uses)) = &candidate {
-            let stable_uses = stable.as_ref().map_or(&empty, |(_, uses)| uses);
+        if let Some(candidate_uses) = &candidate_uses {
+            let stable_uses = stable_uses.as_deref().unwrap_or_default();
             self.counter_migration
                 .seed(&mut self.counters, candidate_uses, stable_uses);
         }
-        let decide =
-            |evaluator: &Evaluator,
-             prepared: &mut Option<(polctl_lang::eval::Request, Vec<LimitUse>)>| {
-                prepared.as_mut().map(|(request, uses)| {
-                    load_counters(request, uses, &self.counters);
-                    evaluator.decide(request)
-                })
-            };
-        let stable_decision = decide(self.stable, &mut stable);
-        let candidate_decision = decide(self.candidate, &mut candidate);
+        let mut decide = |evaluator: &Evaluator, cohort: Cohort, uses: Option<&[LimitUse]>| {
+            let request = decoded.request_mut(cohort, shared)?;
+            load_counters(request, uses?, &self.counters);
+            Some(evaluator.decide(request))
+        };
+        let stable_decision = decide(self.stable, Cohort::Stable, stable_uses.as_deref());
+        let candidate_decision =
+            decide(self.candidate, Cohort::Candidate, candidate_uses.as_deref());
+        let stable = decoded
+            .request(Cohort::Stable, shared)
+            .filter(|_| stable_decision.is_some());
+        let candidate = decoded
+            .request(Cohort::Candidate, shared)
+            .filter(|_| candidate_decision.is_some());
 
         let verdict =
             |evaluated: bool, decision: &Option<Decision>| -> Option<(Verdict, Option<u64>)> {
@@ -467,16 +516,13 @@ impl<'a> Simulator<'a> {
 
         // Divergence: both decided, differently.
         let mut unexpected = false;
-        if let (Some(s), Some(c), Some((sr, _)), Some((cr, _))) =
-            (&stable_decision, &candidate_decision, &stable, &candidate)
+        if let (Some(s), Some(c), Some(sr), Some(cr)) =
+            (&stable_decision, &candidate_decision, stable, candidate)
         {
             if s.outcome != c.outcome {
                 let old_rules = self.stable.render(sr, s).rules;
                 let new_rules = self.candidate.render(cr, c).rules;
-                let tool = traffic.request["tool"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
+                let tool = self.candidate.set().schema.tools[cr.tool].name.clone();
                 let predicted = self
                     .prediction
                     .as_ref()
@@ -497,7 +543,7 @@ impl<'a> Simulator<'a> {
                             new_rules,
                             count: 1,
                             predicted,
-                            example: traffic.request.clone(),
+                            example: traffic.request_json(),
                         },
                     );
                 } else {
@@ -528,22 +574,22 @@ impl<'a> Simulator<'a> {
 
         // Counters: an allowed action counts against the limits of every evaluated version.
         if enforced == Verdict::Allow {
-            let uses: Vec<&[LimitUse]> = [&stable, &candidate]
+            let uses: Vec<&[LimitUse]> = [&stable_uses, &candidate_uses]
                 .into_iter()
-                .filter_map(|p| p.as_ref().map(|(_, uses)| uses.as_slice()))
+                .filter_map(|uses| uses.as_deref())
                 .collect();
             count_allowed(&mut self.counters, &uses);
         }
         // Approvals: a require_approval by the enforced stable version waits.
         if enforced == Verdict::RequireApproval && route.decides == Cohort::Stable {
-            if let (Some(decision), Some((request, _))) = (&stable_decision, &stable) {
+            if let (Some(decision), Some(request)) = (&stable_decision, stable) {
                 let rendered = self.stable.render(request, decision);
                 self.approvals_created += 1;
                 self.approvals.push_back((
                     time,
                     PendingApproval {
                         id: format!("a-{}", self.approvals_created),
-                        request: traffic.request.clone(),
+                        request: traffic.request_json(),
                         rules: rendered.rules,
                         missing: rendered.approvers,
                         granted: Vec::new(),
@@ -562,16 +608,23 @@ impl<'a> Simulator<'a> {
                     (&stable_decision, &candidate_decision),
                     (Some(s), Some(c)) if s.outcome == Outcome::Allow && c.outcome == Outcome::Deny
                 );
-            let state = self
-                .sessions
-                .entry(session.clone())
-                .or_insert(SessionState {
-                    cohort: route.decides,
-                    broke: false,
-                    last: time,
-                });
-            state.broke |= broke;
-            state.last = time;
+            // Looked up before inserting: most lines continue a session already known.
+            match self.sessions.get_mut(session) {
+                Some(state) => {
+                    state.broke |= broke;
+                    state.last = time;
+                }
+                None => {
+                    self.sessions.insert(
+                        session.clone(),
+                        SessionState {
+                            cohort: route.decides,
+                            broke,
+                            last: time,
+                        },
+                    );
+                }
+            }
         }
 
         let observation = Observation {

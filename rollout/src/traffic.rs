@@ -5,6 +5,7 @@
 
 use crate::duration::Millis;
 use polctl_lang::eval::generate::{request_to_json, RequestGenerator, Rng};
+use polctl_lang::eval::json::JsonRef;
 use polctl_lang::eval::time::{format_rfc3339, parse_rfc3339};
 use polctl_lang::eval::{Evaluator, Outcome, Request, Value};
 use polctl_lang::ir::ToolKind;
@@ -29,27 +30,54 @@ pub enum TrafficLine {
 pub struct TrafficRequest {
     pub time: Millis,
     pub session: Option<String>,
-    /// The request as language.md §1 has it (with `time` and `session`), recorded fields
-    /// removed.
-    pub request: Json,
+    /// The line as read. The request is decoded straight from it (no `Value` in between, see
+    /// [`read_line`]) and read again only to be shown ([`TrafficRequest::request_json`]).
+    pub text: String,
     /// The decision recorded with it (`audit export`), if any.
     pub recorded: Option<Outcome>,
     pub recorded_rules: Option<Vec<String>>,
 }
 
-/// Reads one line: `Err` says what is wrong with it (the caller adds the file and line).
-pub fn parse_line(text: &str) -> Result<TrafficLine, String> {
-    let value: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    parse_value(value)
+impl TrafficRequest {
+    /// The request as language.md §1 has it (with `time` and `session`), recorded fields
+    /// removed: what reports show as an example.
+    pub fn request_json(&self) -> Json {
+        let mut value: Json = serde_json::from_str(&self.text).unwrap_or(Json::Null);
+        if let Json::Object(object) = &mut value {
+            for field in RECORDED_FIELDS {
+                object.remove(field);
+            }
+        }
+        value
+    }
 }
 
-/// [`parse_line`] on a parsed line.
+/// Reads one line: `Err` says what is wrong with it (the caller adds the file and line).
+pub fn parse_line(text: &str) -> Result<TrafficLine, String> {
+    read_line(text).map(|(line, _)| line)
+}
+
+/// [`parse_line`] on a line already parsed (the generator's, tests').
 pub fn parse_value(value: Json) -> Result<TrafficLine, String> {
-    let Json::Object(mut object) = value else {
+    parse_line(&value.to_string())
+}
+
+/// Reads one line, and for a request also its tree, borrowed from `text`, with the recorded
+/// fields removed: what [`Evaluator::decode_ref`] decodes, so a line is parsed once.
+pub fn read_line(text: &str) -> Result<(TrafficLine, Option<JsonRef<'_>>), String> {
+    let mut value = JsonRef::parse(text).map_err(|e| format!("not JSON: {e}"))?;
+    let JsonRef::Object(members) = &mut value else {
         return Err("a traffic line is a JSON object (a request or an outcome)".to_owned());
     };
-    let time_text = match object.get("time") {
-        Some(Json::String(text)) => text.clone(),
+    let lookup = |name: &str| {
+        members
+            .iter()
+            .rev()
+            .find(|(key, _)| key.as_ref() == name)
+            .map(|(_, value)| value)
+    };
+    let time_text = match lookup("time") {
+        Some(JsonRef::String(text)) => text,
         Some(_) => {
             return Err(
                 "`time` is not a string; write it as RFC 3339, e.g. \"2026-12-01T14:03:00Z\""
@@ -60,15 +88,15 @@ pub fn parse_value(value: Json) -> Result<TrafficLine, String> {
             return Err("`time` is missing; every traffic line has an RFC 3339 `time`".to_owned())
         }
     };
-    let time = parse_rfc3339(&time_text)
+    let time = parse_rfc3339(time_text)
         .ok_or_else(|| format!("`time` `{time_text}` is not an RFC 3339 date-time"))?
         .saturating_mul(1000);
-    let session = match object.get("session") {
-        None | Some(Json::Null) => None,
-        Some(Json::String(s)) => Some(s.clone()),
+    let session = match lookup("session") {
+        None | Some(JsonRef::Null) => None,
+        Some(JsonRef::String(s)) => Some(s.to_string()),
         Some(_) => return Err("`session` is not a string".to_owned()),
     };
-    if let Some(outcome) = object.get("outcome") {
+    if let Some(outcome) = lookup("outcome") {
         let completed = match outcome.as_str() {
             Some("completed") => true,
             Some("failed") => false,
@@ -79,19 +107,22 @@ pub fn parse_value(value: Json) -> Result<TrafficLine, String> {
             }
         };
         let session = session.ok_or("an outcome line needs the `session` it reports on")?;
-        return Ok(TrafficLine::Outcome {
-            time,
-            session,
-            completed,
-        });
+        return Ok((
+            TrafficLine::Outcome {
+                time,
+                session,
+                completed,
+            },
+            None,
+        ));
     }
-    let recorded = match object.remove("decision") {
-        None | Some(Json::Null) => None,
-        Some(Json::String(text)) => Some(Outcome::parse(&text).ok_or_else(|| {
+    let recorded = match lookup("decision") {
+        None | Some(JsonRef::Null) => None,
+        Some(JsonRef::String(text)) => Some(Outcome::parse(text).ok_or_else(|| {
             format!("`decision` `{text}` is not allow, deny or require_approval")
         })?),
-        Some(Json::Object(mut decision)) => match decision.remove("decision") {
-            Some(Json::String(text)) => Some(Outcome::parse(&text).ok_or_else(|| {
+        Some(decision @ JsonRef::Object(_)) => match decision.get("decision") {
+            Some(JsonRef::String(text)) => Some(Outcome::parse(text).ok_or_else(|| {
                 format!("`decision.decision` `{text}` is not allow, deny or require_approval")
             })?),
             _ => return Err("`decision` is an object without a `decision` string".to_owned()),
@@ -102,10 +133,10 @@ pub fn parse_value(value: Json) -> Result<TrafficLine, String> {
             ))
         }
     };
-    let recorded_rules = match object.remove("rules") {
-        Some(Json::Array(items)) => Some(
+    let recorded_rules = match lookup("rules") {
+        Some(JsonRef::Array(items)) => Some(
             items
-                .into_iter()
+                .iter()
                 .map(|i| {
                     i.as_str()
                         .map(str::to_owned)
@@ -113,22 +144,25 @@ pub fn parse_value(value: Json) -> Result<TrafficLine, String> {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        None | Some(Json::Null) => None,
+        None | Some(JsonRef::Null) => None,
         Some(_) => return Err("`rules` is a list of rule ids".to_owned()),
     };
-    object.remove("latency_us");
-    if !object.contains_key("tool") {
+    if lookup("tool").is_none() {
         return Err(
             "the line is neither a request (no `tool`) nor an outcome (no `outcome`)".to_owned(),
         );
     }
-    Ok(TrafficLine::Request(TrafficRequest {
-        time,
-        session,
-        request: Json::Object(object),
-        recorded,
-        recorded_rules,
-    }))
+    members.retain(|(key, _)| !RECORDED_FIELDS.contains(&key.as_ref()));
+    Ok((
+        TrafficLine::Request(TrafficRequest {
+            time,
+            session,
+            text: text.to_owned(),
+            recorded,
+            recorded_rules,
+        }),
+        Some(value),
+    ))
 }
 
 impl TrafficLine {

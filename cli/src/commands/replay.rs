@@ -9,7 +9,6 @@ use crate::output::{plural, Format};
 use crate::traffic_file::TrafficReader;
 use clap::Args;
 use polctl_rollout::replay::{ChangeKind, Replay, ReplayReport};
-use polctl_rollout::traffic::parse_line;
 use rayon::prelude::*;
 use std::path::PathBuf;
 
@@ -58,30 +57,50 @@ pub fn run(args: ReplayArgs) -> Result<Exit, CliError> {
     };
     let mut reader = TrafficReader::open(&args.traffic)?;
     let mut total = Replay::new(&new, old.as_ref());
-    loop {
-        let chunk = reader.chunk(CHUNK)?;
-        if chunk.is_empty() {
-            break;
-        }
-        let parts: Vec<Result<Replay, (u64, String)>> = chunk
-            .par_chunks(4096)
-            .map(|lines| {
-                let mut part = Replay::new(&new, old.as_ref());
-                for (number, text) in lines {
-                    let line = parse_line(text).map_err(|message| (*number, message))?;
-                    part.feed(*number, line);
+    // A thread reads the next chunk while the pool decides this one; the bounded channel keeps
+    // two chunks in memory at most.
+    std::thread::scope(|scope| -> Result<(), CliError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let reading = scope.spawn(move || loop {
+            let chunk = reader.chunk(CHUNK);
+            let last = !matches!(&chunk, Ok(lines) if !lines.is_empty());
+            if sender.send(chunk).is_err() || last {
+                return reader;
+            }
+        });
+        for chunk in receiver {
+            let chunk = chunk?;
+            if chunk.is_empty() {
+                break;
+            }
+            let parts: Vec<Result<Replay, (u64, String)>> = chunk
+                .par_chunks(4096)
+                .map(|lines| {
+                    let mut part = Replay::new(&new, old.as_ref());
+                    for (number, text) in lines {
+                        part.feed(*number, text)
+                            .map_err(|message| (*number, message))?;
+                    }
+                    Ok(part)
+                })
+                .collect();
+            for part in parts {
+                match part {
+                    Ok(part) => total.merge(part),
+                    // The first bad line of the chunk, in file order (parts are in order).
+                    Err((number, message)) => {
+                        return Err(crate::traffic_file::line_error(
+                            &args.traffic,
+                            number,
+                            message,
+                        ))
+                    }
                 }
-                Ok(part)
-            })
-            .collect();
-        for part in parts {
-            match part {
-                Ok(part) => total.merge(part),
-                // The first bad line of the chunk, in file order (parts are in order).
-                Err((number, message)) => return Err(reader.line_error(number, message)),
             }
         }
-    }
+        let _ = reading.join();
+        Ok(())
+    })?;
     let report = total.finish();
     match args.format {
         Format::Json => crate::output::print_document(

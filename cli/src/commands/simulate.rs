@@ -158,10 +158,17 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
             let mut chunk = Vec::with_capacity(CHUNK);
             let mut failure = None;
             while chunk.len() < CHUNK {
-                match reader.next_line() {
+                let prepared = match reader.next_text() {
                     None => break,
-                    Some(Ok((number, line))) => chunk.push((number, decoders.prepare(line))),
-                    Some(Err(error)) => {
+                    Some(Ok((number, text))) => decoders
+                        .prepare_text(text)
+                        .map(|prepared| (number, prepared))
+                        .map_err(|message| reader.line_error(number, message)),
+                    Some(Err(error)) => Err(error),
+                };
+                match prepared {
+                    Ok(prepared) => chunk.push(prepared),
+                    Err(error) => {
                         failure = Some(error);
                         break;
                     }

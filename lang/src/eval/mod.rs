@@ -6,6 +6,7 @@
 //! so explanations cannot disagree with decisions.
 
 pub mod generate;
+pub mod json;
 mod plan;
 mod request;
 mod sample;
@@ -367,6 +368,12 @@ impl Evaluator {
 
     /// Decodes a JSON request against this evaluator's schema.
     pub fn decode(&self, json: &serde_json::Value) -> Result<Request, RequestError> {
+        decode_request(&self.set, &self.counters, &json::JsonRef::from_value(json))
+    }
+
+    /// [`Evaluator::decode`] on a borrowed tree: what a hot path that parses text uses (no
+    /// `Value` in between).
+    pub fn decode_ref(&self, json: &json::JsonRef) -> Result<Request, RequestError> {
         decode_request(&self.set, &self.counters, json)
     }
 

@@ -5,10 +5,10 @@
 //! outside a declared range, an unknown attribute) gets a precise error naming the path, never
 //! a guess. After decoding, evaluation cannot meet a value of the wrong type.
 
+use super::json::JsonRef;
 use crate::decimal::Decimal;
 use crate::ir::{Attribute, Effect, PolicySet, Type};
 use crate::suggest::help_did_you_mean;
-use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -84,19 +84,12 @@ fn error(path: impl Into<String>, message: impl Into<String>) -> RequestError {
     }
 }
 
-fn describe(json: &Json) -> String {
-    match json {
-        Json::Null => "null".to_owned(),
-        Json::Bool(b) => b.to_string(),
-        Json::Number(n) => n.to_string(),
-        Json::String(s) => format!("{s:?}"),
-        Json::Array(_) => "a list".to_owned(),
-        Json::Object(_) => "an object".to_owned(),
-    }
+fn describe(json: &JsonRef) -> String {
+    json.describe()
 }
 
 /// Decodes one value of a declared type.
-pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, RequestError> {
+pub fn decode_value(path: &str, ty: &Type, json: &JsonRef) -> Result<Value, RequestError> {
     let mismatch = |expected: &str| {
         error(
             path,
@@ -124,8 +117,8 @@ pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, Request
         }
         Type::Decimal { range } => {
             let text = match json {
-                Json::Number(n) => n.to_string(),
-                Json::String(s) => s.clone(),
+                JsonRef::Number(n) => n.to_string(),
+                JsonRef::String(s) => s.to_string(),
                 _ => return Err(mismatch("a decimal number")),
             };
             let value = Decimal::parse(&text)
@@ -195,12 +188,11 @@ pub fn decode_value(path: &str, ty: &Type, json: &Json) -> Result<Value, Request
 fn decode_object(
     prefix: &str,
     declared: &[Attribute],
-    json: Option<&Json>,
+    json: Option<&JsonRef>,
 ) -> Result<Vec<Option<Value>>, RequestError> {
-    let empty = Map::new();
-    let object = match json {
-        None | Some(Json::Null) => &empty,
-        Some(Json::Object(object)) => object,
+    let members: &[_] = match json {
+        None | Some(JsonRef::Null) => &[],
+        Some(JsonRef::Object(members)) => members,
         Some(other) => {
             return Err(error(
                 prefix,
@@ -208,23 +200,37 @@ fn decode_object(
             ))
         }
     };
-    for key in object.keys() {
-        if !declared.iter().any(|a| &a.name == key) {
-            return Err(RequestError {
-                path: format!("{prefix}.{key}"),
-                message: "not declared in the schema".to_owned(),
-                help: help_did_you_mean(key, declared.iter().map(|a| a.name.as_str())),
-            });
+    // Each member's declaration, found in one pass (the last of repeated keys wins, as in
+    // a `Value`'s map).
+    let mut slots: Vec<Option<&JsonRef>> = vec![None; declared.len()];
+    for (key, value) in members {
+        match declared.iter().position(|a| a.name == *key) {
+            Some(index) => slots[index] = Some(value),
+            None => {
+                // The first undeclared key in sorted order, as a `Value`'s map would list it.
+                let key = members
+                    .iter()
+                    .map(|(key, _)| key.as_ref())
+                    .filter(|key| !declared.iter().any(|a| a.name == *key))
+                    .min()
+                    .unwrap_or_default();
+                return Err(RequestError {
+                    path: format!("{prefix}.{key}"),
+                    message: "not declared in the schema".to_owned(),
+                    help: help_did_you_mean(key, declared.iter().map(|a| a.name.as_str())),
+                });
+            }
         }
     }
     declared
         .iter()
-        .map(|attribute| {
+        .zip(slots)
+        .map(|(attribute, slot)| {
             // The path is only built for an error: decoding is on every request's hot path.
             let path = || format!("{prefix}.{}", attribute.name);
-            match object.get(&attribute.name) {
-                None | Some(Json::Null) if attribute.optional => Ok(None),
-                None | Some(Json::Null) => Err(error(path(), "is required but missing")),
+            match slot {
+                None | Some(JsonRef::Null) if attribute.optional => Ok(None),
+                None | Some(JsonRef::Null) => Err(error(path(), "is required but missing")),
                 Some(json) => decode_value("", &attribute.ty, json)
                     .map(Some)
                     .map_err(|mut e| {
@@ -281,14 +287,14 @@ impl CounterIndex {
 pub fn decode_request(
     set: &PolicySet,
     counters: &CounterIndex,
-    json: &Json,
+    object: &JsonRef,
 ) -> Result<Request, RequestError> {
-    let object = json.as_object().ok_or_else(|| {
-        error(
+    let JsonRef::Object(members) = object else {
+        return Err(error(
             "",
-            format!("a request is a JSON object, found {}", describe(json)),
-        )
-    })?;
+            format!("a request is a JSON object, found {}", describe(object)),
+        ));
+    };
     const FIELDS: [&str; 8] = [
         "agent",
         "tool",
@@ -299,15 +305,19 @@ pub fn decode_request(
         "counters",
         "time",
     ];
-    for key in object.keys() {
-        if !FIELDS.contains(&key.as_str()) {
-            return Err(RequestError {
-                path: key.clone(),
-                message: "is not a request field".to_owned(),
-                help: help_did_you_mean(key, FIELDS)
-                    .or_else(|| Some(format!("the fields are {}", FIELDS.join(", ")))),
-            });
-        }
+    // The first unknown field in sorted order, as a `Value`'s map would list it.
+    let unknown = members
+        .iter()
+        .map(|(key, _)| key.as_ref())
+        .filter(|key| !FIELDS.contains(key))
+        .min();
+    if let Some(key) = unknown {
+        return Err(RequestError {
+            path: key.to_owned(),
+            message: "is not a request field".to_owned(),
+            help: help_did_you_mean(key, FIELDS)
+                .or_else(|| Some(format!("the fields are {}", FIELDS.join(", ")))),
+        });
     }
     let schema = &set.schema;
     let tool_name = object
@@ -332,8 +342,8 @@ pub fn decode_request(
     )?;
     let args = decode_object("args", &schema.tools[tool].args, object.get("args"))?;
     let session = match object.get("session") {
-        None | Some(Json::Null) => String::new(),
-        Some(Json::String(s)) => s.clone(),
+        None | Some(JsonRef::Null) => String::new(),
+        Some(JsonRef::String(s)) => s.to_string(),
         Some(other) => {
             return Err(error(
                 "session",
@@ -343,8 +353,8 @@ pub fn decode_request(
     };
     let time =
         match object.get("time") {
-            None | Some(Json::Null) => None,
-            Some(Json::String(text)) => Some(super::time::parse_rfc3339(text).ok_or_else(
+            None | Some(JsonRef::Null) => None,
+            Some(JsonRef::String(text)) => Some(super::time::parse_rfc3339(text).ok_or_else(
                 || RequestError {
                     path: "time".to_owned(),
                     message: format!("`{text}` is not an RFC 3339 date-time"),
@@ -363,8 +373,8 @@ pub fn decode_request(
         };
     let mut approvals = vec![false; schema.approvers.len()];
     match object.get("approvals") {
-        None | Some(Json::Null) => {}
-        Some(Json::Array(groups)) => {
+        None | Some(JsonRef::Null) => {}
+        Some(JsonRef::Array(groups)) => {
             for (i, group) in groups.iter().enumerate() {
                 let name = group.as_str().ok_or_else(|| {
                     error(format!("approvals[{i}]"), "expected an approver group name")
@@ -390,9 +400,9 @@ pub fn decode_request(
     }
     let mut decoded_counters = Vec::new();
     match object.get("counters") {
-        None | Some(Json::Null) => {}
-        Some(Json::Object(entries)) => {
-            for (id, count) in entries {
+        None | Some(JsonRef::Null) => {}
+        Some(entries @ JsonRef::Object(_)) => {
+            for (id, count) in entries.sorted_members() {
                 let path = format!("counters.{id}");
                 let rule = match counters.limits.get(id) {
                     Some(&rule) => rule,
