@@ -14,6 +14,9 @@ pub enum Exit {
     /// The rollout did not complete (aborted or rolled back; `simulate` also when the traffic
     /// ended first).
     RolloutIncomplete = 5,
+    /// Refused: authentication, authorization, anti-rollback, or a bundle that fails to verify,
+    /// compile or test where it is served (runtime.md §2).
+    Refused = 6,
 }
 
 impl From<Exit> for std::process::ExitCode {

@@ -57,6 +57,8 @@ enum Command {
     Simulate(commands::simulate::SimulateArgs),
     Replay(commands::replay::ReplayArgs),
     Traffic(commands::traffic::TrafficArgs),
+    Serve(commands::serve::ServeArgs),
+    Audit(commands::audit::AuditArgs),
     Completions(commands::completions::CompletionsArgs),
 }
 
@@ -89,6 +91,8 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Replay(args) => commands::replay::run(args),
         Command::Traffic(args) => commands::traffic::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Audit(args) => commands::audit::run(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };
     match result {

@@ -1,5 +1,6 @@
 //! One module per `polctl` subcommand.
 
+pub mod audit;
 pub mod bench;
 pub mod build;
 pub mod check;
@@ -9,6 +10,7 @@ pub mod eval;
 pub mod fmt;
 pub mod keys;
 pub mod replay;
+pub mod serve;
 pub mod simulate;
 pub mod test;
 pub mod traffic;

@@ -1,0 +1,168 @@
+//! `polctl serve --data DIR`: the decision server (runtime.md §3). This module is the driver:
+//! it reads the files the flags name, opens the state, starts tokio and the HTTP front end,
+//! and on SIGTERM or Ctrl-C stops taking connections, lets decisions in flight finish and
+//! flushes the journal before exiting.
+
+use crate::exit::{CliError, Exit};
+use crate::load::{read_bytes, read_text};
+use clap::Args;
+use polctl_bundle::parse_public_key;
+use polctl_runtime::engine::Engine;
+use polctl_runtime::error::RuntimeError;
+use polctl_runtime::http::{now_ms, router, HttpSettings};
+use polctl_runtime::loaded::{load_bundle, Trust};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Serve decisions over HTTP: agents (or their gateways) ask before every tool call.
+///
+/// State (the active bundle, counters, the audit log) lives in DIR and survives restarts. With
+/// --bundle the bundle becomes active at start (unless it already is); without it the server
+/// serves the bundle that was active when it stopped. The first line on stdout says where it
+/// listens.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The state directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Address to listen on (port 0: any free port; the first line printed names it).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
+    listen: String,
+    /// A bundle (`polctl build`, optionally `polctl sign`) to activate at start.
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
+    /// A trusted public key (`polctl keygen`); repeatable. With keys, only bundles signed by
+    /// at least --threshold of them are served; without, bundles are served unverified.
+    #[arg(long, value_name = "KEY.pub")]
+    trust: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed a bundle.
+    #[arg(long, default_value_t = 1)]
+    threshold: usize,
+}
+
+fn runtime_error(error: RuntimeError) -> CliError {
+    CliError::new(error.message)
+}
+
+pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
+    let mut trust = Trust {
+        keys: Vec::new(),
+        threshold: args.threshold,
+    };
+    for path in &args.trust {
+        trust.keys.push(
+            parse_public_key(&read_text(path)?)
+                .map_err(|e| CliError::new(format!("`{}`: {e}", path.display())))?,
+        );
+    }
+    let start_bundle = match &args.bundle {
+        Some(path) => Some(load_bundle(read_bytes(path)?, &trust).map_err(|e| {
+            CliError::new(format!("`{}`: {}", path.display(), e.message)).with_exit(Exit::Refused)
+        })?),
+        None => None,
+    };
+    let started = now_ms();
+    let (journal, recovered, journal_thread) =
+        polctl_runtime::store::open(&args.data, started / 1000).map_err(runtime_error)?;
+    let engine = Arc::new(Engine::new(journal, recovered.counters, started));
+    // The bundle that was active, back on the route before anything else can happen.
+    let recovered_bundle = match recovered.active_bundle {
+        Some(bytes) => Some(load_bundle(bytes, &trust).map_err(|e| {
+            CliError::new(format!(
+                "the bundle that was active in `{}` cannot be served: {}",
+                args.data.display(),
+                e.message
+            ))
+            .with_help("start with --bundle FILE to activate another one, or pass the --trust keys it was served with")
+        })?),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(async {
+        if let Some(bundle) = recovered_bundle {
+            let same = start_bundle
+                .as_ref()
+                .is_some_and(|b| b.bytes == bundle.bytes);
+            engine.restore(bundle, started);
+            if same {
+                // Already active: nothing to record.
+                return serve(&args, engine.clone(), None).await;
+            }
+        }
+        serve(&args, engine.clone(), start_bundle).await
+    });
+    drop(engine);
+    let _ = journal_thread.join();
+    result
+}
+
+async fn serve(
+    args: &ServeArgs,
+    engine: Arc<Engine>,
+    start_bundle: Option<polctl_runtime::loaded::LoadedBundle>,
+) -> Result<Exit, CliError> {
+    if let Some(bundle) = start_bundle {
+        engine
+            .activate(bundle, now_ms(), "serve --bundle")
+            .await
+            .map_err(runtime_error)?;
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| {
+            CliError::new(format!("cannot listen on `{}`: {e}", args.listen))
+                .with_help("pick another address with --listen (port 0 picks a free one)")
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CliError::new(format!("cannot read the listening address: {e}")))?;
+    let serving = match engine.active() {
+        Some(active) => format!(
+            "sequence {}, revision {}{}",
+            active.bundle.sequence,
+            active.bundle.revision,
+            if active.bundle.verified {
+                ""
+            } else {
+                ", unverified: no --trust keys"
+            }
+        ),
+        None => "no bundle yet: /readyz answers 503 until one is pushed".to_owned(),
+    };
+    println!("polctl serve: listening on http://{address} ({serving})");
+    let _ = std::io::stdout().flush();
+    let app = router(engine.clone(), &HttpSettings::default());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| CliError::new(format!("the server stopped: {e}")))?;
+    engine.flush().await.map_err(runtime_error)?;
+    eprintln!("polctl serve: stopped; every decision answered is in the audit log");
+    Ok(Exit::Success)
+}
+
+/// SIGTERM (what service managers send) or Ctrl-C.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

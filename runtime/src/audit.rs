@@ -1,0 +1,156 @@
+//! Audit entries and their hash chain (runtime.md §3.9). An entry is canonical JSON (keys
+//! sorted, no whitespace) of `index`, `time`, `kind`, `body` and `prev`, the SHA-256 of the
+//! entry before it; its own hash is the SHA-256 of those bytes. Any edit, deletion,
+//! reordering or truncation of stored entries breaks the chain, which [`verify_chain`] finds.
+
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+
+/// `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An entry waiting for its place in the chain (index and `prev` are assigned by the one
+/// writer, in the order entries are written).
+#[derive(Debug, Clone)]
+pub struct PendingEntry {
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    pub kind: &'static str,
+    pub body: Json,
+}
+
+/// An entry's canonical bytes and hash, given its place.
+pub fn seal(index: u64, prev: &str, entry: &PendingEntry) -> (String, String) {
+    let value = json!({
+        "index": index,
+        "time": format_time(entry.time_ms),
+        "kind": entry.kind,
+        "body": entry.body,
+        "prev": prev,
+    });
+    // serde_json's map is a B-tree (no `preserve_order`): keys come out sorted, recursively.
+    let text = value.to_string();
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    (text, hash)
+}
+
+/// RFC 3339 in UTC with milliseconds.
+pub fn format_time(time_ms: i64) -> String {
+    let seconds = time_ms.div_euclid(1000);
+    let millis = time_ms.rem_euclid(1000);
+    let text = polctl_lang::eval::time::format_rfc3339(seconds);
+    // `...T14:03:00Z` → `...T14:03:00.123Z`
+    match text.strip_suffix('Z') {
+        Some(stem) => format!("{stem}.{millis:03}Z"),
+        None => text,
+    }
+}
+
+/// Why a stored chain does not verify: the first bad entry and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub index: u64,
+    pub message: String,
+}
+
+/// Checks stored entries `(index, text, hash)` in order, starting after `(index, hash)` of the
+/// entry before them (`None`: from the first entry).
+pub fn verify_chain<'a>(
+    start: Option<(u64, String)>,
+    entries: impl IntoIterator<Item = (u64, &'a str, &'a str)>,
+) -> Result<Option<(u64, String)>, ChainBreak> {
+    let mut last = start;
+    for (index, text, stored_hash) in entries {
+        let expected_index = last.as_ref().map_or(0, |(i, _)| i + 1);
+        let expected_prev = last.as_ref().map_or(GENESIS, |(_, h)| h.as_str());
+        let broken = |message: String| ChainBreak { index, message };
+        if index != expected_index {
+            return Err(broken(format!(
+                "entry {index} follows entry {} (an entry was deleted or moved)",
+                expected_index.saturating_sub(1)
+            )));
+        }
+        let value: Json =
+            serde_json::from_str(text).map_err(|e| broken(format!("is not JSON: {e}")))?;
+        if value["index"].as_u64() != Some(index) {
+            return Err(broken(
+                "its `index` field does not match its place".to_owned(),
+            ));
+        }
+        if value["prev"].as_str() != Some(expected_prev) {
+            return Err(broken(
+                "its `prev` is not the hash of the entry before it (an entry before it was edited, deleted or reordered)"
+                    .to_owned(),
+            ));
+        }
+        let hash = hex::encode(Sha256::digest(text.as_bytes()));
+        // The stored text must also be canonical, or two texts could claim one entry.
+        let canonical = value.to_string();
+        if hash != stored_hash || canonical != text {
+            return Err(broken(
+                "its content does not match its hash (the entry was edited)".to_owned(),
+            ));
+        }
+        last = Some((index, hash));
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: u64) -> Vec<(u64, String, String)> {
+        let mut prev = GENESIS.to_owned();
+        (0..n)
+            .map(|index| {
+                let entry = PendingEntry {
+                    time_ms: 1_764_000_000_000 + index as i64,
+                    kind: "decision",
+                    body: json!({ "decision_id": format!("d-{index}"), "decision": "allow" }),
+                };
+                let (text, hash) = seal(index, &prev, &entry);
+                prev = hash.clone();
+                (index, text, hash)
+            })
+            .collect()
+    }
+
+    fn check(entries: &[(u64, String, String)]) -> Result<Option<(u64, String)>, ChainBreak> {
+        verify_chain(
+            None,
+            entries.iter().map(|(i, t, h)| (*i, t.as_str(), h.as_str())),
+        )
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let entries = chain(5);
+        assert_eq!(check(&entries).expect("intact").map(|(i, _)| i), Some(4));
+    }
+
+    #[test]
+    fn every_tampering_names_the_first_bad_entry() {
+        let entries = chain(6);
+        let mut edited = entries.clone();
+        edited[2].1 = edited[2].1.replace("allow", "deny_");
+        assert_eq!(check(&edited).map_err(|e| e.index), Err(2));
+
+        let mut rehashed = edited.clone();
+        rehashed[2].2 = hex::encode(Sha256::digest(rehashed[2].1.as_bytes()));
+        assert_eq!(check(&rehashed).map_err(|e| e.index), Err(3));
+
+        let mut deleted = entries.clone();
+        deleted.remove(3);
+        assert_eq!(check(&deleted).map_err(|e| e.index), Err(4));
+
+        let mut reordered = entries.clone();
+        reordered.swap(1, 2);
+        assert_eq!(check(&reordered).map_err(|e| e.index), Err(2));
+    }
+
+    #[test]
+    fn times_have_milliseconds() {
+        assert_eq!(format_time(1_764_597_780_042), "2025-12-01T14:03:00.042Z");
+    }
+}

@@ -1,0 +1,16 @@
+//! `polctl-runtime`: the decision engine of runtime.md §3 and its HTTP front end.
+//!
+//! - [`engine`]: the active bundle behind one atomic route, counters, decisions;
+//! - [`store`]: the embedded state under `--data` (SQLite) and the journal thread that
+//!   commits decisions in groups before they are answered;
+//! - [`audit`]: audit entries and their hash chain;
+//! - [`loaded`]: a bundle verified, compiled and ready to decide;
+//! - [`http`]: the axum routes (the engine never sees HTTP);
+//! - [`error`]: the one error type, with a code and an HTTP status.
+
+pub mod audit;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod loaded;
+pub mod store;

@@ -1,0 +1,296 @@
+//! The embedded state store: one SQLite file, `DIR/state.sqlite`, in WAL mode.
+//!
+//! - `bundles`: every activated bundle's bytes, in activation order (the last is active);
+//! - `counters`: limit counters by (rule, window, key path, key value, window start);
+//! - `audit`: the hash-chained audit log (runtime.md §3.9).
+//!
+//! One thread, the journal, owns the connection and writes everything. Decisions hand it
+//! their counter increments and audit entry and wait for the commit before answering, and
+//! the journal commits whatever has queued up in one transaction (group commit): one write
+//! for many decisions, and a response the client has seen is never lost to a killed process.
+//! `synchronous = NORMAL` in WAL mode survives the process being killed at any moment (the
+//! committed pages are in the operating system's cache); surviving power loss as well needs
+//! `FULL`, which costs an fsync per group.
+
+use crate::audit::{seal, PendingEntry, GENESIS};
+use crate::error::RuntimeError;
+use polctl_rollout::counters::{CounterKey, LimitIdentity};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// Jobs queued at most before decisions wait for the journal (bounded: memory stays flat
+/// under any load).
+const QUEUE: usize = 16 * 1024;
+/// Jobs committed in one transaction at most.
+const GROUP: usize = 4096;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS bundles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sequence INTEGER NOT NULL,
+    revision TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    activated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    rule TEXT NOT NULL,
+    window_seconds INTEGER NOT NULL,
+    key_path TEXT NOT NULL,
+    key_value TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (rule, window_seconds, key_path, key_value, window_start)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    idx INTEGER PRIMARY KEY,
+    entry TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+";
+
+/// What a restart finds under `--data`.
+pub struct Recovered {
+    /// The active bundle's bytes, if one was ever activated.
+    pub active_bundle: Option<Vec<u8>>,
+    /// Live counters (windows not yet ended at `now`).
+    pub counters: Vec<(CounterKey, u64)>,
+    /// Entries in the audit log.
+    pub audit_entries: u64,
+}
+
+/// One unit of work for the journal.
+pub enum Job {
+    /// A decision: its counter increments and audit entry.
+    Decision {
+        increments: Vec<CounterKey>,
+        entry: PendingEntry,
+        done: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// A bundle becomes active.
+    Activate {
+        sequence: u64,
+        revision: String,
+        bytes: Vec<u8>,
+        entry: PendingEntry,
+        done: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// Answers once everything queued before it is committed.
+    Flush(oneshot::Sender<Result<(), RuntimeError>>),
+}
+
+/// The sending side of the journal.
+#[derive(Clone)]
+pub struct Journal {
+    sender: mpsc::SyncSender<Job>,
+}
+
+impl Journal {
+    /// Queues a job (blocks while the queue is full: back-pressure, never a dropped entry).
+    pub fn submit(&self, job: Job) -> Result<(), RuntimeError> {
+        self.sender
+            .send(job)
+            .map_err(|_| RuntimeError::state("the journal has stopped"))
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, RuntimeError> {
+    let connection = Connection::open(path)
+        .map_err(|e| RuntimeError::state(format!("cannot open `{}`: {e}", path.display())))?;
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
+        .and_then(|()| connection.execute_batch(SCHEMA))
+        .map_err(|e| {
+            RuntimeError::state(format!(
+                "`{}` is not a usable state database: {e}; move it aside to start empty, or restore it from a backup",
+                path.display()
+            ))
+        })?;
+    Ok(connection)
+}
+
+/// The state file under a data directory.
+pub fn database_path(data: &Path) -> PathBuf {
+    data.join("state.sqlite")
+}
+
+/// Opens (or creates) the state under `data`, reads what a restart needs, and starts the
+/// journal thread. `now_seconds` drops counters whose window has ended.
+pub fn open(
+    data: &Path,
+    now_seconds: i64,
+) -> Result<(Journal, Recovered, std::thread::JoinHandle<()>), RuntimeError> {
+    std::fs::create_dir_all(data)
+        .map_err(|e| RuntimeError::state(format!("cannot create `{}`: {e}", data.display())))?;
+    let path = database_path(data);
+    let connection = open_connection(&path)?;
+    connection.execute(
+        "DELETE FROM counters WHERE window_start + window_seconds <= ?1",
+        params![now_seconds],
+    )?;
+    let active_bundle: Option<Vec<u8>> = connection
+        .query_row(
+            "SELECT bytes FROM bundles ORDER BY id DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let mut counters = Vec::new();
+    {
+        let mut statement = connection.prepare(
+            "SELECT rule, window_seconds, key_path, key_value, window_start, count FROM counters",
+        )?;
+        let rows = statement.query_map([], |row| {
+            let key_path: String = row.get(2)?;
+            Ok((
+                CounterKey {
+                    limit: LimitIdentity {
+                        rule: row.get(0)?,
+                        window_seconds: row.get::<_, i64>(1)?.max(0) as u64,
+                        key: (!key_path.is_empty()).then_some(key_path),
+                    },
+                    value: row.get(3)?,
+                    window_start: row.get(4)?,
+                },
+                row.get::<_, i64>(5)?.max(0) as u64,
+            ))
+        })?;
+        for row in rows {
+            counters.push(row?);
+        }
+    }
+    let head: Option<(u64, String)> = connection
+        .query_row(
+            "SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1",
+            [],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)),
+        )
+        .optional()?;
+    let recovered = Recovered {
+        active_bundle,
+        counters,
+        audit_entries: head.as_ref().map_or(0, |(i, _)| i + 1),
+    };
+    let (sender, receiver) = mpsc::sync_channel(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("polctl-journal".to_owned())
+        .spawn(move || run_journal(connection, receiver, head))
+        .map_err(|e| RuntimeError::state(format!("cannot start the journal thread: {e}")))?;
+    Ok((Journal { sender }, recovered, thread))
+}
+
+/// The journal thread: waits for a job, takes whatever else has queued (up to [`GROUP`]),
+/// writes it all in one transaction, then answers every job.
+fn run_journal(
+    mut connection: Connection,
+    receiver: mpsc::Receiver<Job>,
+    head: Option<(u64, String)>,
+) {
+    let mut next_index = head.as_ref().map_or(0, |(i, _)| i + 1);
+    let mut prev = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match receiver.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let (index_before, prev_before) = (next_index, prev.clone());
+        let result = write_group(&mut connection, &group, &mut next_index, &mut prev);
+        if result.is_err() {
+            // Nothing of the group was committed: the chain continues from where it was.
+            next_index = index_before;
+            prev = prev_before;
+        }
+        for job in group {
+            let done = match job {
+                Job::Decision { done, .. } | Job::Activate { done, .. } | Job::Flush(done) => done,
+            };
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+fn write_group(
+    connection: &mut Connection,
+    group: &[Job],
+    next_index: &mut u64,
+    prev: &mut String,
+) -> Result<(), RuntimeError> {
+    let transaction = connection.transaction()?;
+    {
+        let mut add_counter = transaction.prepare_cached(
+            "INSERT INTO counters (rule, window_seconds, key_path, key_value, window_start, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1)
+             ON CONFLICT DO UPDATE SET count = count + 1",
+        )?;
+        let mut add_entry = transaction
+            .prepare_cached("INSERT INTO audit (idx, entry, hash) VALUES (?1, ?2, ?3)")?;
+        let mut add_bundle = transaction.prepare_cached(
+            "INSERT INTO bundles (sequence, revision, bytes, activated_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for job in group {
+            let entry = match job {
+                Job::Decision {
+                    increments, entry, ..
+                } => {
+                    for key in increments {
+                        add_counter.execute(params![
+                            key.limit.rule,
+                            key.limit.window_seconds.min(i64::MAX as u64) as i64,
+                            key.limit.key.as_deref().unwrap_or(""),
+                            key.value,
+                            key.window_start,
+                        ])?;
+                    }
+                    entry
+                }
+                Job::Activate {
+                    sequence,
+                    revision,
+                    bytes,
+                    entry,
+                    ..
+                } => {
+                    add_bundle.execute(params![
+                        (*sequence).min(i64::MAX as u64) as i64,
+                        revision,
+                        bytes,
+                        entry.time_ms
+                    ])?;
+                    entry
+                }
+                Job::Flush(_) => continue,
+            };
+            let (text, hash) = seal(*next_index, prev, entry);
+            add_entry.execute(params![(*next_index) as i64, text, hash])?;
+            *next_index += 1;
+            *prev = hash;
+        }
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+/// Reads the audit log's entries `(index, text, hash)` in order (for `audit verify`).
+pub fn read_audit(data: &Path) -> Result<Vec<(u64, String, String)>, RuntimeError> {
+    let path = database_path(data);
+    if !path.exists() {
+        return Err(RuntimeError::state(format!(
+            "`{}` does not exist; is `{}` a server's --data directory?",
+            path.display(),
+            data.display()
+        )));
+    }
+    let connection =
+        Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut statement = connection.prepare("SELECT idx, entry, hash FROM audit ORDER BY idx")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?))
+    })?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(RuntimeError::from)
+}
