@@ -139,7 +139,18 @@ impl Engine {
                 "a request is a JSON object (language.md §1)",
             ));
         };
-        if let Some(field) = FORBIDDEN_FIELDS.iter().find(|f| object.contains_key(**f)) {
+        // An empty list or map asserts nothing (traffic files and `polctl eval` inputs carry
+        // `"approvals": []`); anything in them is refused.
+        let asserts = |value: &Json| match value {
+            Json::Null => false,
+            Json::Array(items) => !items.is_empty(),
+            Json::Object(members) => !members.is_empty(),
+            _ => true,
+        };
+        if let Some(field) = FORBIDDEN_FIELDS
+            .iter()
+            .find(|f| object.get(**f).is_some_and(asserts))
+        {
             return Err(RuntimeError::bad_request(
                 "forbidden_field",
                 format!(
@@ -159,7 +170,7 @@ impl Engine {
         let tree = JsonRef::Object(
             object
                 .iter()
-                .filter(|(key, _)| key.as_str() != "time")
+                .filter(|(key, _)| !["time", "counters", "approvals"].contains(&key.as_str()))
                 .map(|(key, value)| (Cow::Borrowed(key.as_str()), JsonRef::from_value(value)))
                 .collect(),
         );

@@ -1,0 +1,490 @@
+//! End-to-end tests of `polctl serve`: the real binary on loopback, a real HTTP client
+//! (reqwest), real SQLite state under a scratch `--data`. Faults are tests: bad input, `kill
+//! -9` under load, a tampered audit log.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read files and print
+
+mod common;
+
+use common::{polctl, scratch, stderr, stdout};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    /// Starts `polctl serve --data DATA --listen 127.0.0.1:0 EXTRA...` and waits for the line
+    /// that names its address.
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_polctl"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("polctl serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the first line");
+        let url = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Server { child, url }
+    }
+
+    fn post(&self, client: &Client, path: &str, body: &str) -> (u16, Value) {
+        let response = client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.json().expect("a JSON body"))
+    }
+
+    fn get(&self, client: &Client, path: &str) -> (u16, Value) {
+        let response = client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.json().expect("a JSON body"))
+    }
+
+    fn kill_hard(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+fn example_bundle(dir: &Path) -> PathBuf {
+    let bundle = dir.join("example.polb");
+    let out = polctl(&[
+        "build",
+        "examples/support-fleet",
+        "-o",
+        bundle.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    bundle
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+fn ops_restart(service: &str) -> Value {
+    json!({
+        "agent": { "id": "ops-bot", "role": "ops", "tenant": "acme", "tier": "enterprise" },
+        "context": { "mode": "normal", "region": "eu", "hour": 10, "kill_switch": false, "customer_verified": true },
+        "tool": "restart_service",
+        "args": { "service": service, "environment": "staging" },
+        "session": "s-1",
+    })
+}
+
+fn audit_decision_ids(data: &Path) -> HashSet<String> {
+    polctl_runtime::store::read_audit(data)
+        .expect("the audit log reads")
+        .into_iter()
+        .filter_map(|(_, text, _)| {
+            let entry: Value = serde_json::from_str(&text).ok()?;
+            entry["body"]["decision_id"].as_str().map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Every decision the server gives equals `polctl eval` on the same request with the counts
+/// the server reported (`limits[].used`) as the request's `counters`: one semantics.
+#[test]
+fn the_server_decides_as_polctl_eval_does() {
+    let dir = scratch("serve-like-eval");
+    let bundle = example_bundle(&dir);
+    let traffic = dir.join("traffic.jsonl");
+    let out = polctl(&[
+        "traffic",
+        "generate",
+        "examples/support-fleet",
+        "-o",
+        traffic.to_str().expect("utf-8"),
+        "--sessions",
+        "60",
+        "--seed",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let server = Server::start(
+        &dir.join("data"),
+        &["--bundle", bundle.to_str().expect("utf-8")],
+    );
+    let client = client();
+    let mut eval_input = String::new();
+    let mut answers = Vec::new();
+    // The generated traffic, then requests the generator rarely draws: production deploys
+    // (approval) and a restart budget used up (a limit's deny).
+    let mut lines: Vec<String> = std::fs::read_to_string(&traffic)
+        .expect("traffic")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut deploy = ops_restart("billing");
+    deploy["tool"] = json!("deploy_config");
+    deploy["args"]["environment"] = json!("production");
+    lines.extend(std::iter::repeat_n(deploy.to_string(), 3));
+    lines.extend(std::iter::repeat_n(ops_restart("search").to_string(), 7));
+    for line in &lines {
+        let mut request: Value = serde_json::from_str(line).expect("JSON");
+        if request.get("outcome").is_some() {
+            continue;
+        }
+        request.as_object_mut().expect("object").remove("time");
+        let (status, answer) = server.post(&client, "/v1/decide", &request.to_string());
+        assert_eq!(status, 200, "{answer}");
+        let counters: BTreeMap<String, u64> = answer["limits"]
+            .as_array()
+            .expect("limits")
+            .iter()
+            .map(|l| {
+                (
+                    l["rule"].as_str().expect("rule").to_owned(),
+                    l["used"].as_u64().expect("used"),
+                )
+            })
+            .collect();
+        request["counters"] = json!(counters);
+        eval_input.push_str(&request.to_string());
+        eval_input.push('\n');
+        answers.push(answer);
+    }
+    assert!(answers.len() > 200, "{} requests", answers.len());
+    let requests = dir.join("requests.jsonl");
+    std::fs::write(&requests, eval_input).expect("write");
+    let out = polctl(&[
+        "eval",
+        bundle.to_str().expect("utf-8"),
+        "--request",
+        requests.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let evaluated: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(evaluated.len(), answers.len());
+    let mut kinds = BTreeMap::new();
+    for (served, expected) in answers.iter().zip(&evaluated) {
+        assert_eq!(served["decision"], expected["decision"], "{served}");
+        assert_eq!(served["rules"], expected["rules"], "{served}");
+        assert_eq!(served["policy_version"], expected["policy_version"]);
+        assert_eq!(served["cohort"], "stable");
+        *kinds
+            .entry(served["decision"].as_str().unwrap_or("").to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        kinds.len(),
+        3,
+        "allow, deny and require_approval all met: {kinds:?}"
+    );
+}
+
+/// Bad input gets a 4xx with a code and a message naming what to fix, and nothing is counted
+/// or written for it.
+#[test]
+fn bad_input_is_refused_with_a_code_and_nothing_counted() {
+    let dir = scratch("serve-bad-input");
+    let bundle = example_bundle(&dir);
+    let data = dir.join("data");
+    let server = Server::start(&data, &["--bundle", bundle.to_str().expect("utf-8")]);
+    let client = client();
+    let mut wrong_type = ops_restart("api");
+    wrong_type["args"]["service"] = json!(7);
+    let mut unknown_tool = ops_restart("api");
+    unknown_tool["tool"] = json!("restart_servise");
+    let mut with_counters = ops_restart("api");
+    with_counters["counters"] = json!({ "roles.ops.restart_budget": 0 });
+    let mut with_approvals = ops_restart("api");
+    with_approvals["approvals"] = json!(["security"]);
+    let huge = format!("{{\"tool\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let cases: Vec<(&str, String, u16, &str, &str)> = vec![
+        (
+            "/v1/decide",
+            "{not json".to_owned(),
+            400,
+            "bad_json",
+            "not JSON",
+        ),
+        (
+            "/v1/decide",
+            "[1, 2]".to_owned(),
+            400,
+            "invalid_request",
+            "JSON object",
+        ),
+        ("/v1/decide", huge, 413, "body_too_large", "1 MiB"),
+        (
+            "/v1/decide",
+            wrong_type.to_string(),
+            400,
+            "invalid_request",
+            "args.service",
+        ),
+        (
+            "/v1/decide",
+            unknown_tool.to_string(),
+            400,
+            "invalid_request",
+            "restart_service",
+        ),
+        (
+            "/v1/decide",
+            with_counters.to_string(),
+            400,
+            "forbidden_field",
+            "`counters`",
+        ),
+        (
+            "/v1/decide",
+            with_approvals.to_string(),
+            400,
+            "forbidden_field",
+            "`approvals`",
+        ),
+        (
+            "/v1/decide/batch",
+            "{}".to_owned(),
+            400,
+            "invalid_request",
+            "requests",
+        ),
+        ("/v1/nothing", "{}".to_owned(), 404, "not_found", "endpoint"),
+    ];
+    for (path, body, status, code, mentions) in cases {
+        let (got, answer) = server.post(&client, path, &body);
+        assert_eq!(got, status, "{path} {answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains(mentions),
+            "{message:?} should mention {mentions:?}"
+        );
+    }
+    let (status, answer) = server.get(&client, "/v1/decide");
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (405, &json!("method_not_allowed"))
+    );
+    // Nothing was counted: five restarts are still allowed, the sixth is not.
+    for attempt in 1..=6 {
+        let (_, answer) = server.post(&client, "/v1/decide", &ops_restart("api").to_string());
+        let expected = if attempt <= 5 { "allow" } else { "deny" };
+        assert_eq!(answer["decision"], expected, "attempt {attempt}: {answer}");
+    }
+    // And nothing was written: the activation and the six decisions.
+    drop(server);
+    assert_eq!(
+        polctl_runtime::store::read_audit(&data)
+            .expect("audit")
+            .len(),
+        7
+    );
+}
+
+/// `kill -9` while clients are deciding: on restart every decision a client received is in
+/// the audit log, the chain verifies, and no counter is below the allowed actions clients saw.
+#[test]
+fn a_killed_server_loses_no_answered_decision_and_no_count() {
+    let dir = scratch("serve-kill");
+    let bundle = example_bundle(&dir);
+    let data = dir.join("data");
+    let mut server = Server::start(&data, &["--bundle", bundle.to_str().expect("utf-8")]);
+    let url = server.url.clone();
+    // Answers the clients received: (service, decision id, allowed, window start).
+    type Answer = (String, String, bool, String);
+    let seen: Arc<Mutex<Vec<Answer>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|worker| {
+            let seen = seen.clone();
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let client = client();
+                for i in 0..2000 {
+                    let service = format!("svc-{worker}-{}", i % 50);
+                    let response = client
+                        .post(format!("{url}/v1/decide"))
+                        .body(ops_restart(&service).to_string())
+                        .send();
+                    let Ok(response) = response else { return };
+                    let Ok(answer) = response.json::<Value>() else {
+                        return;
+                    };
+                    let window = answer["limits"][0]["window_start"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().expect("lock").push((
+                        service,
+                        answer["decision_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        answer["decision"] == "allow",
+                        window,
+                    ));
+                }
+            })
+        })
+        .collect();
+    // Kill it once some answers are out, while the clients keep sending.
+    while seen.lock().expect("lock").len() < 300 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.kill_hard();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let seen = seen.lock().expect("lock").clone();
+    assert!(seen.len() >= 300);
+
+    let logged = audit_decision_ids(&data);
+    let missing: Vec<&String> = seen
+        .iter()
+        .map(|(_, id, _, _)| id)
+        .filter(|id| !logged.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} answered decisions are not in the log",
+        missing.len()
+    );
+    let out = polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // Restarted (no --bundle: it serves what was active), each service's counter holds at
+    // least the allowed actions clients saw in the same window.
+    let server = Server::start(&data, &[]);
+    let client = client();
+    let mut allowed: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for (service, _, was_allowed, window) in &seen {
+        *allowed.entry((service, window)).or_insert(0) += u64::from(*was_allowed);
+    }
+    let mut checked = 0;
+    for ((service, window), count) in allowed {
+        let (status, answer) =
+            server.post(&client, "/v1/decide", &ops_restart(service).to_string());
+        assert_eq!(status, 200, "{answer}");
+        let limit = &answer["limits"][0];
+        if limit["window_start"] != window {
+            continue; // an hour boundary passed: a new window counts from zero
+        }
+        checked += 1;
+        let used = limit["used"].as_u64().expect("used");
+        assert!(
+            used >= count,
+            "{service}: counter {used} < {count} allowed actions seen"
+        );
+        assert!(used <= 5, "{service}: counter {used} over the limit of 5");
+    }
+    assert!(checked > 0 || seen.iter().all(|(_, _, _, w)| w.is_empty()));
+}
+
+/// A tampered audit log fails `audit verify` with exit 4 naming the first bad entry.
+#[test]
+fn a_tampered_audit_log_fails_verification() {
+    let dir = scratch("serve-tamper");
+    let bundle = example_bundle(&dir);
+    let data = dir.join("data");
+    let server = Server::start(&data, &["--bundle", bundle.to_str().expect("utf-8")]);
+    let client = client();
+    for service in ["a", "b", "c", "d"] {
+        let (status, _) = server.post(&client, "/v1/decide", &ops_restart(service).to_string());
+        assert_eq!(status, 200);
+    }
+    drop(server);
+    let verify = || polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
+    let out = verify();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("5 entries, the chain is intact"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Edit entry 2's decision in place, as someone with write access to the file could.
+    let database = data.join("state.sqlite");
+    let edit = |sql: &str| {
+        let out = Command::new("python3")
+            .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()"])
+            .arg(&database)
+            .arg(sql)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    edit("UPDATE audit SET entry = replace(entry, '\"allow\"', '\"deny\"') WHERE idx = 2");
+    let out = verify();
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    assert!(stderr(&out).contains("entry 2"), "{}", stderr(&out));
+    edit("DELETE FROM audit WHERE idx = 2");
+    let out = verify();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr(&out).contains("entry 3"), "{}", stderr(&out));
+}
+
+/// SIGTERM: the server stops taking connections, flushes, and exits 0.
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = scratch("serve-sigterm");
+    let bundle = example_bundle(&dir);
+    let data = dir.join("data");
+    let mut server = Server::start(&data, &["--bundle", bundle.to_str().expect("utf-8")]);
+    let client = client();
+    let (status, _) = server.post(&client, "/v1/decide", &ops_restart("x").to_string());
+    assert_eq!(status, 200);
+    let (status, ready) = server.get(&client, "/readyz");
+    assert_eq!((status, &ready["status"]), (200, &json!("ready")));
+    let out = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .output()
+        .expect("kill runs");
+    assert!(out.status.success());
+    let status = server.child.wait().expect("it exits");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        polctl_runtime::store::read_audit(&data)
+            .expect("audit")
+            .len(),
+        2
+    );
+}
