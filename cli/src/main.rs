@@ -14,6 +14,7 @@ mod output;
 mod reports;
 mod requests;
 mod rollout_report;
+mod server_client;
 mod traffic_file;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,9 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     Traffic(commands::traffic::TrafficArgs),
     Serve(commands::serve::ServeArgs),
+    Push(commands::release::PushArgs),
+    Rollback(commands::release::RollbackArgs),
+    Token(commands::token::TokenArgs),
     Audit(commands::audit::AuditArgs),
     Completions(commands::completions::CompletionsArgs),
 }
@@ -92,6 +96,9 @@ fn main() -> std::process::ExitCode {
         Command::Replay(args) => commands::replay::run(args),
         Command::Traffic(args) => commands::traffic::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Push(args) => commands::release::run_push(args),
+        Command::Rollback(args) => commands::release::run_rollback(args),
+        Command::Token(args) => commands::token::run(args),
         Command::Audit(args) => commands::audit::run(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };

@@ -488,3 +488,360 @@ fn sigterm_stops_the_server_cleanly() {
         2
     );
 }
+
+/// Signs a copy of `bundle` with `key` at `sequence`.
+fn signed(bundle: &Path, key: &Path, sequence: u64, out: &Path) -> PathBuf {
+    std::fs::copy(bundle, out).expect("copy");
+    let result = polctl(&[
+        "sign",
+        "--key",
+        key.to_str().expect("utf-8"),
+        "--sequence",
+        &sequence.to_string(),
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    out.to_owned()
+}
+
+fn keygen(path: &Path) {
+    let out = polctl(&["keygen", "-o", path.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `polctl push` / `polctl rollback` against the server with the given token.
+fn release(server: &Server, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_polctl"));
+    command
+        .args(args)
+        .current_dir(polctl_testsupport::workspace_dir())
+        .env("POLCTL_SERVER", &server.url)
+        .env_remove("POLCTL_TOKEN");
+    if let Some(token) = token {
+        command.env("POLCTL_TOKEN", token);
+    }
+    command.output().expect("polctl runs")
+}
+
+/// A bundle of the example whose own tests fail (one expectation flipped), built through the
+/// bundle library: `polctl build` would refuse to write it.
+fn bundle_with_failing_tests(out: &Path) -> PathBuf {
+    let root = polctl_testsupport::workspace_dir().join("examples/support-fleet");
+    let mut files: Vec<(String, String)> = polctl_testsupport::read_tree(&root, "pol");
+    files.extend(
+        polctl_testsupport::read_tree(&root, "toml")
+            .into_iter()
+            .filter(|(path, _)| path.ends_with(".test.toml")),
+    );
+    for (path, text) in &mut files {
+        if path.ends_with("platform.test.toml") {
+            *text = text.replacen("expect = \"allow\"", "expect = \"deny\"", 1);
+        }
+    }
+    let sources = polctl_lang::SourceSet::from_files(
+        files.iter().filter(|(p, _)| p.ends_with(".pol")).cloned(),
+    );
+    let set = polctl_lang::compile(&sources).set.expect("compiles");
+    let bytes = polctl_bundle::build(&polctl_bundle::BuildInput {
+        name: "support-fleet".to_owned(),
+        files,
+        set: &set,
+        check: polctl_bundle::CheckSummary {
+            errors: 0,
+            warnings: 0,
+            digest: String::new(),
+        },
+        tests: None,
+        parent: None,
+    })
+    .expect("builds");
+    std::fs::write(out, bytes).expect("write");
+    out.to_owned()
+}
+
+/// Every way a push can be wrong is refused with exit 6 and the reason, and the stable bundle
+/// keeps serving; a good push and a rollback work.
+#[test]
+fn pushes_are_verified_and_refusals_leave_the_stable_bundle_serving() {
+    let dir = scratch("serve-push");
+    let bundle = example_bundle(&dir);
+    keygen(&dir.join("release"));
+    keygen(&dir.join("stranger"));
+    let key = dir.join("release");
+    let v1 = signed(&bundle, &key, 1, &dir.join("v1.polb"));
+    let tokens = dir.join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[token]]\nname = \"release\"\nsha256 = \"{}\"\nroles = [\"admin\"]\n\n[[token]]\nname = \"agents\"\nsha256 = \"{}\"\nroles = [\"decide\"]\nagent = {{ tenant = \"acme\" }}\n",
+            polctl_runtime::tokens::hash_secret("s-admin"),
+            polctl_runtime::tokens::hash_secret("s-agent"),
+        ),
+    )
+    .expect("tokens");
+    let data = dir.join("data");
+    let server = Server::start(
+        &data,
+        &[
+            "--bundle",
+            v1.to_str().expect("utf-8"),
+            "--trust",
+            dir.join("release.pub").to_str().expect("utf-8"),
+            "--tokens",
+            tokens.to_str().expect("utf-8"),
+        ],
+    );
+    let v2 = polctl(&[
+        "build",
+        "examples/releases/verified-reads",
+        "-o",
+        dir.join("v2.polb").to_str().expect("utf-8"),
+    ]);
+    assert!(v2.status.success(), "{}", stderr(&v2));
+    let unsigned = dir.join("v2.polb");
+    let by_stranger = signed(
+        &unsigned,
+        &dir.join("stranger"),
+        5,
+        &dir.join("stranger.polb"),
+    );
+    let old_sequence = signed(&unsigned, &key, 1, &dir.join("old.polb"));
+    let mut corrupt_bytes =
+        std::fs::read(signed(&unsigned, &key, 6, &dir.join("c.polb"))).expect("read");
+    let middle = corrupt_bytes.len() / 2;
+    corrupt_bytes[middle] ^= 0x55;
+    std::fs::write(dir.join("corrupt.polb"), corrupt_bytes).expect("write");
+    let failing = signed(
+        &bundle_with_failing_tests(&dir.join("failing-unsigned.polb")),
+        &key,
+        7,
+        &dir.join("failing.polb"),
+    );
+    let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    let refusals: Vec<(Option<&str>, String, &str)> = vec![
+        (None, path(&v1), "401 unauthenticated"),
+        (Some("s-agent"), path(&v1), "403 forbidden"),
+        (Some("s-admin"), path(&unsigned), "not signed"),
+        (Some("s-admin"), path(&by_stranger), "422 bundle_signature"),
+        (Some("s-admin"), path(&old_sequence), "409 anti_rollback"),
+        (
+            Some("s-admin"),
+            path(&dir.join("corrupt.polb")),
+            "422 bundle_",
+        ),
+        (Some("s-admin"), path(&failing), "422 bundle_tests"),
+    ];
+    let client = client();
+    for (token, bundle, reason) in refusals {
+        let out = release(&server, token, &["push", &bundle]);
+        assert_eq!(out.status.code(), Some(6), "{bundle}: {}", stderr(&out));
+        assert!(stderr(&out).contains(reason), "{bundle}: {}", stderr(&out));
+        // The stable bundle keeps serving.
+        let (status, answer) = client
+            .post(format!("{}/v1/decide", server.url))
+            .bearer_auth("s-agent")
+            .body(ops_restart("api").to_string())
+            .send()
+            .map(|r| (r.status().as_u16(), r.json::<Value>().expect("JSON")))
+            .expect("answers");
+        assert_eq!(
+            (status, answer["sequence"].as_u64()),
+            (200, Some(1)),
+            "{answer}"
+        );
+    }
+    // A decide token pins its tenant: a request claiming another is refused (403).
+    let mut globex = ops_restart("api");
+    globex["agent"]["tenant"] = json!("globex");
+    let response = client
+        .post(format!("{}/v1/decide", server.url))
+        .bearer_auth("s-agent")
+        .body(globex.to_string())
+        .send()
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 403);
+
+    let good = signed(&unsigned, &key, 2, &dir.join("v2s.polb"));
+    let out = release(&server, Some("s-admin"), &["push", &path(&good)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("sequence 2 is active"),
+        "{}",
+        stdout(&out)
+    );
+    let out = release(&server, Some("s-admin"), &["rollback", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(answer["sequence"], 1);
+    drop(server);
+    // Refused callers are in the audit log (two pushes and the pinned tenant).
+    let refused = polctl_runtime::store::read_audit(&data)
+        .expect("audit")
+        .into_iter()
+        .filter(|(_, text, _)| text.contains("\"kind\":\"access\""))
+        .count();
+    assert_eq!(refused, 3);
+}
+
+/// 100 route changes (pushes and rollbacks) while clients decide: no request fails, and every
+/// answer equals `polctl eval` on the version its `sequence` names (no mixed-version decision).
+#[test]
+fn a_hundred_swaps_under_load_give_no_failed_and_no_mixed_decision() {
+    let dir = scratch("serve-swaps");
+    let key = dir.join("release");
+    keygen(&key);
+    let v1 = example_bundle(&dir);
+    let out = polctl(&[
+        "build",
+        "examples/releases/verified-reads",
+        "-o",
+        dir.join("v2.polb").to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v2 = dir.join("v2.polb");
+    // Odd sequences are the example, even ones verified-reads.
+    let version_of = |sequence: u64| if sequence % 2 == 1 { &v1 } else { &v2 };
+    let start = signed(&v1, &key, 1, &dir.join("s1.polb"));
+    let server = Server::start(
+        &dir.join("data"),
+        &[
+            "--bundle",
+            start.to_str().expect("utf-8"),
+            "--trust",
+            dir.join("release.pub").to_str().expect("utf-8"),
+        ],
+    );
+    let admin = std::fs::read_to_string(dir.join("data/admin.token")).expect("admin token");
+    let traffic = dir.join("traffic.jsonl");
+    let out = polctl(&[
+        "traffic",
+        "generate",
+        "examples/support-fleet",
+        "-o",
+        traffic.to_str().expect("utf-8"),
+        "--sessions",
+        "10",
+        "--seed",
+        "9",
+    ]);
+    assert!(out.status.success());
+    let requests: Vec<Value> = std::fs::read_to_string(&traffic)
+        .expect("traffic")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .filter(|r| r.get("outcome").is_none())
+        .collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    type Answered = (usize, u16, Value);
+    let answers: Arc<Mutex<Vec<Answered>>> = Arc::default();
+    let clients: Vec<_> = (0..3)
+        .map(|worker| {
+            let (done, answers, requests, url) = (
+                done.clone(),
+                answers.clone(),
+                requests.clone(),
+                server.url.clone(),
+            );
+            std::thread::spawn(move || {
+                let client = client();
+                let mut i = worker;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let index = i % requests.len();
+                    i += 3;
+                    let response = client
+                        .post(format!("{url}/v1/decide"))
+                        .body(requests[index].to_string())
+                        .send()
+                        .expect("no failed request");
+                    let status = response.status().as_u16();
+                    let answer = response.json::<Value>().expect("JSON");
+                    answers.lock().expect("lock").push((index, status, answer));
+                }
+            })
+        })
+        .collect();
+    let mut swaps = 0;
+    let mut sequence = 1;
+    while swaps < 100 {
+        sequence += 1;
+        let bundle = signed(
+            version_of(sequence),
+            &key,
+            sequence,
+            &dir.join(format!("s{sequence}.polb")),
+        );
+        let steps: [Vec<String>; 3] = [
+            vec!["push".into(), bundle.to_str().expect("utf-8").into()],
+            vec!["rollback".into()],
+            vec!["rollback".into(), "--to".into(), sequence.to_string()],
+        ];
+        for step in steps {
+            let args: Vec<&str> = step.iter().map(String::as_str).collect();
+            let out = release(&server, Some(admin.trim()), &args);
+            assert!(out.status.success(), "{step:?}: {}", stderr(&out));
+            swaps += 1;
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client");
+    }
+    let answers = answers.lock().expect("lock").clone();
+    assert!(
+        answers.iter().all(|(_, status, _)| *status == 200),
+        "a request failed"
+    );
+    // Each answer, with the counts the server reported, decided again by `polctl eval` on the
+    // version its sequence names.
+    let mut by_version: BTreeMap<bool, (String, Vec<&Value>)> = BTreeMap::new();
+    let mut sequences = HashSet::new();
+    for (index, _, answer) in &answers {
+        let sequence = answer["sequence"].as_u64().expect("sequence");
+        sequences.insert(sequence);
+        let mut request = requests[*index].clone();
+        let counters: BTreeMap<String, u64> = answer["limits"]
+            .as_array()
+            .expect("limits")
+            .iter()
+            .map(|l| {
+                (
+                    l["rule"].as_str().expect("rule").to_owned(),
+                    l["used"].as_u64().expect("used"),
+                )
+            })
+            .collect();
+        request["counters"] = json!(counters);
+        let entry = by_version.entry(sequence % 2 == 1).or_default();
+        entry.0.push_str(&request.to_string());
+        entry.0.push('\n');
+        entry.1.push(answer);
+    }
+    assert!(
+        sequences.len() > 10,
+        "answers came from {} sequences",
+        sequences.len()
+    );
+    for (odd, (input, served)) in by_version {
+        let file = dir.join(format!("eval-{odd}.jsonl"));
+        std::fs::write(&file, input).expect("write");
+        let bundle = if odd { &v1 } else { &v2 };
+        let out = polctl(&[
+            "eval",
+            bundle.to_str().expect("utf-8"),
+            "--request",
+            file.to_str().expect("utf-8"),
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        for (line, answer) in stdout(&out).lines().zip(served) {
+            let expected: Value = serde_json::from_str(line).expect("JSON");
+            assert_eq!(answer["decision"], expected["decision"], "{answer}");
+            assert_eq!(answer["rules"], expected["rules"], "{answer}");
+            assert_eq!(
+                answer["policy_version"], expected["policy_version"],
+                "{answer}"
+            );
+        }
+    }
+}

@@ -9,7 +9,7 @@
 
 use crate::audit::PendingEntry;
 use crate::error::RuntimeError;
-use crate::loaded::LoadedBundle;
+use crate::loaded::{load_bundle, LoadedBundle, Trust};
 use crate::store::{Job, Journal};
 use arc_swap::ArcSwapOption;
 use polctl_lang::eval::json::JsonRef;
@@ -20,15 +20,40 @@ use polctl_rollout::counters::{
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// The bundle serving traffic and when it became active.
 pub struct Active {
-    pub bundle: LoadedBundle,
+    pub bundle: Arc<LoadedBundle>,
     pub activated_ms: i64,
 }
+
+/// What `PUT /v1/bundles` answers (runtime.md §3.4).
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadReport {
+    pub sequence: u64,
+    pub revision: String,
+    pub rules: usize,
+    pub compile_ms: u64,
+    pub tests: TestSummary,
+}
+
+/// A bundle's own tests, run before it can take traffic.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct TestSummary {
+    pub passed: usize,
+    pub failed: usize,
+    /// The names of the first failing cases.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+/// Runs a bundle's test files against its evaluator. The server is given one by its driver
+/// (the CLI owns the test runner), so the engine does not depend on it.
+pub type BundleTester = Arc<dyn Fn(&LoadedBundle) -> Result<TestSummary, String> + Send + Sync>;
 
 /// A decision as the server answers it (runtime.md §3.1): language.md §1's decision and the
 /// runtime's fields.
@@ -53,6 +78,17 @@ const FORBIDDEN_FIELDS: [&str; 2] = ["counters", "approvals"];
 
 pub struct Engine {
     route: ArcSwapOption<Active>,
+    /// The bundle active before the current one, compiled: rollback to it is a route change.
+    previous: Mutex<Option<Arc<LoadedBundle>>>,
+    /// The uploaded bundle waiting to be rolled out.
+    candidate: Mutex<Option<Arc<LoadedBundle>>>,
+    /// The highest sequence ever activated: a push must be above it (anti-rollback).
+    highest_sequence: AtomicU64,
+    /// Control-plane operations happen one at a time.
+    control: tokio::sync::Mutex<()>,
+    trust: Trust,
+    tester: BundleTester,
+    data: PathBuf,
     counters: Mutex<MemoryCounters>,
     journal: Journal,
     /// Decision ids: this start's time and a sequence, unique across restarts.
@@ -61,13 +97,27 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(journal: Journal, counters: Vec<(CounterKey, u64)>, now_ms: i64) -> Engine {
+    pub fn new(
+        journal: Journal,
+        recovered: &mut crate::store::Recovered,
+        data: &Path,
+        trust: Trust,
+        tester: BundleTester,
+        now_ms: i64,
+    ) -> Engine {
         let mut store = MemoryCounters::default();
-        for (key, count) in counters {
+        for (key, count) in std::mem::take(&mut recovered.counters) {
             store.add(&key, count);
         }
         Engine {
             route: ArcSwapOption::empty(),
+            previous: Mutex::new(None),
+            candidate: Mutex::new(None),
+            highest_sequence: AtomicU64::new(recovered.highest_sequence),
+            control: tokio::sync::Mutex::new(()),
+            trust,
+            tester,
+            data: data.to_owned(),
             counters: Mutex::new(store),
             journal,
             started_ms: now_ms,
@@ -80,48 +130,244 @@ impl Engine {
         self.route.load_full()
     }
 
+    /// The state directory.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// The server's trusted keys (to load bundles the same way everywhere).
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
     /// Makes a bundle active at once, durably: the route changes only after the bundle and
-    /// its `activate` audit entry are committed, so a restart comes back to it.
+    /// its audit entry (`kind`: `activate` or `rollback`) are committed, so a restart comes
+    /// back to it. Decisions in flight finish on the bundle they loaded.
     pub async fn activate(
         &self,
-        bundle: LoadedBundle,
+        bundle: Arc<LoadedBundle>,
         now_ms: i64,
-        reason: &str,
+        kind: &'static str,
+        by: &str,
     ) -> Result<(), RuntimeError> {
         let (done, committed) = oneshot::channel();
-        let previous = self.active().map(|a| a.bundle.sequence);
+        let previous = self.active();
         self.journal.submit(Job::Activate {
             sequence: bundle.sequence,
             revision: bundle.revision.clone(),
             bytes: bundle.bytes.clone(),
             entry: PendingEntry {
                 time_ms: now_ms,
-                kind: "activate",
+                kind,
                 body: json!({
                     "sequence": bundle.sequence,
                     "revision": bundle.revision,
                     "name": bundle.name,
                     "verified": bundle.verified,
-                    "previous_sequence": previous,
-                    "reason": reason,
+                    "previous_sequence": previous.as_ref().map(|a| a.bundle.sequence),
+                    "by": by,
                 }),
             },
             done,
         })?;
         wait(committed).await?;
+        self.highest_sequence
+            .fetch_max(bundle.sequence, Ordering::SeqCst);
         self.route.store(Some(Arc::new(Active {
             bundle,
             activated_ms: now_ms,
         })));
+        if let Ok(mut kept) = self.previous.lock() {
+            *kept = previous.map(|a| a.bundle.clone());
+        }
         Ok(())
     }
 
     /// Puts a recovered bundle back on the route (it is already in the state store).
     pub fn restore(&self, bundle: LoadedBundle, activated_ms: i64) {
         self.route.store(Some(Arc::new(Active {
-            bundle,
+            bundle: Arc::new(bundle),
             activated_ms,
         })));
+    }
+
+    /// Puts a recovered candidate back (it is already in the state store).
+    pub fn restore_candidate(&self, bundle: LoadedBundle) {
+        if let Ok(mut candidate) = self.candidate.lock() {
+            *candidate = Some(Arc::new(bundle));
+        }
+    }
+
+    /// The uploaded bundle waiting to be rolled out.
+    pub fn candidate(&self) -> Option<Arc<LoadedBundle>> {
+        self.candidate.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// `PUT /v1/bundles`: verifies, compiles and tests a bundle and keeps it as the candidate.
+    /// Nothing that fails here touches the stable bundle.
+    pub async fn upload(
+        &self,
+        bytes: Vec<u8>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<UploadReport, RuntimeError> {
+        let _control = self.control.lock().await;
+        let trust = self.trust.clone();
+        let tester = self.tester.clone();
+        let (bundle, tests) = tokio::task::spawn_blocking(move || {
+            let bundle = load_bundle(bytes, &trust)?;
+            let tests = tester(&bundle).map_err(|message| {
+                RuntimeError::new(
+                    422,
+                    "bundle_tests",
+                    format!("the bundle's tests cannot run: {message}"),
+                )
+            })?;
+            Ok::<_, RuntimeError>((bundle, tests))
+        })
+        .await
+        .map_err(|e| {
+            RuntimeError::new(500, "internal", format!("loading the bundle failed: {e}"))
+        })??;
+        if tests.failed > 0 {
+            return Err(RuntimeError::new(
+                422,
+                "bundle_tests",
+                format!(
+                    "{} of {} of the bundle's test cases fail ({}); run `polctl test` on the bundle",
+                    tests.failed,
+                    tests.passed + tests.failed,
+                    tests.failures.join(", ")
+                ),
+            ));
+        }
+        let highest = self.highest_sequence.load(Ordering::SeqCst);
+        // Unverified bundles (a server without --trust) all have sequence 0: there is no
+        // signed release number to compare.
+        if bundle.verified && bundle.sequence <= highest {
+            return Err(RuntimeError::new(
+                409,
+                "anti_rollback",
+                format!(
+                    "sequence {} is not above {highest}, the highest this server has activated; sign the bundle with a higher --sequence, or use `polctl rollback` to return to a kept bundle",
+                    bundle.sequence
+                ),
+            ));
+        }
+        let report = UploadReport {
+            sequence: bundle.sequence,
+            revision: bundle.revision.clone(),
+            rules: bundle.rules,
+            compile_ms: bundle.compile_ms,
+            tests,
+        };
+        let (done, committed) = oneshot::channel();
+        self.journal.submit(Job::Candidate {
+            sequence: bundle.sequence,
+            revision: bundle.revision.clone(),
+            bytes: bundle.bytes.clone(),
+            entry: PendingEntry {
+                time_ms: now_ms,
+                kind: "bundle",
+                body: json!({
+                    "sequence": report.sequence,
+                    "revision": report.revision,
+                    "name": bundle.name,
+                    "rules": report.rules,
+                    "tests": report.tests,
+                    "by": by,
+                }),
+            },
+            done,
+        })?;
+        wait(committed).await?;
+        if let Ok(mut candidate) = self.candidate.lock() {
+            *candidate = Some(Arc::new(bundle));
+        }
+        Ok(report)
+    }
+
+    /// `POST /v1/rollouts` without a plan: the candidate with `sequence` becomes stable at
+    /// once (blue-green).
+    pub async fn switch(&self, sequence: u64, by: &str, now_ms: i64) -> Result<(), RuntimeError> {
+        let _control = self.control.lock().await;
+        let Some(candidate) = self.candidate() else {
+            return Err(RuntimeError::new(
+                409,
+                "no_candidate",
+                "no bundle is waiting to be rolled out; upload one first (`polctl push BUNDLE`)",
+            ));
+        };
+        if candidate.sequence != sequence {
+            return Err(RuntimeError::new(
+                409,
+                "wrong_candidate",
+                format!(
+                    "the candidate is sequence {}, not {sequence}",
+                    candidate.sequence
+                ),
+            ));
+        }
+        self.activate(candidate, now_ms, "activate", by).await?;
+        if let Ok(mut slot) = self.candidate.lock() {
+            *slot = None;
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/rollback`: all traffic to the previous stable bundle, or to the kept bundle
+    /// with `to_sequence`, at once.
+    pub async fn rollback(
+        &self,
+        to_sequence: Option<u64>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Arc<LoadedBundle>, RuntimeError> {
+        let _control = self.control.lock().await;
+        let current = self.active().map(|a| a.bundle.clone());
+        let previous = self.previous.lock().ok().and_then(|p| p.clone());
+        // The previous bundle is still compiled: a rollback to it is a route change.
+        let hot = previous.filter(|p| to_sequence.is_none_or(|s| p.sequence == s));
+        let target = match hot {
+            Some(bundle) => bundle,
+            None => {
+                let data = self.data.clone();
+                let trust = self.trust.clone();
+                let current_revision = current.as_ref().map(|c| c.revision.clone());
+                tokio::task::spawn_blocking(move || {
+                    let kept = crate::store::kept_bundles(&data)?;
+                    let found = match to_sequence {
+                        Some(sequence) => kept.into_iter().find(|k| k.sequence == sequence),
+                        None => kept
+                            .into_iter()
+                            .find(|k| Some(&k.revision) != current_revision.as_ref()),
+                    };
+                    let Some(found) = found else {
+                        return Err(RuntimeError::new(
+                            404,
+                            "no_kept_bundle",
+                            match to_sequence {
+                                Some(sequence) => format!("no kept bundle has sequence {sequence}; `GET /v1/status` lists the kept ones"),
+                                None => "there is no earlier bundle to roll back to".to_owned(),
+                            },
+                        ));
+                    };
+                    load_bundle(found.bytes, &trust).map(Arc::new)
+                })
+                .await
+                .map_err(|e| RuntimeError::new(500, "internal", format!("rollback failed: {e}")))??
+            }
+        };
+        if current.as_ref().is_some_and(|c| c.bytes == target.bytes) {
+            return Err(RuntimeError::new(
+                409,
+                "already_active",
+                format!("sequence {} is already active", target.sequence),
+            ));
+        }
+        self.activate(target.clone(), now_ms, "rollback", by)
+            .await?;
+        Ok(target)
     }
 
     /// Decides one request (the JSON of runtime.md §3.1) at `now_ms`.
@@ -228,6 +474,25 @@ impl Engine {
             response,
             committed,
         })
+    }
+
+    /// Writes an audit entry of its own and waits until it is durable.
+    pub async fn record(
+        &self,
+        kind: &'static str,
+        body: Json,
+        now_ms: i64,
+    ) -> Result<(), RuntimeError> {
+        let (done, committed) = oneshot::channel();
+        self.journal.submit(Job::Entry {
+            entry: PendingEntry {
+                time_ms: now_ms,
+                kind,
+                body,
+            },
+            done,
+        })?;
+        wait(committed).await
     }
 
     /// Waits until everything queued so far is durable (shutdown).

@@ -4,10 +4,11 @@
 
 use crate::engine::{wait, Engine};
 use crate::error::RuntimeError;
+use crate::tokens::{Access, Caller, Need};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,6 +31,46 @@ impl Default for HttpSettings {
     }
 }
 
+/// What the handlers share.
+pub struct App {
+    pub engine: Arc<Engine>,
+    pub access: Access,
+}
+
+type Shared = State<Arc<App>>;
+
+/// The caller, if its token allows `need`; a refusal is written to the audit log (kind
+/// `access`) before it is answered.
+async fn authorize(
+    app: &App,
+    headers: &HeaderMap,
+    need: Need,
+    endpoint: &str,
+) -> Result<Caller, RuntimeError> {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok());
+    match app.access.check(authorization, &need) {
+        Ok(caller) => Ok(caller),
+        Err(error) => {
+            refused(app, &error, endpoint, None).await;
+            Err(error)
+        }
+    }
+}
+
+/// Audits a refused caller (401, 403). If the log cannot be written the refusal stands.
+async fn refused(app: &App, error: &RuntimeError, endpoint: &str, caller: Option<&str>) {
+    let _ = app
+        .engine
+        .record(
+            "access",
+            json!({ "endpoint": endpoint, "status": error.status, "code": error.code, "token": caller }),
+            now_ms(),
+        )
+        .await;
+}
+
 /// Requests in one batch at most.
 const MAX_BATCH: usize = 1000;
 
@@ -46,18 +87,27 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-pub fn router(engine: Arc<Engine>, settings: &HttpSettings) -> Router {
+pub fn router(app: Arc<App>, settings: &HttpSettings) -> Router {
     Router::new()
         .route("/v1/decide", post(decide))
         .route("/v1/decide/batch", post(decide_batch))
         .route("/v1/status", get(status))
+        .route(
+            "/v1/bundles",
+            axum::routing::put(upload_bundle).layer(DefaultBodyLimit::max(BUNDLE_LIMIT)),
+        )
+        .route("/v1/rollouts", post(start_rollout))
+        .route("/v1/rollback", post(rollback))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.body_limit))
-        .with_state(engine)
+        .with_state(app)
 }
+
+/// Bundles are larger than decisions: uploads take up to 64 MiB.
+const BUNDLE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The body as JSON, or the error a client can act on.
 fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, RuntimeError> {
@@ -77,19 +127,27 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, RuntimeError
 }
 
 async fn decide(
-    State(engine): State<Arc<Engine>>,
+    State(app): Shared,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RuntimeError> {
-    let request = parse_body(body)?;
-    let decided = engine.decide(&request, now_ms())?;
+    let caller = authorize(&app, &headers, Need::Decide, "/v1/decide").await?;
+    let mut request = parse_body(body)?;
+    if let Err(error) = caller.pin(&mut request) {
+        refused(&app, &error, "/v1/decide", Some(&caller.name)).await;
+        return Err(error);
+    }
+    let decided = app.engine.decide(&request, now_ms())?;
     wait(decided.committed).await?;
     Ok(Json(decided.response).into_response())
 }
 
 async fn decide_batch(
-    State(engine): State<Arc<Engine>>,
+    State(app): Shared,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Decide, "/v1/decide/batch").await?;
     let body = parse_body(body)?;
     let Some(requests) = body.get("requests").and_then(Value::as_array) else {
         return Err(RuntimeError::bad_request(
@@ -108,7 +166,13 @@ async fn decide_batch(
     let mut decisions = Vec::with_capacity(requests.len());
     let mut pending = Vec::new();
     for request in requests {
-        match engine.decide(request, now_ms()) {
+        let mut request = request.clone();
+        if let Err(error) = caller.pin(&mut request) {
+            refused(&app, &error, "/v1/decide/batch", Some(&caller.name)).await;
+            decisions.push(error.to_json());
+            continue;
+        }
+        match app.engine.decide(&request, now_ms()) {
             Ok(decided) => {
                 pending.push(decided.committed);
                 decisions.push(serde_json::to_value(decided.response).unwrap_or(Value::Null));
@@ -122,7 +186,12 @@ async fn decide_batch(
     Ok(Json(json!({ "decisions": decisions })).into_response())
 }
 
-async fn status(State(engine): State<Arc<Engine>>) -> Json<Value> {
+async fn status(State(app): Shared, headers: HeaderMap) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::Auditor, "/v1/status").await?;
+    let engine = &app.engine;
+    let candidate = engine.candidate().map(|bundle| {
+        json!({ "sequence": bundle.sequence, "revision": bundle.revision, "name": bundle.name, "rules": bundle.rules })
+    });
     let stable = engine.active().map(|active| {
         json!({
             "sequence": active.bundle.sequence,
@@ -133,21 +202,110 @@ async fn status(State(engine): State<Arc<Engine>>) -> Json<Value> {
             "activated_at": crate::audit::format_time(active.activated_ms),
         })
     });
-    Json(json!({
+    let data = engine.data().to_owned();
+    let kept: Vec<Value> = tokio::task::spawn_blocking(move || crate::store::kept_bundles(&data))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| {
+            json!({
+                "sequence": k.sequence,
+                "revision": k.revision,
+                "activated_at": crate::audit::format_time(k.activated_ms),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
         "stable": stable,
-        "candidate": null,
+        "candidate": candidate,
+        "kept": kept,
         "rollout": null,
         "state_backend": "sqlite",
         "decisions_since_start": engine.decisions(),
-    }))
+    })))
+}
+
+async fn upload_bundle(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Admin, "/v1/bundles").await?;
+    let bytes = body.map_err(|rejection| {
+        RuntimeError::new(
+            rejection.status().as_u16(),
+            "bad_body",
+            format!("cannot read the bundle: {rejection}"),
+        )
+    })?;
+    let report = app
+        .engine
+        .upload(bytes.to_vec(), &caller.name, now_ms())
+        .await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
+async fn start_rollout(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Admin, "/v1/rollouts").await?;
+    let body = parse_body(body)?;
+    let Some(sequence) = body.get("sequence").and_then(Value::as_u64) else {
+        return Err(RuntimeError::bad_request(
+            "invalid_request",
+            "a rollout is {\"sequence\": N, \"plan\": {...}} (the candidate's sequence)",
+        ));
+    };
+    if body.get("plan").is_some_and(|plan| !plan.is_null()) {
+        return Err(RuntimeError::new(
+            501,
+            "not_implemented",
+            "staged rollouts are not served yet; omit the plan for a blue-green switch, and rehearse the plan with `polctl simulate`",
+        ));
+    }
+    app.engine.switch(sequence, &caller.name, now_ms()).await?;
+    Ok(Json(
+        json!({ "sequence": sequence, "state": "completed", "plan": null }),
+    ))
+}
+
+async fn rollback(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Admin, "/v1/rollback").await?;
+    let bytes = body.unwrap_or_default();
+    let body: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        parse_body(Ok(bytes))?
+    };
+    let to_sequence = match body.get("to_sequence") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(value.as_u64().ok_or_else(|| {
+            RuntimeError::bad_request("invalid_request", "`to_sequence` is a sequence number")
+        })?),
+    };
+    let bundle = app
+        .engine
+        .rollback(to_sequence, &caller.name, now_ms())
+        .await?;
+    Ok(Json(
+        json!({ "sequence": bundle.sequence, "revision": bundle.revision }),
+    ))
 }
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, RuntimeError> {
-    match engine.active() {
+async fn readyz(State(app): Shared) -> Result<Json<Value>, RuntimeError> {
+    match app.engine.active() {
         Some(active) => Ok(Json(
             json!({ "status": "ready", "sequence": active.bundle.sequence }),
         )),

@@ -6,6 +6,7 @@
 //! - [`audit`]: audit entries and their hash chain;
 //! - [`loaded`]: a bundle verified, compiled and ready to decide;
 //! - [`http`]: the axum routes (the engine never sees HTTP);
+//! - [`tokens`]: tokens, roles and pinned agent attributes;
 //! - [`error`]: the one error type, with a code and an HTTP status.
 
 pub mod audit;
@@ -14,3 +15,4 @@ pub mod error;
 pub mod http;
 pub mod loaded;
 pub mod store;
+pub mod tokens;

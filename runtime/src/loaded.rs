@@ -9,7 +9,7 @@ use polctl_lang::{compile, SourceSet};
 use std::time::Instant;
 
 /// What the server trusts: the keys of `--trust` and how many must have signed.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Trust {
     pub keys: Vec<PublicKey>,
     pub threshold: usize,

@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS bundles (
     bytes BLOB NOT NULL,
     activated_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS candidate (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    sequence INTEGER NOT NULL,
+    revision TEXT NOT NULL,
+    bytes BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     rule TEXT NOT NULL,
     window_seconds INTEGER NOT NULL,
@@ -54,6 +60,12 @@ CREATE TABLE IF NOT EXISTS audit (
 pub struct Recovered {
     /// The active bundle's bytes, if one was ever activated.
     pub active_bundle: Option<Vec<u8>>,
+    /// When it was activated (Unix milliseconds).
+    pub activated_ms: i64,
+    /// The highest sequence ever activated (anti-rollback).
+    pub highest_sequence: u64,
+    /// A bundle uploaded and not yet activated.
+    pub candidate: Option<Vec<u8>>,
     /// Live counters (windows not yet ended at `now`).
     pub counters: Vec<(CounterKey, u64)>,
     /// Entries in the audit log.
@@ -68,11 +80,24 @@ pub enum Job {
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
     },
-    /// A bundle becomes active.
+    /// A bundle is uploaded: it becomes the candidate.
+    Candidate {
+        sequence: u64,
+        revision: String,
+        bytes: Vec<u8>,
+        entry: PendingEntry,
+        done: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// A bundle becomes active (the candidate, if any, is cleared).
     Activate {
         sequence: u64,
         revision: String,
         bytes: Vec<u8>,
+        entry: PendingEntry,
+        done: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// An audit entry of its own (an admin action, a refused caller).
+    Entry {
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
     },
@@ -130,12 +155,22 @@ pub fn open(
         "DELETE FROM counters WHERE window_start + window_seconds <= ?1",
         params![now_seconds],
     )?;
-    let active_bundle: Option<Vec<u8>> = connection
+    let active: Option<(Vec<u8>, i64)> = connection
         .query_row(
-            "SELECT bytes FROM bundles ORDER BY id DESC LIMIT 1",
+            "SELECT bytes, activated_ms FROM bundles ORDER BY id DESC LIMIT 1",
             [],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
+        .optional()?;
+    let highest_sequence: i64 = connection.query_row(
+        "SELECT COALESCE(MAX(sequence), 0) FROM bundles",
+        [],
+        |row| row.get(0),
+    )?;
+    let candidate: Option<Vec<u8>> = connection
+        .query_row("SELECT bytes FROM candidate WHERE id = 1", [], |row| {
+            row.get(0)
+        })
         .optional()?;
     let mut counters = Vec::new();
     {
@@ -168,8 +203,15 @@ pub fn open(
             |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)),
         )
         .optional()?;
+    let (active_bundle, activated_ms) = match active {
+        Some((bytes, at)) => (Some(bytes), at),
+        None => (None, 0),
+    };
     let recovered = Recovered {
         active_bundle,
+        activated_ms,
+        highest_sequence: highest_sequence.max(0) as u64,
+        candidate,
         counters,
         audit_entries: head.as_ref().map_or(0, |(i, _)| i + 1),
     };
@@ -207,7 +249,11 @@ fn run_journal(
         }
         for job in group {
             let done = match job {
-                Job::Decision { done, .. } | Job::Activate { done, .. } | Job::Flush(done) => done,
+                Job::Decision { done, .. }
+                | Job::Candidate { done, .. }
+                | Job::Activate { done, .. }
+                | Job::Entry { done, .. }
+                | Job::Flush(done) => done,
             };
             let _ = done.send(result.clone());
         }
@@ -232,6 +278,10 @@ fn write_group(
         let mut add_bundle = transaction.prepare_cached(
             "INSERT INTO bundles (sequence, revision, bytes, activated_ms) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut set_candidate = transaction.prepare_cached(
+            "INSERT OR REPLACE INTO candidate (id, sequence, revision, bytes) VALUES (1, ?1, ?2, ?3)",
+        )?;
+        let mut clear_candidate = transaction.prepare_cached("DELETE FROM candidate")?;
         for job in group {
             let entry = match job {
                 Job::Decision {
@@ -261,8 +311,24 @@ fn write_group(
                         bytes,
                         entry.time_ms
                     ])?;
+                    clear_candidate.execute([])?;
                     entry
                 }
+                Job::Candidate {
+                    sequence,
+                    revision,
+                    bytes,
+                    entry,
+                    ..
+                } => {
+                    set_candidate.execute(params![
+                        (*sequence).min(i64::MAX as u64) as i64,
+                        revision,
+                        bytes
+                    ])?;
+                    entry
+                }
+                Job::Entry { entry, .. } => entry,
                 Job::Flush(_) => continue,
             };
             let (text, hash) = seal(*next_index, prev, entry);
@@ -273,6 +339,38 @@ fn write_group(
     }
     transaction.commit()?;
     Ok(())
+}
+
+/// A bundle that was active once: kept for rollback.
+pub struct KeptBundle {
+    pub sequence: u64,
+    pub revision: String,
+    pub activated_ms: i64,
+    pub bytes: Vec<u8>,
+}
+
+/// How many activated bundles are kept for rollback (runtime.md §3.4).
+pub const KEPT_BUNDLES: usize = 10;
+
+/// The last [`KEPT_BUNDLES`] activations, newest (the active one) first.
+pub fn kept_bundles(data: &Path) -> Result<Vec<KeptBundle>, RuntimeError> {
+    let connection = Connection::open_with_flags(
+        database_path(data),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let mut statement = connection.prepare(
+        "SELECT sequence, revision, activated_ms, bytes FROM bundles ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = statement.query_map(params![KEPT_BUNDLES as i64], |row| {
+        Ok(KeptBundle {
+            sequence: row.get::<_, i64>(0)?.max(0) as u64,
+            revision: row.get(1)?,
+            activated_ms: row.get(2)?,
+            bytes: row.get(3)?,
+        })
+    })?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(RuntimeError::from)
 }
 
 /// Reads the audit log's entries `(index, text, hash)` in order (for `audit verify`).

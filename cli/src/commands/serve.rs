@@ -7,10 +7,11 @@ use crate::exit::{CliError, Exit};
 use crate::load::{read_bytes, read_text};
 use clap::Args;
 use polctl_bundle::parse_public_key;
-use polctl_runtime::engine::Engine;
+use polctl_runtime::engine::{BundleTester, Engine, TestSummary};
 use polctl_runtime::error::RuntimeError;
-use polctl_runtime::http::{now_ms, router, HttpSettings};
-use polctl_runtime::loaded::{load_bundle, Trust};
+use polctl_runtime::http::{now_ms, router, App, HttpSettings};
+use polctl_runtime::loaded::{load_bundle, LoadedBundle, Trust};
+use polctl_runtime::tokens::{hash_secret, secret_from, Access};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,105 @@ pub struct ServeArgs {
     /// How many distinct trusted keys must have signed a bundle.
     #[arg(long, default_value_t = 1)]
     threshold: usize,
+    /// The tokens file (`polctl token new` prints its lines). Without it the server writes an
+    /// admin token to DIR/admin.token and serves decisions without a token, on loopback only.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+}
+
+/// Runs a bundle's own test files (the cases; adversarial variants and properties too) with
+/// the test runner `polctl test` uses.
+fn bundle_tester() -> BundleTester {
+    std::sync::Arc::new(|bundle: &LoadedBundle| {
+        let opened = polctl_bundle::open(&bundle.bytes).map_err(|e| e.to_string())?;
+        let mut files = Vec::new();
+        for (path, text) in opened.sources() {
+            if !path.ends_with(".test.toml") {
+                continue;
+            }
+            let file = polctl_testkit::parse_test_file(&path, &text).map_err(|errors| {
+                let first = errors
+                    .first()
+                    .map(|e| format!("line {}: {}", e.line, e.message))
+                    .unwrap_or_default();
+                format!("`{path}` is malformed ({first})")
+            })?;
+            files.push(file);
+        }
+        let report = polctl_testkit::run(
+            &bundle.evaluator,
+            &files,
+            &polctl_testkit::RunOptions {
+                filter: None,
+                timeout_ms: 10_000,
+            },
+        );
+        Ok(TestSummary {
+            passed: report.passed(),
+            failed: report.failed(),
+            failures: report
+                .results
+                .iter()
+                .filter(|r| matches!(r.outcome, polctl_testkit::CaseOutcome::Failed(_)))
+                .take(5)
+                .map(|r| r.name.clone())
+                .collect(),
+        })
+    })
+}
+
+/// Who may call: the tokens file, or the admin token under DIR (created on first start).
+fn access(args: &ServeArgs) -> Result<Access, CliError> {
+    if let Some(path) = &args.tokens {
+        return Access::parse(&read_text(path)?).map_err(|message| {
+            CliError::new(format!("`{}`: {message}", path.display()))
+                .with_help("each token is [[token]] with name, sha256 and roles; `polctl token new` prints one")
+        });
+    }
+    let loopback = args
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| args.listen.starts_with("localhost:"));
+    if !loopback {
+        return Err(CliError::new(format!(
+            "refusing to serve decisions on `{}` without tokens",
+            args.listen
+        ))
+        .with_help("without --tokens the data plane is open, so only a loopback address is allowed; create tokens with `polctl token new` and pass --tokens FILE"));
+    }
+    std::fs::create_dir_all(&args.data).map_err(|e| CliError::write(&args.data, &e))?;
+    let path = args.data.join("admin.token");
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().to_owned(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut random = [0u8; 32];
+            getrandom::getrandom(&mut random)
+                .map_err(|e| CliError::new(format!("no randomness for the admin token: {e}")))?;
+            let secret = secret_from(random);
+            write_private(&path, &secret)?;
+            eprintln!(
+                "polctl serve: wrote an admin token to `{}` (POLCTL_TOKEN or --token-file for push, rollback and status)",
+                path.display()
+            );
+            secret
+        }
+        Err(error) => return Err(CliError::read(&path, &error)),
+    };
+    Ok(Access::Local {
+        admin_sha256: hash_secret(&secret),
+    })
+}
+
+/// Writes a secret readable by its owner only (mode 0600).
+fn write_private(path: &std::path::Path, secret: &str) -> Result<(), CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| CliError::write(path, &e))?;
+    file.write_all(format!("{secret}\n").as_bytes())
+        .map_err(|e| CliError::write(path, &e))
 }
 
 fn runtime_error(error: RuntimeError) -> CliError {
@@ -46,6 +146,7 @@ fn runtime_error(error: RuntimeError) -> CliError {
 }
 
 pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
+    let access = access(&args)?;
     let mut trust = Trust {
         keys: Vec::new(),
         threshold: args.threshold,
@@ -63,9 +164,22 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
         None => None,
     };
     let started = now_ms();
-    let (journal, recovered, journal_thread) =
+    let (journal, mut recovered, journal_thread) =
         polctl_runtime::store::open(&args.data, started / 1000).map_err(runtime_error)?;
-    let engine = Arc::new(Engine::new(journal, recovered.counters, started));
+    let engine = Arc::new(Engine::new(
+        journal,
+        &mut recovered,
+        &args.data,
+        trust.clone(),
+        bundle_tester(),
+        started,
+    ));
+    if let Some(bytes) = recovered.candidate.take() {
+        // A candidate that no longer loads (keys changed) is simply not restored.
+        if let Ok(candidate) = load_bundle(bytes, &trust) {
+            engine.restore_candidate(candidate);
+        }
+    }
     // The bundle that was active, back on the route before anything else can happen.
     let recovered_bundle = match recovered.active_bundle {
         Some(bytes) => Some(load_bundle(bytes, &trust).map_err(|e| {
@@ -87,13 +201,13 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
             let same = start_bundle
                 .as_ref()
                 .is_some_and(|b| b.bytes == bundle.bytes);
-            engine.restore(bundle, started);
+            engine.restore(bundle, recovered.activated_ms);
             if same {
                 // Already active: nothing to record.
-                return serve(&args, engine.clone(), None).await;
+                return serve(&args, engine.clone(), access, None).await;
             }
         }
-        serve(&args, engine.clone(), start_bundle).await
+        serve(&args, engine.clone(), access, start_bundle).await
     });
     drop(engine);
     let _ = journal_thread.join();
@@ -103,11 +217,12 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
 async fn serve(
     args: &ServeArgs,
     engine: Arc<Engine>,
-    start_bundle: Option<polctl_runtime::loaded::LoadedBundle>,
+    access: Access,
+    start_bundle: Option<LoadedBundle>,
 ) -> Result<Exit, CliError> {
     if let Some(bundle) = start_bundle {
         engine
-            .activate(bundle, now_ms(), "serve --bundle")
+            .activate(Arc::new(bundle), now_ms(), "activate", "serve --bundle")
             .await
             .map_err(runtime_error)?;
     }
@@ -135,7 +250,13 @@ async fn serve(
     };
     println!("polctl serve: listening on http://{address} ({serving})");
     let _ = std::io::stdout().flush();
-    let app = router(engine.clone(), &HttpSettings::default());
+    let app = router(
+        Arc::new(App {
+            engine: engine.clone(),
+            access,
+        }),
+        &HttpSettings::default(),
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
