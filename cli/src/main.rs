@@ -62,6 +62,7 @@ enum Command {
     Push(commands::release::PushArgs),
     Rollback(commands::release::RollbackArgs),
     Token(commands::token::TokenArgs),
+    Context(commands::context::ContextArgs),
     Audit(commands::audit::AuditArgs),
     Completions(commands::completions::CompletionsArgs),
 }
@@ -99,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Push(args) => commands::release::run_push(args),
         Command::Rollback(args) => commands::release::run_rollback(args),
         Command::Token(args) => commands::token::run(args),
+        Command::Context(args) => commands::context::run(args),
         Command::Audit(args) => commands::audit::run(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };

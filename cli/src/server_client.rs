@@ -66,6 +66,18 @@ impl ServerClient {
         self.send(self.client.post(format!("{}{path}", self.base)).json(body))
     }
 
+    pub fn put_json(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(self.client.put(format!("{}{path}", self.base)).json(body))
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, CliError> {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        self.send(self.client.delete(format!("{}{path}", self.base)))
+    }
+
     fn send(&self, request: RequestBuilder) -> Result<Value, CliError> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),

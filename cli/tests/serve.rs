@@ -108,6 +108,13 @@ fn ops_restart(service: &str) -> Value {
     })
 }
 
+/// The example's operator attributes (polctl.toml) at their defaults: what the server uses
+/// when no operator has set them, whatever the request says, so `polctl eval` must see them.
+fn operator_defaults(request: &mut Value) {
+    request["context"]["mode"] = json!("normal");
+    request["context"]["kill_switch"] = json!(false);
+}
+
 fn audit_decision_ids(data: &Path) -> HashSet<String> {
     polctl_runtime::store::read_audit(data)
         .expect("the audit log reads")
@@ -163,6 +170,7 @@ fn the_server_decides_as_polctl_eval_does() {
             continue;
         }
         request.as_object_mut().expect("object").remove("time");
+        operator_defaults(&mut request);
         let (status, answer) = server.post(&client, "/v1/decide", &request.to_string());
         assert_eq!(status, 200, "{answer}");
         let counters: BTreeMap<String, u64> = answer["limits"]
@@ -730,6 +738,10 @@ fn a_hundred_swaps_under_load_give_no_failed_and_no_mixed_decision() {
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
         .filter(|r| r.get("outcome").is_none())
+        .map(|mut r| {
+            operator_defaults(&mut r);
+            r
+        })
         .collect();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     type Answered = (usize, u16, Value);
@@ -844,4 +856,96 @@ fn a_hundred_swaps_under_load_give_no_failed_and_no_mixed_decision() {
             );
         }
     }
+}
+
+/// Operator context: set on the server, it overrides what requests carry, per tenant too,
+/// takes effect on the next decision, is audited, and survives a `kill -9`.
+#[test]
+fn operator_context_overrides_requests_and_survives_a_crash() {
+    let dir = scratch("serve-context");
+    let bundle = example_bundle(&dir);
+    let data = dir.join("data");
+    let mut server = Server::start(&data, &["--bundle", bundle.to_str().expect("utf-8")]);
+    let admin = std::fs::read_to_string(data.join("admin.token")).expect("admin token");
+    let client = client();
+    let decide = |server: &Server, tenant: &str| {
+        let mut request = ops_restart("api");
+        request["agent"]["tenant"] = json!(tenant);
+        let (status, answer) = server.post(&client, "/v1/decide", &request.to_string());
+        assert_eq!(status, 200, "{answer}");
+        (
+            answer["decision"].as_str().unwrap_or("").to_owned(),
+            answer["rules"][0].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(decide(&server, "acme").0, "allow");
+    let context = |server: &Server, args: &[&str]| {
+        let mut all = vec!["context"];
+        all.extend_from_slice(args);
+        let out = release(server, Some(admin.trim()), &all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    context(&server, &["set", "mode=read_only"]);
+    // The request says `normal`; the server's value wins.
+    assert_eq!(
+        decide(&server, "acme"),
+        (
+            "deny".to_owned(),
+            "platform.modes.read_only_execute".to_owned()
+        )
+    );
+    context(&server, &["unset", "mode"]);
+    context(&server, &["set", "--tenant", "globex", "kill_switch=true"]);
+    assert_eq!(decide(&server, "acme").0, "allow");
+    assert_eq!(
+        decide(&server, "globex"),
+        (
+            "deny".to_owned(),
+            "platform.kill_switches.stop_everything".to_owned()
+        )
+    );
+    // Bad names and values are refused with the fix.
+    let out = release(
+        &server,
+        Some(admin.trim()),
+        &["context", "set", "kill_swich=true"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did you mean `kill_switch`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = release(
+        &server,
+        Some(admin.trim()),
+        &["context", "set", "mode=sleepy"],
+    );
+    assert!(
+        stderr(&out).contains("not one of normal, read_only, incident"),
+        "{}",
+        stderr(&out)
+    );
+    let out = release(&server, None, &["context", "set", "mode=incident"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+
+    server.kill_hard();
+    let server = Server::start(&data, &[]);
+    assert_eq!(
+        decide(&server, "globex").0,
+        "deny",
+        "the kill switch survived the crash"
+    );
+    assert_eq!(decide(&server, "acme").0, "allow");
+    let shown: Value =
+        serde_json::from_str(&context(&server, &["show", "--format", "json"])).expect("JSON");
+    assert_eq!(shown["tenants"]["globex"]["kill_switch"], true);
+    drop(server);
+    let changes = polctl_runtime::store::read_audit(&data)
+        .expect("audit")
+        .into_iter()
+        .filter(|(_, text, _)| text.contains("\"kind\":\"context\""))
+        .count();
+    assert_eq!(changes, 3);
 }

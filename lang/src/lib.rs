@@ -14,6 +14,7 @@ pub mod incomplete;
 pub mod ir;
 pub mod lexer;
 pub mod parser;
+pub mod project;
 pub mod source;
 pub mod suggest;
 

@@ -20,6 +20,7 @@ use polctl_rollout::counters::{
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,8 @@ pub struct Engine {
     candidate: Mutex<Option<Arc<LoadedBundle>>>,
     /// The highest sequence ever activated: a push must be above it (anti-rollback).
     highest_sequence: AtomicU64,
+    /// Operator context values (runtime.md §3.5): by tenant (`""`: every tenant), by name.
+    context: Mutex<BTreeMap<String, BTreeMap<String, Json>>>,
     /// Control-plane operations happen one at a time.
     control: tokio::sync::Mutex<()>,
     trust: Trust,
@@ -109,7 +112,12 @@ impl Engine {
         for (key, count) in std::mem::take(&mut recovered.counters) {
             store.add(&key, count);
         }
+        let mut context: BTreeMap<String, BTreeMap<String, Json>> = BTreeMap::new();
+        for (tenant, name, value) in std::mem::take(&mut recovered.context) {
+            context.entry(tenant).or_default().insert(name, value);
+        }
         Engine {
+            context: Mutex::new(context),
             route: ArcSwapOption::empty(),
             previous: Mutex::new(None),
             candidate: Mutex::new(None),
@@ -413,11 +421,18 @@ impl Engine {
         }
         // The server's clock places the action in its limit windows, never the request's.
         let now_seconds = now_ms.div_euclid(1000);
+        let context = self.effective_context(&active.bundle, object)?;
         let tree = JsonRef::Object(
             object
                 .iter()
                 .filter(|(key, _)| !["time", "counters", "approvals"].contains(&key.as_str()))
-                .map(|(key, value)| (Cow::Borrowed(key.as_str()), JsonRef::from_value(value)))
+                .map(|(key, value)| {
+                    let value = match (&context, key.as_str()) {
+                        (Some(context), "context") => JsonRef::from_value(context),
+                        _ => JsonRef::from_value(value),
+                    };
+                    (Cow::Borrowed(key.as_str()), value)
+                })
                 .collect(),
         );
         let evaluator = &active.bundle.evaluator;
@@ -473,6 +488,157 @@ impl Engine {
         Ok(Decided {
             response,
             committed,
+        })
+    }
+
+    /// The request's `context` with the operator attributes replaced by the server's values
+    /// (the tenant's, else every tenant's, else the set's default); `None` when the set has
+    /// no operator attributes (the request's context is used as sent).
+    fn effective_context(
+        &self,
+        bundle: &LoadedBundle,
+        request: &serde_json::Map<String, Json>,
+    ) -> Result<Option<Json>, RuntimeError> {
+        if bundle.project.operator_context.is_empty() {
+            return Ok(None);
+        }
+        let mut context = match request.get("context") {
+            Some(Json::Object(context)) => context.clone(),
+            // Not an object: the decoder reports it.
+            Some(_) => return Ok(None),
+            None => serde_json::Map::new(),
+        };
+        let tenant = request
+            .get("agent")
+            .and_then(|agent| agent.get("tenant"))
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        let values = self
+            .context
+            .lock()
+            .map_err(|_| RuntimeError::state("the operator context's lock was poisoned"))?;
+        for attribute in &bundle.project.operator_context {
+            let value = values
+                .get(tenant)
+                .and_then(|v| v.get(&attribute.name))
+                .or_else(|| values.get("").and_then(|v| v.get(&attribute.name)))
+                .unwrap_or(&attribute.default);
+            context.insert(attribute.name.clone(), value.clone());
+        }
+        Ok(Some(Json::Object(context)))
+    }
+
+    /// Sets (`Some`) or removes (`None`) operator context values for a tenant (`None`: every
+    /// tenant), durably and audited; they apply from the next decision. Names must be operator
+    /// attributes of the active bundle and values of their type.
+    pub async fn change_context(
+        &self,
+        tenant: Option<&str>,
+        changes: Vec<(String, Option<Json>)>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Json, RuntimeError> {
+        let _control = self.control.lock().await;
+        let Some(active) = self.active() else {
+            return Err(RuntimeError::new(
+                409,
+                "no_bundle",
+                "operator context is checked against the active bundle's schema; activate one first",
+            ));
+        };
+        let project = &active.bundle.project;
+        if project.operator_context.is_empty() {
+            return Err(RuntimeError::bad_request(
+                "no_operator_context",
+                "the active bundle names no operator context attributes; list them in its polctl.toml: [operator] context = [\"mode\", ...]",
+            ));
+        }
+        let schema = &active.bundle.evaluator.set().schema;
+        for (name, value) in &changes {
+            let Some(attribute) = project.operator(name) else {
+                let names: Vec<&str> = project
+                    .operator_context
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect();
+                let mut message = format!(
+                    "`{name}` is not an operator context attribute; the active bundle's are {}",
+                    names.join(", ")
+                );
+                if let Some(help) =
+                    polctl_lang::suggest::help_did_you_mean(name, names.iter().copied())
+                {
+                    message.push_str(&format!(" ({help})"));
+                }
+                return Err(RuntimeError::bad_request("unknown_context", message));
+            };
+            if let Some(value) = value {
+                polctl_lang::project::check_value(&schema.context[attribute.index].ty, value)
+                    .map_err(|e| {
+                        RuntimeError::bad_request("invalid_context", format!("`{name}`: {e}"))
+                    })?;
+            }
+        }
+        let tenant = tenant.unwrap_or("").to_owned();
+        let (done, committed) = oneshot::channel();
+        self.journal.submit(Job::Context {
+            tenant: tenant.clone(),
+            changes: changes.clone(),
+            entry: PendingEntry {
+                time_ms: now_ms,
+                kind: "context",
+                body: json!({
+                    "tenant": if tenant.is_empty() { Json::Null } else { json!(tenant) },
+                    "set": changes.iter().filter_map(|(n, v)| Some((n.clone(), v.clone()?))).collect::<serde_json::Map<_, _>>(),
+                    "unset": changes.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+                    "by": by,
+                }),
+            },
+            done,
+        })?;
+        wait(committed).await?;
+        {
+            let mut values = self
+                .context
+                .lock()
+                .map_err(|_| RuntimeError::state("the operator context's lock was poisoned"))?;
+            let slot = values.entry(tenant.clone()).or_default();
+            for (name, value) in changes {
+                match value {
+                    Some(value) => {
+                        slot.insert(name, value);
+                    }
+                    None => {
+                        slot.remove(&name);
+                    }
+                }
+            }
+            if slot.is_empty() {
+                values.remove(&tenant);
+            }
+        }
+        Ok(self.context_document())
+    }
+
+    /// The operator context as `GET /v1/context` shows it.
+    pub fn context_document(&self) -> Json {
+        let values = self.context.lock().map(|v| v.clone()).unwrap_or_default();
+        let defaults: serde_json::Map<String, Json> = self
+            .active()
+            .map(|a| {
+                a.bundle
+                    .project
+                    .operator_context
+                    .iter()
+                    .map(|o| (o.name.clone(), o.default.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "attributes": defaults.keys().collect::<Vec<_>>(),
+            "defaults": defaults,
+            "all_tenants": values.get("").cloned().unwrap_or_default(),
+            "tenants": values.iter().filter(|(t, _)| !t.is_empty()).collect::<BTreeMap<_, _>>(),
         })
     }
 

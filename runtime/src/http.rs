@@ -98,6 +98,8 @@ pub fn router(app: Arc<App>, settings: &HttpSettings) -> Router {
         )
         .route("/v1/rollouts", post(start_rollout))
         .route("/v1/rollback", post(rollback))
+        .route("/v1/context", get(show_context).put(set_context))
+        .route("/v1/context/{name}", axum::routing::delete(unset_context))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -298,6 +300,70 @@ async fn rollback(
     Ok(Json(
         json!({ "sequence": bundle.sequence, "revision": bundle.revision }),
     ))
+}
+
+async fn show_context(State(app): Shared, headers: HeaderMap) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::Auditor, "/v1/context").await?;
+    Ok(Json(app.engine.context_document()))
+}
+
+/// `PUT /v1/context` `{"tenant": "acme"?, "values": {"mode": "incident"}}`.
+async fn set_context(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Admin, "/v1/context").await?;
+    let body = parse_body(body)?;
+    let tenant = match body.get("tenant") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(tenant)) => Some(tenant.clone()),
+        Some(_) => {
+            return Err(RuntimeError::bad_request(
+                "invalid_request",
+                "`tenant` is a string",
+            ))
+        }
+    };
+    let Some(values) = body
+        .get("values")
+        .and_then(Value::as_object)
+        .filter(|v| !v.is_empty())
+    else {
+        return Err(RuntimeError::bad_request(
+            "invalid_request",
+            "the body is {\"values\": {\"NAME\": VALUE, ...}, \"tenant\": \"T\" (optional)}",
+        ));
+    };
+    let changes = values
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    let document = app
+        .engine
+        .change_context(tenant.as_deref(), changes, &caller.name, now_ms())
+        .await?;
+    Ok(Json(document))
+}
+
+/// `DELETE /v1/context/{name}?tenant=T`.
+async fn unset_context(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Admin, "/v1/context").await?;
+    let document = app
+        .engine
+        .change_context(
+            query.get("tenant").map(String::as_str),
+            vec![(name, None)],
+            &caller.name,
+            now_ms(),
+        )
+        .await?;
+    Ok(Json(document))
 }
 
 async fn healthz() -> Json<Value> {

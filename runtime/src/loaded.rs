@@ -5,6 +5,7 @@
 use crate::error::RuntimeError;
 use polctl_bundle::{PublicKey, Verified};
 use polctl_lang::eval::Evaluator;
+use polctl_lang::project::{ProjectConfig, PROJECT_FILE};
 use polctl_lang::{compile, SourceSet};
 use std::time::Instant;
 
@@ -33,6 +34,8 @@ pub struct LoadedBundle {
     pub rules: usize,
     pub verified: bool,
     pub evaluator: Evaluator,
+    /// The set's `polctl.toml` (operator context).
+    pub project: ProjectConfig,
     pub bytes: Vec<u8>,
     pub compile_ms: u64,
 }
@@ -77,6 +80,19 @@ pub fn load_bundle(bytes: Vec<u8>, trust: &Trust) -> Result<LoadedBundle, Runtim
             ),
         ));
     };
+    let project = match bundle
+        .sources()
+        .iter()
+        .find(|(path, _)| path == PROJECT_FILE)
+    {
+        Some((_, text)) => ProjectConfig::parse(text, &set.schema).map_err(|message| {
+            refused(
+                "bundle_config",
+                format!("the bundle's {PROJECT_FILE}: {message}"),
+            )
+        })?,
+        None => ProjectConfig::default(),
+    };
     let rules = set.rules.len();
     let evaluator = Evaluator::new(set, bundle.manifest.revision.clone()).map_err(|e| {
         refused(
@@ -91,6 +107,7 @@ pub fn load_bundle(bytes: Vec<u8>, trust: &Trust) -> Result<LoadedBundle, Runtim
         rules,
         verified: trust.verifies(),
         evaluator,
+        project,
         bytes,
         compile_ms: started.elapsed().as_millis() as u64,
     })

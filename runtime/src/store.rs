@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS counters (
     count INTEGER NOT NULL,
     PRIMARY KEY (rule, window_seconds, key_path, key_value, window_start)
 );
+CREATE TABLE IF NOT EXISTS context (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
 CREATE TABLE IF NOT EXISTS audit (
     idx INTEGER PRIMARY KEY,
     entry TEXT NOT NULL,
@@ -70,6 +76,8 @@ pub struct Recovered {
     pub counters: Vec<(CounterKey, u64)>,
     /// Entries in the audit log.
     pub audit_entries: u64,
+    /// Operator context values: `(tenant, name, value)`, tenant `""` for every tenant.
+    pub context: Vec<(String, String, serde_json::Value)>,
 }
 
 /// One unit of work for the journal.
@@ -93,6 +101,13 @@ pub enum Job {
         sequence: u64,
         revision: String,
         bytes: Vec<u8>,
+        entry: PendingEntry,
+        done: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// Operator context values set (`Some`) or removed (`None`) for a tenant (`""`: all).
+    Context {
+        tenant: String,
+        changes: Vec<(String, Option<serde_json::Value>)>,
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
     },
@@ -207,7 +222,25 @@ pub fn open(
         Some((bytes, at)) => (Some(bytes), at),
         None => (None, 0),
     };
+    let mut context = Vec::new();
+    {
+        let mut statement = connection.prepare("SELECT tenant, name, value FROM context")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (tenant, name, value) = row?;
+            if let Ok(value) = serde_json::from_str(&value) {
+                context.push((tenant, name, value));
+            }
+        }
+    }
     let recovered = Recovered {
+        context,
         active_bundle,
         activated_ms,
         highest_sequence: highest_sequence.max(0) as u64,
@@ -251,6 +284,7 @@ fn run_journal(
             let done = match job {
                 Job::Decision { done, .. }
                 | Job::Candidate { done, .. }
+                | Job::Context { done, .. }
                 | Job::Activate { done, .. }
                 | Job::Entry { done, .. }
                 | Job::Flush(done) => done,
@@ -282,6 +316,11 @@ fn write_group(
             "INSERT OR REPLACE INTO candidate (id, sequence, revision, bytes) VALUES (1, ?1, ?2, ?3)",
         )?;
         let mut clear_candidate = transaction.prepare_cached("DELETE FROM candidate")?;
+        let mut set_context = transaction.prepare_cached(
+            "INSERT OR REPLACE INTO context (tenant, name, value) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut unset_context =
+            transaction.prepare_cached("DELETE FROM context WHERE tenant = ?1 AND name = ?2")?;
         for job in group {
             let entry = match job {
                 Job::Decision {
@@ -326,6 +365,22 @@ fn write_group(
                         revision,
                         bytes
                     ])?;
+                    entry
+                }
+                Job::Context {
+                    tenant,
+                    changes,
+                    entry,
+                    ..
+                } => {
+                    for (name, value) in changes {
+                        match value {
+                            Some(value) => {
+                                set_context.execute(params![tenant, name, value.to_string()])?
+                            }
+                            None => unset_context.execute(params![tenant, name])?,
+                        };
+                    }
                     entry
                 }
                 Job::Entry { entry, .. } => entry,

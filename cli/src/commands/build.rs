@@ -121,6 +121,16 @@ pub fn run_build(args: BuildArgs) -> Result<Exit, CliError> {
         parsed.push(file);
         bundled.push((relative.clone(), text));
     }
+    // The set's settings (runtime.md §3.5) travel in the bundle, checked against its schema.
+    let project_file = args.path.join(polctl_lang::project::PROJECT_FILE);
+    if args.path.is_dir() && project_file.is_file() {
+        let text = read_text(&project_file)?;
+        polctl_lang::project::ProjectConfig::parse(&text, &set.schema).map_err(|message| {
+            CliError::new(format!("`{}`: {message}", project_file.display()))
+                .with_help("see docs/runtime.md (operator context) for the file's sections")
+        })?;
+        bundled.push((polctl_lang::project::PROJECT_FILE.to_owned(), text));
+    }
     let tests = if parsed.is_empty() {
         None
     } else {

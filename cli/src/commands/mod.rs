@@ -5,6 +5,7 @@ pub mod bench;
 pub mod build;
 pub mod check;
 pub mod completions;
+pub mod context;
 pub mod diff;
 pub mod eval;
 pub mod fmt;
