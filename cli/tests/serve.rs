@@ -108,6 +108,68 @@ fn ops_restart(service: &str) -> Value {
     })
 }
 
+/// The request as `polctl eval` must see it to decide as the server did: with the counts the
+/// server reported (`limits[].used`) as its `counters`.
+fn with_served_counters(request: &Value, answer: &Value) -> Value {
+    let counters: BTreeMap<String, u64> = answer["limits"]
+        .as_array()
+        .expect("limits")
+        .iter()
+        .map(|l| {
+            (
+                l["rule"].as_str().expect("rule").to_owned(),
+                l["used"].as_u64().expect("used"),
+            )
+        })
+        .collect();
+    let mut request = request.clone();
+    request["counters"] = json!(counters);
+    request
+}
+
+/// `polctl eval BUNDLE` on `requests` gives each served answer's decision, rules and policy
+/// version; returns the count of each decision kind.
+fn assert_eval_agrees(
+    dir: &Path,
+    bundle: &Path,
+    requests: &[Value],
+    served: &[&Value],
+) -> BTreeMap<String, usize> {
+    let file = dir.join(format!(
+        "eval-{}.jsonl",
+        bundle.file_stem().and_then(|s| s.to_str()).unwrap_or("set")
+    ));
+    let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&file, input).expect("write");
+    let out = polctl(&[
+        "eval",
+        bundle.to_str().expect("utf-8"),
+        "--request",
+        file.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let evaluated: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(evaluated.len(), served.len());
+    let mut kinds = BTreeMap::new();
+    for (answer, expected) in served.iter().zip(&evaluated) {
+        assert_eq!(answer["decision"], expected["decision"], "{answer}");
+        assert_eq!(answer["rules"], expected["rules"], "{answer}");
+        assert_eq!(
+            answer["policy_version"], expected["policy_version"],
+            "{answer}"
+        );
+        *kinds
+            .entry(answer["decision"].as_str().unwrap_or("").to_owned())
+            .or_insert(0) += 1;
+    }
+    kinds
+}
+
 /// The example's operator attributes (polctl.toml) at their defaults: what the server uses
 /// when no operator has set them, whatever the request says, so `polctl eval` must see them.
 fn operator_defaults(request: &mut Value) {
@@ -150,7 +212,7 @@ fn the_server_decides_as_polctl_eval_does() {
         &["--bundle", bundle.to_str().expect("utf-8")],
     );
     let client = client();
-    let mut eval_input = String::new();
+    let mut eval_requests = Vec::new();
     let mut answers = Vec::new();
     // The generated traffic, then requests the generator rarely draws: production deploys
     // (approval) and a restart budget used up (a limit's deny).
@@ -173,49 +235,13 @@ fn the_server_decides_as_polctl_eval_does() {
         operator_defaults(&mut request);
         let (status, answer) = server.post(&client, "/v1/decide", &request.to_string());
         assert_eq!(status, 200, "{answer}");
-        let counters: BTreeMap<String, u64> = answer["limits"]
-            .as_array()
-            .expect("limits")
-            .iter()
-            .map(|l| {
-                (
-                    l["rule"].as_str().expect("rule").to_owned(),
-                    l["used"].as_u64().expect("used"),
-                )
-            })
-            .collect();
-        request["counters"] = json!(counters);
-        eval_input.push_str(&request.to_string());
-        eval_input.push('\n');
+        eval_requests.push(with_served_counters(&request, &answer));
         answers.push(answer);
     }
     assert!(answers.len() > 200, "{} requests", answers.len());
-    let requests = dir.join("requests.jsonl");
-    std::fs::write(&requests, eval_input).expect("write");
-    let out = polctl(&[
-        "eval",
-        bundle.to_str().expect("utf-8"),
-        "--request",
-        requests.to_str().expect("utf-8"),
-        "--format",
-        "json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let evaluated: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
-    assert_eq!(evaluated.len(), answers.len());
-    let mut kinds = BTreeMap::new();
-    for (served, expected) in answers.iter().zip(&evaluated) {
-        assert_eq!(served["decision"], expected["decision"], "{served}");
-        assert_eq!(served["rules"], expected["rules"], "{served}");
-        assert_eq!(served["policy_version"], expected["policy_version"]);
-        assert_eq!(served["cohort"], "stable");
-        *kinds
-            .entry(served["decision"].as_str().unwrap_or("").to_owned())
-            .or_insert(0) += 1;
-    }
+    let served: Vec<&Value> = answers.iter().collect();
+    let kinds = assert_eval_agrees(&dir, &bundle, &eval_requests, &served);
+    assert!(answers.iter().all(|a| a["cohort"] == "stable"));
     assert_eq!(
         kinds.len(),
         3,
@@ -805,27 +831,15 @@ fn a_hundred_swaps_under_load_give_no_failed_and_no_mixed_decision() {
     );
     // Each answer, with the counts the server reported, decided again by `polctl eval` on the
     // version its sequence names.
-    let mut by_version: BTreeMap<bool, (String, Vec<&Value>)> = BTreeMap::new();
+    let mut by_version: BTreeMap<bool, (Vec<Value>, Vec<&Value>)> = BTreeMap::new();
     let mut sequences = HashSet::new();
     for (index, _, answer) in &answers {
         let sequence = answer["sequence"].as_u64().expect("sequence");
         sequences.insert(sequence);
-        let mut request = requests[*index].clone();
-        let counters: BTreeMap<String, u64> = answer["limits"]
-            .as_array()
-            .expect("limits")
-            .iter()
-            .map(|l| {
-                (
-                    l["rule"].as_str().expect("rule").to_owned(),
-                    l["used"].as_u64().expect("used"),
-                )
-            })
-            .collect();
-        request["counters"] = json!(counters);
         let entry = by_version.entry(sequence % 2 == 1).or_default();
-        entry.0.push_str(&request.to_string());
-        entry.0.push('\n');
+        entry
+            .0
+            .push(with_served_counters(&requests[*index], answer));
         entry.1.push(answer);
     }
     assert!(
@@ -833,28 +847,8 @@ fn a_hundred_swaps_under_load_give_no_failed_and_no_mixed_decision() {
         "answers came from {} sequences",
         sequences.len()
     );
-    for (odd, (input, served)) in by_version {
-        let file = dir.join(format!("eval-{odd}.jsonl"));
-        std::fs::write(&file, input).expect("write");
-        let bundle = if odd { &v1 } else { &v2 };
-        let out = polctl(&[
-            "eval",
-            bundle.to_str().expect("utf-8"),
-            "--request",
-            file.to_str().expect("utf-8"),
-            "--format",
-            "json",
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        for (line, answer) in stdout(&out).lines().zip(served) {
-            let expected: Value = serde_json::from_str(line).expect("JSON");
-            assert_eq!(answer["decision"], expected["decision"], "{answer}");
-            assert_eq!(answer["rules"], expected["rules"], "{answer}");
-            assert_eq!(
-                answer["policy_version"], expected["policy_version"],
-                "{answer}"
-            );
-        }
+    for (odd, (requests, served)) in by_version {
+        assert_eval_agrees(&dir, if odd { &v1 } else { &v2 }, &requests, &served);
     }
 }
 
