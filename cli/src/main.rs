@@ -63,6 +63,7 @@ enum Command {
     Rollback(commands::release::RollbackArgs),
     Token(commands::token::TokenArgs),
     Context(commands::context::ContextArgs),
+    Approvals(commands::approvals::ApprovalsArgs),
     Audit(commands::audit::AuditArgs),
     Completions(commands::completions::CompletionsArgs),
 }
@@ -101,6 +102,7 @@ fn main() -> std::process::ExitCode {
         Command::Rollback(args) => commands::release::run_rollback(args),
         Command::Token(args) => commands::token::run(args),
         Command::Context(args) => commands::context::run(args),
+        Command::Approvals(args) => commands::approvals::run(args),
         Command::Audit(args) => commands::audit::run(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };

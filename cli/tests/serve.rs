@@ -943,3 +943,230 @@ fn operator_context_overrides_requests_and_survives_a_crash() {
         .count();
     assert_eq!(changes, 3);
 }
+
+/// Approvals end to end: one pending approval per request, approved per group by an approver
+/// token, bound to its exact request, used once (also under concurrent retries), rejected with
+/// a reason, expired, and surviving a `kill -9`.
+#[test]
+fn approvals_are_bound_to_their_request_and_used_once() {
+    let dir = scratch("serve-approvals");
+    let bundle = example_bundle(&dir);
+    let data = dir.join("data");
+    let tokens = dir.join("tokens.toml");
+    let hash = polctl_runtime::tokens::hash_secret;
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[token]]\nname = \"agents\"\nsha256 = \"{}\"\nroles = [\"decide\"]\n\n[[token]]\nname = \"sec-lead\"\nsha256 = \"{}\"\nroles = [\"approver:security\"]\n",
+            hash("s-agent"),
+            hash("s-security"),
+        ),
+    )
+    .expect("tokens");
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "[approvals]\nexpiry = \"3s\"\n").expect("config");
+    let start = |data: &Path| {
+        Server::start(
+            data,
+            &[
+                "--bundle",
+                bundle.to_str().expect("utf-8"),
+                "--tokens",
+                tokens.to_str().expect("utf-8"),
+                "--config",
+                config.to_str().expect("utf-8"),
+            ],
+        )
+    };
+    let mut server = start(&data);
+    let client = client();
+    let deploy = |service: &str, approval: Option<&str>| {
+        let mut request = ops_restart(service);
+        request["tool"] = json!("deploy_config");
+        request["args"]["environment"] = json!("production");
+        if let Some(id) = approval {
+            request["approval_id"] = json!(id);
+        }
+        request
+    };
+    let decide = |server: &Server, request: &Value| {
+        let response = client
+            .post(format!("{}/v1/decide", server.url))
+            .bearer_auth("s-agent")
+            .body(request.to_string())
+            .send()
+            .expect("answers");
+        (
+            response.status().as_u16(),
+            response.json::<Value>().expect("JSON"),
+        )
+    };
+    let approvals = |server: &Server, token: &str, args: &[&str]| {
+        let mut all = vec!["approvals"];
+        all.extend_from_slice(args);
+        release(server, Some(token), &all)
+    };
+
+    let (status, first) = decide(&server, &deploy("billing", None));
+    assert_eq!(
+        (status, first["decision"].as_str()),
+        (200, Some("require_approval")),
+        "{first}"
+    );
+    assert_eq!(first["approvers"], json!(["security"]));
+    let a = first["approval_id"]
+        .as_str()
+        .expect("an approval id")
+        .to_owned();
+    let (_, again) = decide(&server, &deploy("billing", None));
+    assert_eq!(
+        again["approval_id"],
+        json!(a),
+        "one pending approval per request"
+    );
+    let (_, early) = decide(&server, &deploy("billing", Some(&a)));
+    assert_eq!(
+        (early["decision"].as_str(), early["approval_id"].as_str()),
+        (Some("require_approval"), Some(a.as_str()))
+    );
+
+    let out = approvals(&server, "s-security", &["list", "--state", "pending"]);
+    assert!(
+        out.status.success() && stdout(&out).contains(&a),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = approvals(&server, "s-agent", &["approve", &a, "--group", "security"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "an agent cannot approve: {}",
+        stderr(&out)
+    );
+    let out = approvals(
+        &server,
+        "s-security",
+        &["approve", &a, "--group", "finance"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "not this approver's group: {}",
+        stderr(&out)
+    );
+    let out = approvals(
+        &server,
+        "s-security",
+        &["approve", &a, "--group", "security"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("approved"), "{}", stdout(&out));
+
+    let (status, other) = decide(&server, &deploy("search", Some(&a)));
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (403, Some("approval_mismatch"))
+    );
+    let (status, allowed) = decide(&server, &deploy("billing", Some(&a)));
+    assert_eq!(
+        (status, allowed["decision"].as_str()),
+        (200, Some("allow")),
+        "{allowed}"
+    );
+    let (status, replayed) = decide(&server, &deploy("billing", Some(&a)));
+    assert_eq!(
+        (status, replayed["error"]["code"].as_str()),
+        (409, Some("approval_consumed"))
+    );
+
+    // Rejected, with the reason shown to the agent.
+    let (_, second) = decide(&server, &deploy("search", None));
+    let b = second["approval_id"].as_str().expect("id").to_owned();
+    let out = approvals(
+        &server,
+        "s-security",
+        &[
+            "reject",
+            &b,
+            "--group",
+            "security",
+            "--reason",
+            "change freeze",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, rejected) = decide(&server, &deploy("search", Some(&b)));
+    assert_eq!(
+        (status, rejected["error"]["code"].as_str()),
+        (409, Some("approval_rejected"))
+    );
+    assert!(rejected["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("change freeze"));
+
+    // Concurrent retries with one approval: exactly one action.
+    let (_, third) = decide(&server, &deploy("payments", None));
+    let c = third["approval_id"].as_str().expect("id").to_owned();
+    let out = approvals(
+        &server,
+        "s-security",
+        &["approve", &c, "--group", "security"],
+    );
+    assert!(out.status.success());
+    let url = server.url.clone();
+    let retries: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, request) = (url.clone(), deploy("payments", Some(&c)));
+            std::thread::spawn(move || {
+                let response = self::client()
+                    .post(format!("{url}/v1/decide"))
+                    .bearer_auth("s-agent")
+                    .body(request.to_string())
+                    .send()
+                    .expect("answers");
+                response.json::<Value>().expect("JSON")["decision"] == "allow"
+            })
+        })
+        .collect();
+    let allowed = retries
+        .into_iter()
+        .map(|t| t.join().unwrap_or(false))
+        .filter(|allowed| *allowed)
+        .count();
+    assert_eq!(allowed, 1, "one approval, one action");
+
+    // Expired after [approvals] expiry.
+    let (_, fourth) = decide(&server, &deploy("crm", None));
+    let d = fourth["approval_id"].as_str().expect("id").to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let out = approvals(
+        &server,
+        "s-security",
+        &["approve", &d, "--group", "security"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("approval_expired"),
+        "{}",
+        stderr(&out)
+    );
+    let (status, expired) = decide(&server, &deploy("crm", Some(&d)));
+    assert_eq!(
+        (status, expired["error"]["code"].as_str()),
+        (410, Some("approval_expired"))
+    );
+
+    // Everything survives a crash.
+    server.kill_hard();
+    let server = start(&data);
+    let out = approvals(&server, "s-security", &["show", &a, "--format", "json"]);
+    let shown: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(shown["state"], "consumed");
+    let (status, replayed) = decide(&server, &deploy("billing", Some(&a)));
+    assert_eq!(
+        (status, replayed["error"]["code"].as_str()),
+        (409, Some("approval_consumed"))
+    );
+}

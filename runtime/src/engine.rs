@@ -7,6 +7,9 @@
 //! (runtime.md §3.4). Checking a request's limits and counting an allowed action happen under
 //! one lock, so concurrent requests never admit more than a limit allows.
 
+use crate::approvals::{
+    check_presented, decide_approval, request_hash, Approval, ApprovalBook, ApprovalState,
+};
 use crate::audit::PendingEntry;
 use crate::error::RuntimeError;
 use crate::loaded::{load_bundle, LoadedBundle, Trust};
@@ -65,6 +68,24 @@ pub struct DecideResponse {
     pub decision_id: String,
     pub sequence: u64,
     pub cohort: &'static str,
+    /// For `require_approval`: the pending approval to wait for and then present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+}
+
+/// Settings of the engine (the `[approvals]` section of `--config`).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// How long an approval stays valid (24 h by default).
+    pub approval_expiry_ms: i64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            approval_expiry_ms: 24 * 3600 * 1000,
+        }
+    }
 }
 
 /// A decision made and queued for the journal: answer it once `committed` says so.
@@ -85,6 +106,8 @@ pub struct Engine {
     candidate: Mutex<Option<Arc<LoadedBundle>>>,
     /// The highest sequence ever activated: a push must be above it (anti-rollback).
     highest_sequence: AtomicU64,
+    approvals: Mutex<ApprovalBook>,
+    settings: EngineSettings,
     /// Operator context values (runtime.md §3.5): by tenant (`""`: every tenant), by name.
     context: Mutex<BTreeMap<String, BTreeMap<String, Json>>>,
     /// Control-plane operations happen one at a time.
@@ -106,6 +129,7 @@ impl Engine {
         data: &Path,
         trust: Trust,
         tester: BundleTester,
+        settings: EngineSettings,
         now_ms: i64,
     ) -> Engine {
         let mut store = MemoryCounters::default();
@@ -117,6 +141,8 @@ impl Engine {
             context.entry(tenant).or_default().insert(name, value);
         }
         Engine {
+            approvals: Mutex::new(ApprovalBook::load(std::mem::take(&mut recovered.approvals))),
+            settings,
             context: Mutex::new(context),
             route: ArcSwapOption::empty(),
             previous: Mutex::new(None),
@@ -412,20 +438,26 @@ impl Engine {
                 ),
             ));
         }
-        if object.contains_key("approval_id") {
-            return Err(RuntimeError::new(
-                404,
-                "unknown_approval",
-                "this server holds no approvals yet: `approval_id` names none",
-            ));
-        }
+        let approval_id = match object.get("approval_id") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(id)) => Some(id.as_str()),
+            Some(_) => {
+                return Err(RuntimeError::bad_request(
+                    "invalid_request",
+                    "`approval_id` is the id string a require_approval decision returned",
+                ))
+            }
+        };
+        let hash = request_hash(request);
         // The server's clock places the action in its limit windows, never the request's.
         let now_seconds = now_ms.div_euclid(1000);
         let context = self.effective_context(&active.bundle, object)?;
         let tree = JsonRef::Object(
             object
                 .iter()
-                .filter(|(key, _)| !["time", "counters", "approvals"].contains(&key.as_str()))
+                .filter(|(key, _)| {
+                    !["time", "counters", "approvals", "approval_id"].contains(&key.as_str())
+                })
                 .map(|(key, value)| {
                     let value = match (&context, key.as_str()) {
                         (Some(context), "context") => JsonRef::from_value(context),
@@ -443,6 +475,24 @@ impl Engine {
             )
         })?;
         decoded.time = Some(now_seconds);
+        // A presented approval is checked, used and consumed under the book's lock, so two
+        // requests cannot both act on it.
+        let mut book = self
+            .approvals
+            .lock()
+            .map_err(|_| RuntimeError::state("the approvals' lock was poisoned"))?;
+        let presented = match approval_id {
+            Some(id) => Some(check_presented(book.get(id), id, &hash, now_ms)?),
+            None => None,
+        };
+        if let Some(approval) = &presented {
+            let groups = &evaluator.set().schema.approvers;
+            for granted in &approval.granted {
+                if let Some(index) = groups.iter().position(|g| g == granted) {
+                    decoded.approvals[index] = true;
+                }
+            }
+        }
         let (decision, increments) = {
             let mut counters = self
                 .counters
@@ -463,15 +513,75 @@ impl Engine {
         let rendered = evaluator.render(&decoded, &decision);
         let number = self.decisions.fetch_add(1, Ordering::Relaxed);
         let decision_id = format!("d-{:011x}-{number:08x}", self.started_ms);
+        // The approval this decision creates, reuses or consumes.
+        let mut changed_approvals = Vec::new();
+        let approval_id = match decision.outcome {
+            Outcome::RequireApproval => {
+                let existing = presented
+                    .clone()
+                    .or_else(|| book.pending_for(&hash, now_ms).cloned());
+                let approval = match existing {
+                    // The groups still missing are recomputed; granted groups are kept.
+                    Some(approval) if approval.missing != rendered.approvers => {
+                        let updated = Approval {
+                            state: ApprovalState::Pending,
+                            missing: rendered.approvers.clone(),
+                            ..approval
+                        };
+                        changed_approvals.push(updated.clone());
+                        updated
+                    }
+                    Some(approval) => approval,
+                    None => {
+                        let approval = Approval {
+                            id: format!("a-{:011x}-{number:08x}", self.started_ms),
+                            state: ApprovalState::Pending,
+                            request_hash: hash.clone(),
+                            request: request.clone(),
+                            tool: evaluator.set().schema.tools[decoded.tool].name.clone(),
+                            rules: rendered.rules.clone(),
+                            missing: rendered.approvers.clone(),
+                            granted: Vec::new(),
+                            sequence: active.bundle.sequence,
+                            created_ms: now_ms,
+                            expires_ms: now_ms.saturating_add(self.settings.approval_expiry_ms),
+                            reason: None,
+                            decided_by: None,
+                        };
+                        changed_approvals.push(approval.clone());
+                        approval
+                    }
+                };
+                Some(approval.id)
+            }
+            Outcome::Allow => {
+                // One approval, one action.
+                if let Some(approval) = &presented {
+                    changed_approvals.push(Approval {
+                        state: ApprovalState::Consumed,
+                        decided_by: Some(decision_id.clone()),
+                        ..approval.clone()
+                    });
+                }
+                None
+            }
+            Outcome::Deny => None,
+        };
+        for approval in &changed_approvals {
+            book.record(approval.clone());
+        }
+        drop(book);
         let response = DecideResponse {
             decision: rendered,
             decision_id,
             sequence: active.bundle.sequence,
             cohort: "stable",
+            approval_id,
         };
         let (done, committed) = oneshot::channel();
         self.journal.submit(Job::Decision {
             increments,
+            approvals: changed_approvals,
             entry: PendingEntry {
                 time_ms: now_ms,
                 kind: "decision",
@@ -618,6 +728,68 @@ impl Engine {
             }
         }
         Ok(self.context_document())
+    }
+
+    /// Approvals in a state (all with `None`), as of now.
+    pub fn approvals(&self, state: Option<ApprovalState>, now_ms: i64) -> Vec<Approval> {
+        self.approvals
+            .lock()
+            .map(|book| book.list(state, now_ms))
+            .unwrap_or_default()
+    }
+
+    /// One approval, as of now.
+    pub fn approval(&self, id: &str, now_ms: i64) -> Option<Approval> {
+        self.approvals
+            .lock()
+            .ok()
+            .and_then(|book| book.get(id).map(|a| a.as_of(now_ms)))
+    }
+
+    /// An approver approves (`reject: None`) or rejects for `group`; durable and audited.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        group: &str,
+        reject: Option<&str>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Approval, RuntimeError> {
+        let (next, committed) = {
+            let mut book = self
+                .approvals
+                .lock()
+                .map_err(|_| RuntimeError::state("the approvals' lock was poisoned"))?;
+            let Some(approval) = book.get(id) else {
+                return Err(RuntimeError::new(
+                    404,
+                    "unknown_approval",
+                    format!("no approval `{id}`"),
+                ));
+            };
+            let next = decide_approval(approval, group, reject, by, now_ms)?;
+            let (done, committed) = oneshot::channel();
+            self.journal.submit(Job::Approvals {
+                approvals: vec![next.clone()],
+                entry: PendingEntry {
+                    time_ms: now_ms,
+                    kind: "approval",
+                    body: json!({
+                        "approval_id": id,
+                        "group": group,
+                        "action": if reject.is_some() { "reject" } else { "approve" },
+                        "reason": reject,
+                        "state": next.state,
+                        "by": by,
+                    }),
+                },
+                done,
+            })?;
+            book.record(next.clone());
+            (next, committed)
+        };
+        wait(committed).await?;
+        Ok(next)
     }
 
     /// The operator context as `GET /v1/context` shows it.

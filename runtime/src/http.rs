@@ -2,6 +2,7 @@
 //! `{"error": {"code", "message"}}`, request bodies bounded. Handlers parse, call the engine,
 //! and wait for the journal before answering, so a response a client has seen is durable.
 
+use crate::approvals::ApprovalState;
 use crate::engine::{wait, Engine};
 use crate::error::RuntimeError;
 use crate::tokens::{Access, Caller, Need};
@@ -98,6 +99,10 @@ pub fn router(app: Arc<App>, settings: &HttpSettings) -> Router {
         )
         .route("/v1/rollouts", post(start_rollout))
         .route("/v1/rollback", post(rollback))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}", get(show_approval))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/reject", post(reject))
         .route("/v1/context", get(show_context).put(set_context))
         .route("/v1/context/{name}", axum::routing::delete(unset_context))
         .route("/healthz", get(healthz))
@@ -300,6 +305,111 @@ async fn rollback(
     Ok(Json(
         json!({ "sequence": bundle.sequence, "revision": bundle.revision }),
     ))
+}
+
+/// `GET /v1/approvals?state=pending`.
+async fn list_approvals(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::ReadApprovals, "/v1/approvals").await?;
+    let state = match query.get("state") {
+        None => None,
+        Some(text) => Some(ApprovalState::parse(text).ok_or_else(|| {
+            RuntimeError::bad_request(
+                "invalid_request",
+                format!("`state={text}`: the states are pending, approved, rejected, expired and consumed"),
+            )
+        })?),
+    };
+    let approvals: Vec<Value> = app
+        .engine
+        .approvals(state, now_ms())
+        .iter()
+        .map(|a| a.to_json())
+        .collect();
+    Ok(Json(json!({ "approvals": approvals })))
+}
+
+async fn show_approval(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::ReadApprovals, "/v1/approvals").await?;
+    match app.engine.approval(&id, now_ms()) {
+        Some(approval) => Ok(Json(approval.to_json())),
+        None => Err(RuntimeError::new(
+            404,
+            "unknown_approval",
+            format!("no approval `{id}`"),
+        )),
+    }
+}
+
+/// The `group` (and for a rejection the `reason`) of an approver's body.
+fn approver_body(
+    body: Result<Bytes, BytesRejection>,
+    rejecting: bool,
+) -> Result<(String, Option<String>), RuntimeError> {
+    let body = parse_body(body)?;
+    let group = body.get("group").and_then(Value::as_str).ok_or_else(|| {
+        RuntimeError::bad_request("invalid_request", "the body names the approver `group`")
+    })?;
+    let reason = body
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if rejecting && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(RuntimeError::bad_request(
+            "invalid_request",
+            "a rejection gives a `reason` (the agent and the audit log show it)",
+        ));
+    }
+    Ok((group.to_owned(), reason))
+}
+
+async fn approve(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, RuntimeError> {
+    let (group, _) = approver_body(body, false)?;
+    let caller = authorize(
+        &app,
+        &headers,
+        Need::Approver(group.clone()),
+        "/v1/approvals",
+    )
+    .await?;
+    let approval = app
+        .engine
+        .decide_approval(&id, &group, None, &caller.name, now_ms())
+        .await?;
+    Ok(Json(approval.to_json()))
+}
+
+async fn reject(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, RuntimeError> {
+    let (group, reason) = approver_body(body, true)?;
+    let caller = authorize(
+        &app,
+        &headers,
+        Need::Approver(group.clone()),
+        "/v1/approvals",
+    )
+    .await?;
+    let approval = app
+        .engine
+        .decide_approval(&id, &group, reason.as_deref(), &caller.name, now_ms())
+        .await?;
+    Ok(Json(approval.to_json()))
 }
 
 async fn show_context(State(app): Shared, headers: HeaderMap) -> Result<Json<Value>, RuntimeError> {

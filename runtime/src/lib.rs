@@ -1,5 +1,6 @@
 //! `polctl-runtime`: the decision engine of runtime.md §3 and its HTTP front end.
 //!
+//! - [`approvals`]: approvals bound to their request, per-group decisions, one use each;
 //! - [`engine`]: the active bundle behind one atomic route, counters, decisions;
 //! - [`store`]: the embedded state under `--data` (SQLite) and the journal thread that
 //!   commits decisions in groups before they are answered;
@@ -9,7 +10,9 @@
 //! - [`tokens`]: tokens, roles and pinned agent attributes;
 //! - [`error`]: the one error type, with a code and an HTTP status.
 
+pub mod approvals;
 pub mod audit;
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;

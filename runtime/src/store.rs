@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS context (
     value TEXT NOT NULL,
     PRIMARY KEY (tenant, name)
 );
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     idx INTEGER PRIMARY KEY,
     entry TEXT NOT NULL,
@@ -76,15 +80,18 @@ pub struct Recovered {
     pub counters: Vec<(CounterKey, u64)>,
     /// Entries in the audit log.
     pub audit_entries: u64,
+    /// Approvals (every state; finished ones are pruned a day after they expire).
+    pub approvals: Vec<crate::approvals::Approval>,
     /// Operator context values: `(tenant, name, value)`, tenant `""` for every tenant.
     pub context: Vec<(String, String, serde_json::Value)>,
 }
 
 /// One unit of work for the journal.
 pub enum Job {
-    /// A decision: its counter increments and audit entry.
+    /// A decision: its counter increments, the approval it created or used, its audit entry.
     Decision {
         increments: Vec<CounterKey>,
+        approvals: Vec<crate::approvals::Approval>,
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
     },
@@ -108,6 +115,12 @@ pub enum Job {
     Context {
         tenant: String,
         changes: Vec<(String, Option<serde_json::Value>)>,
+        entry: PendingEntry,
+        done: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// Approvals changed by approvers, with the audit entry saying so.
+    Approvals {
+        approvals: Vec<crate::approvals::Approval>,
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
     },
@@ -239,7 +252,22 @@ pub fn open(
             }
         }
     }
+    connection.execute(
+        "DELETE FROM approvals WHERE json_extract(body, '$.expires_ms') < ?1",
+        params![(now_seconds - 86_400).saturating_mul(1000)],
+    )?;
+    let mut approvals = Vec::new();
+    {
+        let mut statement = connection.prepare("SELECT body FROM approvals")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        for row in rows {
+            if let Ok(approval) = serde_json::from_str(&row?) {
+                approvals.push(approval);
+            }
+        }
+    }
     let recovered = Recovered {
+        approvals,
         context,
         active_bundle,
         activated_ms,
@@ -285,6 +313,7 @@ fn run_journal(
                 Job::Decision { done, .. }
                 | Job::Candidate { done, .. }
                 | Job::Context { done, .. }
+                | Job::Approvals { done, .. }
                 | Job::Activate { done, .. }
                 | Job::Entry { done, .. }
                 | Job::Flush(done) => done,
@@ -321,11 +350,22 @@ fn write_group(
         )?;
         let mut unset_context =
             transaction.prepare_cached("DELETE FROM context WHERE tenant = ?1 AND name = ?2")?;
+        let mut put_approval = transaction
+            .prepare_cached("INSERT OR REPLACE INTO approvals (id, body) VALUES (?1, ?2)")?;
         for job in group {
             let entry = match job {
                 Job::Decision {
-                    increments, entry, ..
+                    increments,
+                    approvals,
+                    entry,
+                    ..
                 } => {
+                    for approval in approvals {
+                        put_approval.execute(params![
+                            approval.id,
+                            serde_json::to_string(approval).unwrap_or_default()
+                        ])?;
+                    }
                     for key in increments {
                         add_counter.execute(params![
                             key.limit.rule,
@@ -380,6 +420,17 @@ fn write_group(
                             }
                             None => unset_context.execute(params![tenant, name])?,
                         };
+                    }
+                    entry
+                }
+                Job::Approvals {
+                    approvals, entry, ..
+                } => {
+                    for approval in approvals {
+                        put_approval.execute(params![
+                            approval.id,
+                            serde_json::to_string(approval).unwrap_or_default()
+                        ])?;
                     }
                     entry
                 }

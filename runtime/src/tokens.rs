@@ -54,6 +54,8 @@ pub enum Need {
     Admin,
     Auditor,
     Approver(String),
+    /// Reading approvals: auditors and any approver.
+    ReadApprovals,
 }
 
 /// An authenticated caller.
@@ -72,6 +74,7 @@ impl Caller {
             (Role::Decide, Need::Decide) => true,
             (Role::Auditor, Need::Auditor) => true,
             (Role::Approver(group), Need::Approver(wanted)) => group == wanted,
+            (Role::Approver(_) | Role::Auditor, Need::ReadApprovals) => true,
             _ => false,
         })
     }
@@ -233,6 +236,7 @@ impl Access {
                         Need::Admin => "admin".to_owned(),
                         Need::Auditor => "auditor".to_owned(),
                         Need::Approver(group) => format!("approver:{group}"),
+                        Need::ReadApprovals => "auditor or approver".to_owned(),
                     }
                 ),
             ));

@@ -1,5 +1,6 @@
 //! One module per `polctl` subcommand.
 
+pub mod approvals;
 pub mod audit;
 pub mod bench;
 pub mod build;

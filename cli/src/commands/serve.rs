@@ -7,9 +7,10 @@ use crate::exit::{CliError, Exit};
 use crate::load::{read_bytes, read_text};
 use clap::Args;
 use polctl_bundle::parse_public_key;
+use polctl_runtime::config::ServerConfig;
 use polctl_runtime::engine::{BundleTester, Engine, TestSummary};
 use polctl_runtime::error::RuntimeError;
-use polctl_runtime::http::{now_ms, router, App, HttpSettings};
+use polctl_runtime::http::{now_ms, router, App};
 use polctl_runtime::loaded::{load_bundle, LoadedBundle, Trust};
 use polctl_runtime::tokens::{hash_secret, secret_from, Access};
 use std::io::Write;
@@ -44,6 +45,9 @@ pub struct ServeArgs {
     /// admin token to DIR/admin.token and serves decisions without a token, on loopback only.
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// Server settings (TOML: [approvals] expiry, [http] body_limit; docs/runtime.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Runs a bundle's own test files (the cases; adversarial variants and properties too) with
@@ -146,6 +150,17 @@ fn runtime_error(error: RuntimeError) -> CliError {
 }
 
 pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
+    let config = match &args.config {
+        Some(path) => ServerConfig::parse(&read_text(path)?).map_err(|message| {
+            CliError::new(format!("`{}`: {message}", path.display())).with_help(
+                "the sections are [approvals], [http], [audit] and [breakers]; see docs/runtime.md",
+            )
+        })?,
+        None => ServerConfig::default(),
+    };
+    for setting in &config.not_applied {
+        eprintln!("polctl serve: warning: {setting} is not applied yet by this version");
+    }
     let access = access(&args)?;
     let mut trust = Trust {
         keys: Vec::new(),
@@ -172,6 +187,7 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
         &args.data,
         trust.clone(),
         bundle_tester(),
+        config.engine.clone(),
         started,
     ));
     if let Some(bytes) = recovered.candidate.take() {
@@ -204,10 +220,10 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
             engine.restore(bundle, recovered.activated_ms);
             if same {
                 // Already active: nothing to record.
-                return serve(&args, engine.clone(), access, None).await;
+                return serve(&args, &config, engine.clone(), access, None).await;
             }
         }
-        serve(&args, engine.clone(), access, start_bundle).await
+        serve(&args, &config, engine.clone(), access, start_bundle).await
     });
     drop(engine);
     let _ = journal_thread.join();
@@ -216,6 +232,7 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
 
 async fn serve(
     args: &ServeArgs,
+    config: &ServerConfig,
     engine: Arc<Engine>,
     access: Access,
     start_bundle: Option<LoadedBundle>,
@@ -255,7 +272,7 @@ async fn serve(
             engine: engine.clone(),
             access,
         }),
-        &HttpSettings::default(),
+        &config.http,
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
