@@ -341,6 +341,22 @@ fn bad_input_is_refused_with_a_code_and_nothing_counted() {
         let expected = if attempt <= 5 { "allow" } else { "deny" };
         assert_eq!(answer["decision"], expected, "attempt {attempt}: {answer}");
     }
+    // The metrics count them: five allows, one deny, each refusal by its code.
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    for line in [
+        "polctl_decisions_total{decision=\"allow\",cohort=\"stable\",sequence=\"0\"} 5",
+        "polctl_decisions_total{decision=\"deny\",cohort=\"stable\",sequence=\"0\"} 1",
+        "polctl_errors_total{code=\"bad_json\"} 1",
+        "polctl_errors_total{code=\"forbidden_field\"} 2",
+        "polctl_evaluation_seconds_count 6",
+        "polctl_audit_entries_written_total 7",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
     // And nothing was written: the activation and the six decisions.
     drop(server);
     assert_eq!(

@@ -13,6 +13,7 @@ use crate::approvals::{
 use crate::audit::PendingEntry;
 use crate::error::RuntimeError;
 use crate::loaded::{load_bundle, LoadedBundle, Trust};
+use crate::metrics::{DecisionLabels, Metrics};
 use crate::store::{Job, Journal};
 use arc_swap::ArcSwapOption;
 use polctl_lang::eval::json::JsonRef;
@@ -108,6 +109,7 @@ pub struct Engine {
     highest_sequence: AtomicU64,
     approvals: Mutex<ApprovalBook>,
     settings: EngineSettings,
+    metrics: Metrics,
     /// Operator context values (runtime.md §3.5): by tenant (`""`: every tenant), by name.
     context: Mutex<BTreeMap<String, BTreeMap<String, Json>>>,
     /// Control-plane operations happen one at a time.
@@ -130,6 +132,7 @@ impl Engine {
         trust: Trust,
         tester: BundleTester,
         settings: EngineSettings,
+        metrics: Metrics,
         now_ms: i64,
     ) -> Engine {
         let mut store = MemoryCounters::default();
@@ -143,6 +146,7 @@ impl Engine {
         Engine {
             approvals: Mutex::new(ApprovalBook::load(std::mem::take(&mut recovered.approvals))),
             settings,
+            metrics,
             context: Mutex::new(context),
             route: ArcSwapOption::empty(),
             previous: Mutex::new(None),
@@ -162,6 +166,11 @@ impl Engine {
     /// The active bundle, if any.
     pub fn active(&self) -> Option<Arc<Active>> {
         self.route.load_full()
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The state directory.
@@ -207,6 +216,9 @@ impl Engine {
         wait(committed).await?;
         self.highest_sequence
             .fetch_max(bundle.sequence, Ordering::SeqCst);
+        self.metrics
+            .active_sequence
+            .set(bundle.sequence.min(i64::MAX as u64) as i64);
         self.route.store(Some(Arc::new(Active {
             bundle,
             activated_ms: now_ms,
@@ -219,6 +231,9 @@ impl Engine {
 
     /// Puts a recovered bundle back on the route (it is already in the state store).
     pub fn restore(&self, bundle: LoadedBundle, activated_ms: i64) {
+        self.metrics
+            .active_sequence
+            .set(bundle.sequence.min(i64::MAX as u64) as i64);
         self.route.store(Some(Arc::new(Active {
             bundle: Arc::new(bundle),
             activated_ms,
@@ -406,6 +421,7 @@ impl Engine {
 
     /// Decides one request (the JSON of runtime.md §3.1) at `now_ms`.
     pub fn decide(&self, request: &Json, now_ms: i64) -> Result<Decided, RuntimeError> {
+        let started = std::time::Instant::now();
         let Some(active) = self.route.load_full() else {
             return Err(RuntimeError::new(
                 503,
@@ -578,6 +594,17 @@ impl Engine {
             cohort: "stable",
             approval_id,
         };
+        self.metrics
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                decision: response.decision.decision.as_str().to_owned(),
+                cohort: response.cohort.to_owned(),
+                sequence: response.sequence,
+            })
+            .inc();
         let (done, committed) = oneshot::channel();
         self.journal.submit(Job::Decision {
             increments,

@@ -54,10 +54,22 @@ async fn authorize(
     match app.access.check(authorization, &need) {
         Ok(caller) => Ok(caller),
         Err(error) => {
+            counted(app, &error);
             refused(app, &error, endpoint, None).await;
             Err(error)
         }
     }
+}
+
+/// Counts an error in the metrics.
+fn counted(app: &App, error: &RuntimeError) {
+    app.engine
+        .metrics()
+        .errors
+        .get_or_create(&crate::metrics::ErrorLabels {
+            code: error.code.to_owned(),
+        })
+        .inc();
 }
 
 /// Audits a refused caller (401, 403). If the log cannot be written the refusal stands.
@@ -106,6 +118,7 @@ pub fn router(app: Arc<App>, settings: &HttpSettings) -> Router {
         .route("/v1/context", get(show_context).put(set_context))
         .route("/v1/context/{name}", axum::routing::delete(unset_context))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -138,10 +151,28 @@ async fn decide(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RuntimeError> {
-    let caller = authorize(&app, &headers, Need::Decide, "/v1/decide").await?;
+    let started = std::time::Instant::now();
+    let result = decide_one(&app, &headers, body).await;
+    match &result {
+        Ok(_) => app
+            .engine
+            .metrics()
+            .response_seconds
+            .observe(started.elapsed().as_secs_f64()),
+        Err(error) => counted(&app, error),
+    }
+    result
+}
+
+async fn decide_one(
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RuntimeError> {
+    let caller = authorize(app, headers, Need::Decide, "/v1/decide").await?;
     let mut request = parse_body(body)?;
     if let Err(error) = caller.pin(&mut request) {
-        refused(&app, &error, "/v1/decide", Some(&caller.name)).await;
+        refused(app, &error, "/v1/decide", Some(&caller.name)).await;
         return Err(error);
     }
     let decided = app.engine.decide(&request, now_ms())?;
@@ -474,6 +505,17 @@ async fn unset_context(
         )
         .await?;
     Ok(Json(document))
+}
+
+async fn metrics(State(app): Shared) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.engine.metrics().encode(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<Value> {

@@ -17,5 +17,6 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod loaded;
+pub mod metrics;
 pub mod store;
 pub mod tokens;

@@ -14,6 +14,7 @@
 
 use crate::audit::{seal, PendingEntry, GENESIS};
 use crate::error::RuntimeError;
+use crate::metrics::Metrics;
 use polctl_rollout::counters::{CounterKey, LimitIdentity};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -137,14 +138,18 @@ pub enum Job {
 #[derive(Clone)]
 pub struct Journal {
     sender: mpsc::SyncSender<Job>,
+    metrics: Metrics,
 }
 
 impl Journal {
     /// Queues a job (blocks while the queue is full: back-pressure, never a dropped entry).
     pub fn submit(&self, job: Job) -> Result<(), RuntimeError> {
-        self.sender
-            .send(job)
-            .map_err(|_| RuntimeError::state("the journal has stopped"))
+        let entries = i64::from(!matches!(job, Job::Flush(_)));
+        self.metrics.audit_pending.inc_by(entries);
+        self.sender.send(job).map_err(|_| {
+            self.metrics.audit_pending.dec_by(entries);
+            RuntimeError::state("the journal has stopped")
+        })
     }
 }
 
@@ -174,6 +179,7 @@ pub fn database_path(data: &Path) -> PathBuf {
 pub fn open(
     data: &Path,
     now_seconds: i64,
+    metrics: &Metrics,
 ) -> Result<(Journal, Recovered, std::thread::JoinHandle<()>), RuntimeError> {
     std::fs::create_dir_all(data)
         .map_err(|e| RuntimeError::state(format!("cannot create `{}`: {e}", data.display())))?;
@@ -277,11 +283,19 @@ pub fn open(
         audit_entries: head.as_ref().map_or(0, |(i, _)| i + 1),
     };
     let (sender, receiver) = mpsc::sync_channel(QUEUE);
+    let journal_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("polctl-journal".to_owned())
-        .spawn(move || run_journal(connection, receiver, head))
+        .spawn(move || run_journal(connection, receiver, head, journal_metrics))
         .map_err(|e| RuntimeError::state(format!("cannot start the journal thread: {e}")))?;
-    Ok((Journal { sender }, recovered, thread))
+    Ok((
+        Journal {
+            sender,
+            metrics: metrics.clone(),
+        },
+        recovered,
+        thread,
+    ))
 }
 
 /// The journal thread: waits for a job, takes whatever else has queued (up to [`GROUP`]),
@@ -290,6 +304,7 @@ fn run_journal(
     mut connection: Connection,
     receiver: mpsc::Receiver<Job>,
     head: Option<(u64, String)>,
+    metrics: Metrics,
 ) {
     let mut next_index = head.as_ref().map_or(0, |(i, _)| i + 1);
     let mut prev = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
@@ -307,6 +322,11 @@ fn run_journal(
             // Nothing of the group was committed: the chain continues from where it was.
             next_index = index_before;
             prev = prev_before;
+        }
+        let entries = group.iter().filter(|j| !matches!(j, Job::Flush(_))).count() as i64;
+        metrics.audit_pending.dec_by(entries);
+        if result.is_ok() {
+            metrics.audit_written.inc_by(next_index - index_before);
         }
         for job in group {
             let done = match job {

@@ -179,8 +179,9 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
         None => None,
     };
     let started = now_ms();
+    let metrics = polctl_runtime::metrics::Metrics::default();
     let (journal, mut recovered, journal_thread) =
-        polctl_runtime::store::open(&args.data, started / 1000).map_err(runtime_error)?;
+        polctl_runtime::store::open(&args.data, started / 1000, &metrics).map_err(runtime_error)?;
     let engine = Arc::new(Engine::new(
         journal,
         &mut recovered,
@@ -188,6 +189,7 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
         trust.clone(),
         bundle_tester(),
         config.engine.clone(),
+        metrics,
         started,
     ));
     if let Some(bytes) = recovered.candidate.take() {
