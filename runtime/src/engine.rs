@@ -74,6 +74,16 @@ pub struct DecideResponse {
     pub approval_id: Option<String>,
 }
 
+/// What an engine is made of besides its state: where the state lives, whom it trusts, how
+/// it tests bundles, its settings and its metrics.
+pub struct EngineParts {
+    pub data: PathBuf,
+    pub trust: Trust,
+    pub tester: BundleTester,
+    pub settings: EngineSettings,
+    pub metrics: Metrics,
+}
+
 /// Settings of the engine (the `[approvals]` section of `--config`).
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -128,13 +138,16 @@ impl Engine {
     pub fn new(
         journal: Journal,
         recovered: &mut crate::store::Recovered,
-        data: &Path,
-        trust: Trust,
-        tester: BundleTester,
-        settings: EngineSettings,
-        metrics: Metrics,
+        parts: EngineParts,
         now_ms: i64,
     ) -> Engine {
+        let EngineParts {
+            data,
+            trust,
+            tester,
+            settings,
+            metrics,
+        } = parts;
         let mut store = MemoryCounters::default();
         for (key, count) in std::mem::take(&mut recovered.counters) {
             store.add(&key, count);
@@ -155,7 +168,7 @@ impl Engine {
             control: tokio::sync::Mutex::new(()),
             trust,
             tester,
-            data: data.to_owned(),
+            data,
             counters: Mutex::new(store),
             journal,
             started_ms: now_ms,

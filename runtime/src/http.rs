@@ -7,8 +7,8 @@ use crate::engine::{wait, Engine};
 use crate::error::RuntimeError;
 use crate::tokens::{Access, Caller, Need};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, HttpBody};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,6 +36,7 @@ impl Default for HttpSettings {
 pub struct App {
     pub engine: Arc<Engine>,
     pub access: Access,
+    pub settings: HttpSettings,
 }
 
 type Shared = State<Arc<App>>;
@@ -100,15 +101,12 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-pub fn router(app: Arc<App>, settings: &HttpSettings) -> Router {
+pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/decide", post(decide))
         .route("/v1/decide/batch", post(decide_batch))
         .route("/v1/status", get(status))
-        .route(
-            "/v1/bundles",
-            axum::routing::put(upload_bundle).layer(DefaultBodyLimit::max(BUNDLE_LIMIT)),
-        )
+        .route("/v1/bundles", axum::routing::put(upload_bundle))
         .route("/v1/rollouts", post(start_rollout))
         .route("/v1/rollback", post(rollback))
         .route("/v1/approvals", get(list_approvals))
@@ -122,26 +120,48 @@ pub fn router(app: Arc<App>, settings: &HttpSettings) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(settings.body_limit))
         .with_state(app)
 }
 
 /// Bundles are larger than decisions: uploads take up to 64 MiB.
 const BUNDLE_LIMIT: usize = 64 * 1024 * 1024;
 
-/// The body as JSON, or the error a client can act on.
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, RuntimeError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            RuntimeError::new(
-                413,
-                "body_too_large",
-                "the request body is over the server's limit ([http] body_limit, 1 MiB by default)",
-            )
-        } else {
-            RuntimeError::bad_request("bad_body", format!("cannot read the body: {rejection}"))
+/// An oversized body is still read, and dropped, up to this many bytes, so that a client that
+/// is still sending gets the 413 instead of a reset connection.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads a body of at most `limit` bytes.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, RuntimeError> {
+    let mut collected = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|e| {
+            RuntimeError::bad_request("bad_body", format!("cannot read the body: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total <= limit {
+                collected.extend_from_slice(&data);
+            } else if total > DRAIN_LIMIT {
+                break;
+            }
         }
-    })?;
+    }
+    if total > limit {
+        return Err(RuntimeError::new(
+            413,
+            "body_too_large",
+            format!("the request body is over the server's limit of {limit} bytes ([http] body_limit, 1 MiB by default)"),
+        ));
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// The body as JSON, or the error a client can act on.
+async fn parse_body(app: &App, body: Body) -> Result<Value, RuntimeError> {
+    let bytes = read_body(body, app.settings.body_limit).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| RuntimeError::bad_request("bad_json", format!("the body is not JSON: {e}")))
 }
@@ -149,7 +169,7 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, RuntimeError
 async fn decide(
     State(app): Shared,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, RuntimeError> {
     let started = std::time::Instant::now();
     let result = decide_one(&app, &headers, body).await;
@@ -164,13 +184,9 @@ async fn decide(
     result
 }
 
-async fn decide_one(
-    app: &App,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, RuntimeError> {
+async fn decide_one(app: &App, headers: &HeaderMap, body: Body) -> Result<Response, RuntimeError> {
     let caller = authorize(app, headers, Need::Decide, "/v1/decide").await?;
-    let mut request = parse_body(body)?;
+    let mut request = parse_body(app, body).await?;
     if let Err(error) = caller.pin(&mut request) {
         refused(app, &error, "/v1/decide", Some(&caller.name)).await;
         return Err(error);
@@ -183,10 +199,10 @@ async fn decide_one(
 async fn decide_batch(
     State(app): Shared,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Decide, "/v1/decide/batch").await?;
-    let body = parse_body(body)?;
+    let body = parse_body(&app, body).await?;
     let Some(requests) = body.get("requests").and_then(Value::as_array) else {
         return Err(RuntimeError::bad_request(
             "invalid_request",
@@ -268,16 +284,10 @@ async fn status(State(app): Shared, headers: HeaderMap) -> Result<Json<Value>, R
 async fn upload_bundle(
     State(app): Shared,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/bundles").await?;
-    let bytes = body.map_err(|rejection| {
-        RuntimeError::new(
-            rejection.status().as_u16(),
-            "bad_body",
-            format!("cannot read the bundle: {rejection}"),
-        )
-    })?;
+    let bytes = read_body(body, BUNDLE_LIMIT).await?;
     let report = app
         .engine
         .upload(bytes.to_vec(), &caller.name, now_ms())
@@ -288,10 +298,10 @@ async fn upload_bundle(
 async fn start_rollout(
     State(app): Shared,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/rollouts").await?;
-    let body = parse_body(body)?;
+    let body = parse_body(&app, body).await?;
     let Some(sequence) = body.get("sequence").and_then(Value::as_u64) else {
         return Err(RuntimeError::bad_request(
             "invalid_request",
@@ -314,14 +324,16 @@ async fn start_rollout(
 async fn rollback(
     State(app): Shared,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/rollback").await?;
-    let bytes = body.unwrap_or_default();
+    let bytes = read_body(body, app.settings.body_limit).await?;
     let body: Value = if bytes.is_empty() {
         json!({})
     } else {
-        parse_body(Ok(bytes))?
+        serde_json::from_slice(&bytes).map_err(|e| {
+            RuntimeError::bad_request("bad_json", format!("the body is not JSON: {e}"))
+        })?
     };
     let to_sequence = match body.get("to_sequence") {
         None | Some(Value::Null) => None,
@@ -380,11 +392,12 @@ async fn show_approval(
 }
 
 /// The `group` (and for a rejection the `reason`) of an approver's body.
-fn approver_body(
-    body: Result<Bytes, BytesRejection>,
+async fn approver_body(
+    app: &App,
+    body: Body,
     rejecting: bool,
 ) -> Result<(String, Option<String>), RuntimeError> {
-    let body = parse_body(body)?;
+    let body = parse_body(app, body).await?;
     let group = body.get("group").and_then(Value::as_str).ok_or_else(|| {
         RuntimeError::bad_request("invalid_request", "the body names the approver `group`")
     })?;
@@ -405,9 +418,9 @@ async fn approve(
     State(app): Shared,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
-    let (group, _) = approver_body(body, false)?;
+    let (group, _) = approver_body(&app, body, false).await?;
     let caller = authorize(
         &app,
         &headers,
@@ -426,9 +439,9 @@ async fn reject(
     State(app): Shared,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
-    let (group, reason) = approver_body(body, true)?;
+    let (group, reason) = approver_body(&app, body, true).await?;
     let caller = authorize(
         &app,
         &headers,
@@ -452,10 +465,10 @@ async fn show_context(State(app): Shared, headers: HeaderMap) -> Result<Json<Val
 async fn set_context(
     State(app): Shared,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/context").await?;
-    let body = parse_body(body)?;
+    let body = parse_body(&app, body).await?;
     let tenant = match body.get("tenant") {
         None | Some(Value::Null) => None,
         Some(Value::String(tenant)) => Some(tenant.clone()),

@@ -8,7 +8,7 @@ use crate::load::{read_bytes, read_text};
 use clap::Args;
 use polctl_bundle::parse_public_key;
 use polctl_runtime::config::ServerConfig;
-use polctl_runtime::engine::{BundleTester, Engine, TestSummary};
+use polctl_runtime::engine::{BundleTester, Engine, EngineParts, TestSummary};
 use polctl_runtime::error::RuntimeError;
 use polctl_runtime::http::{now_ms, router, App};
 use polctl_runtime::loaded::{load_bundle, LoadedBundle, Trust};
@@ -185,11 +185,13 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
     let engine = Arc::new(Engine::new(
         journal,
         &mut recovered,
-        &args.data,
-        trust.clone(),
-        bundle_tester(),
-        config.engine.clone(),
-        metrics,
+        EngineParts {
+            data: args.data.clone(),
+            trust: trust.clone(),
+            tester: bundle_tester(),
+            settings: config.engine.clone(),
+            metrics,
+        },
         started,
     ));
     if let Some(bytes) = recovered.candidate.take() {
@@ -269,13 +271,11 @@ async fn serve(
     };
     println!("polctl serve: listening on http://{address} ({serving})");
     let _ = std::io::stdout().flush();
-    let app = router(
-        Arc::new(App {
-            engine: engine.clone(),
-            access,
-        }),
-        &config.http,
-    );
+    let app = router(Arc::new(App {
+        engine: engine.clone(),
+        access,
+        settings: config.http.clone(),
+    }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
