@@ -420,19 +420,7 @@ async fn approve(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
-    let (group, _) = approver_body(&app, body, false).await?;
-    let caller = authorize(
-        &app,
-        &headers,
-        Need::Approver(group.clone()),
-        "/v1/approvals",
-    )
-    .await?;
-    let approval = app
-        .engine
-        .decide_approval(&id, &group, None, &caller.name, now_ms())
-        .await?;
-    Ok(Json(approval.to_json()))
+    approver_action(&app, &headers, &id, body, false).await
 }
 
 async fn reject(
@@ -441,17 +429,24 @@ async fn reject(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
-    let (group, reason) = approver_body(&app, body, true).await?;
-    let caller = authorize(
-        &app,
-        &headers,
-        Need::Approver(group.clone()),
-        "/v1/approvals",
-    )
-    .await?;
+    approver_action(&app, &headers, &id, body, true).await
+}
+
+/// Approve or reject for the group the body names; the token must be that group's approver.
+async fn approver_action(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    body: Body,
+    rejecting: bool,
+) -> Result<Json<Value>, RuntimeError> {
+    let (group, reason) = approver_body(app, body, rejecting).await?;
+    let need = Need::Approver(group.clone());
+    let caller = authorize(app, headers, need, "/v1/approvals").await?;
+    let reason = if rejecting { reason.as_deref() } else { None };
     let approval = app
         .engine
-        .decide_approval(&id, &group, reason.as_deref(), &caller.name, now_ms())
+        .decide_approval(id, &group, reason, &caller.name, now_ms())
         .await?;
     Ok(Json(approval.to_json()))
 }

@@ -381,10 +381,7 @@ fn write_group(
                     ..
                 } => {
                     for approval in approvals {
-                        put_approval.execute(params![
-                            approval.id,
-                            serde_json::to_string(approval).unwrap_or_default()
-                        ])?;
+                        put_approval.execute(approval_row(approval))?;
                     }
                     for key in increments {
                         add_counter.execute(params![
@@ -447,10 +444,7 @@ fn write_group(
                     approvals, entry, ..
                 } => {
                     for approval in approvals {
-                        put_approval.execute(params![
-                            approval.id,
-                            serde_json::to_string(approval).unwrap_or_default()
-                        ])?;
+                        put_approval.execute(approval_row(approval))?;
                     }
                     entry
                 }
@@ -465,6 +459,14 @@ fn write_group(
     }
     transaction.commit()?;
     Ok(())
+}
+
+/// An approval as its row's parameters: its id and its JSON.
+fn approval_row(approval: &crate::approvals::Approval) -> (String, String) {
+    (
+        approval.id.clone(),
+        serde_json::to_string(approval).unwrap_or_default(),
+    )
 }
 
 /// A bundle that was active once: kept for rollback.
