@@ -477,7 +477,10 @@ impl Engine {
                 ))
             }
         };
-        let hash = request_hash(request);
+        // The request's canonical hash is needed only when an approval is presented or
+        // created, not on every decision.
+        let hash = std::cell::OnceCell::new();
+        let hash = || hash.get_or_init(|| request_hash(request)).as_str();
         // The server's clock places the action in its limit windows, never the request's.
         let now_seconds = now_ms.div_euclid(1000);
         let context = self.effective_context(&active.bundle, object)?;
@@ -511,7 +514,7 @@ impl Engine {
             .lock()
             .map_err(|_| RuntimeError::state("the approvals' lock was poisoned"))?;
         let presented = match approval_id {
-            Some(id) => Some(check_presented(book.get(id), id, &hash, now_ms)?),
+            Some(id) => Some(check_presented(book.get(id), id, hash(), now_ms)?),
             None => None,
         };
         if let Some(approval) = &presented {
@@ -548,7 +551,7 @@ impl Engine {
             Outcome::RequireApproval => {
                 let existing = presented
                     .clone()
-                    .or_else(|| book.pending_for(&hash, now_ms).cloned());
+                    .or_else(|| book.pending_for(hash(), now_ms).cloned());
                 let approval = match existing {
                     // The groups still missing are recomputed; granted groups are kept.
                     Some(approval) if approval.missing != rendered.approvers => {
@@ -565,7 +568,7 @@ impl Engine {
                         let approval = Approval {
                             id: format!("a-{:011x}-{number:08x}", self.started_ms),
                             state: ApprovalState::Pending,
-                            request_hash: hash.clone(),
+                            request_hash: hash().to_owned(),
                             request: request.clone(),
                             tool: evaluator.set().schema.tools[decoded.tool].name.clone(),
                             rules: rendered.rules.clone(),

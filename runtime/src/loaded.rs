@@ -59,11 +59,12 @@ pub fn load_bundle(bytes: Vec<u8>, trust: &Trust) -> Result<LoadedBundle, Runtim
         (bundle, 0)
     };
     let started = Instant::now();
+    let files = bundle.sources();
     let sources = SourceSet::from_files(
-        bundle
-            .sources()
-            .into_iter()
-            .filter(|(path, _)| path.ends_with(".pol")),
+        files
+            .iter()
+            .filter(|(path, _)| path.ends_with(".pol"))
+            .cloned(),
     );
     let compilation = compile(&sources);
     let Some(set) = compilation.set else {
@@ -80,11 +81,7 @@ pub fn load_bundle(bytes: Vec<u8>, trust: &Trust) -> Result<LoadedBundle, Runtim
             ),
         ));
     };
-    let project = match bundle
-        .sources()
-        .iter()
-        .find(|(path, _)| path == PROJECT_FILE)
-    {
+    let project = match files.iter().find(|(path, _)| path == PROJECT_FILE) {
         Some((_, text)) => ProjectConfig::parse(text, &set.schema).map_err(|message| {
             refused(
                 "bundle_config",
