@@ -67,6 +67,17 @@ impl Server {
         (status, response.json().expect("a JSON body"))
     }
 
+    /// `GET` with a bearer token.
+    fn get_as(&self, client: &Client, path: &str, token: Option<&str>) -> (u16, Value) {
+        let response = client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token.unwrap_or(""))
+            .send()
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.json().expect("a JSON body"))
+    }
+
     fn kill_hard(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
@@ -1189,4 +1200,250 @@ fn approvals_are_bound_to_their_request_and_used_once() {
         (status, replayed["error"]["code"].as_str()),
         (409, Some("approval_consumed"))
     );
+}
+
+/// Requests of a generated traffic file (outcome lines left out).
+fn traffic_requests(dir: &Path, sessions: usize) -> Vec<Value> {
+    let file = dir.join("traffic.jsonl");
+    let out = polctl(&[
+        "traffic",
+        "generate",
+        "examples/support-fleet",
+        "-o",
+        file.to_str().expect("utf-8"),
+        "--sessions",
+        &sessions.to_string(),
+        "--duration",
+        "1h",
+        "--seed",
+        "7",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::read_to_string(&file)
+        .expect("traffic")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .filter(|l| l.get("outcome").is_none())
+        .collect()
+}
+
+/// Sends every request once; returns each with its answer.
+fn send_all(server: &Server, client: &Client, requests: &[Value]) -> Vec<(Value, Value)> {
+    requests
+        .iter()
+        .map(|request| {
+            let (status, answer) = server.post(client, "/v1/decide", &request.to_string());
+            assert_eq!(status, 200, "{answer}");
+            (request.clone(), answer)
+        })
+        .collect()
+}
+
+/// A staged rollout on a live server: it advances through its stages on real decisions,
+/// routes each session to one cohort (never back to stable as traffic rises), decides every
+/// request as `polctl eval` does on the bundle the response names, completes, and makes the
+/// candidate stable; a breach of a stage criterion aborts the next one (exit 5 from `rollout
+/// status --wait`); a rollout survives `kill -9` at its stage; `rollback` aborts it.
+#[test]
+fn staged_rollouts_advance_abort_survive_a_kill_and_roll_back() {
+    let dir = scratch("serve-rollout");
+    let v1 = example_bundle(&dir);
+    let v2 = dir.join("v2.polb");
+    let out = polctl(&[
+        "build",
+        "examples/releases/verified-reads",
+        "-o",
+        v2.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data = dir.join("data");
+    let mut server = Server::start(&data, &["--bundle", v1.to_str().expect("utf-8")]);
+    let admin = std::fs::read_to_string(data.join("admin.token")).expect("admin token");
+    let admin = admin.trim();
+    let token = Some(admin);
+    let client = client();
+    let requests = traffic_requests(&dir, 40);
+    let revision = |bundle: &Path| {
+        let out = polctl(&[
+            "inspect",
+            bundle.to_str().expect("utf-8"),
+            "--format",
+            "json",
+        ]);
+        let manifest: Value = serde_json::from_str(&stdout(&out)).expect("inspect JSON");
+        manifest["manifest"]["revision"]
+            .as_str()
+            .expect("revision")
+            .to_owned()
+    };
+    let (r1, r2) = (revision(&v1), revision(&v2));
+
+    // 1. A rollout that completes.
+    let plan = dir.join("plan.toml");
+    std::fs::write(
+        &plan,
+        "stickiness = \"session\"\n\n[[stage]]\nname = \"shadow\"\ntraffic = 0\nmin_duration = \"1s\"\nmin_decisions = 30\n\n[[stage]]\nname = \"canary\"\ntraffic = 40\nmin_duration = \"1s\"\nmin_decisions = 30\n\n[[stage]]\nname = \"full\"\ntraffic = 100\n\n[rollback]\nbake = \"1s\"\n",
+    )
+    .expect("plan");
+    let pushed = release(
+        &server,
+        token,
+        &[
+            "push",
+            v2.to_str().expect("utf-8"),
+            "--plan",
+            plan.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let mut served: Vec<(Value, Value)> = Vec::new();
+    // A session's cohort by stage: once in the candidate cohort, always there.
+    let mut candidate_sessions: HashSet<String> = HashSet::new();
+    let mut completed = false;
+    let mut phase = String::new();
+    for _ in 0..60 {
+        let (_, current) = server.get_as(&client, "/v1/rollouts/current", token);
+        phase = current["phase"].as_str().unwrap_or("").to_owned();
+        if phase == "completed" {
+            break;
+        }
+        for (request, answer) in send_all(&server, &client, &requests[..120]) {
+            let session = request["session"].as_str().unwrap_or("").to_owned();
+            match answer["cohort"].as_str() {
+                Some("candidate") => {
+                    assert_eq!(answer["policy_version"], json!(r2), "{answer}");
+                    candidate_sessions.insert(session);
+                }
+                // Once the rollout completes, the candidate is stable.
+                Some("stable") if answer["policy_version"] == json!(r2) => completed = true,
+                Some("stable") => {
+                    assert_eq!(answer["policy_version"], json!(r1), "{answer}");
+                    assert!(
+                        !completed,
+                        "stable's old version after completion: {answer}"
+                    );
+                    assert!(
+                        !candidate_sessions.contains(&session),
+                        "session {session} went back to stable: {answer}"
+                    );
+                }
+                other => panic!("no cohort: {other:?}"),
+            }
+            served.push((request, answer));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(
+        phase,
+        "completed",
+        "{}",
+        server.get_as(&client, "/v1/rollouts/current", token).1
+    );
+    assert!(!candidate_sessions.is_empty());
+    let out = release(&server, token, &["rollout", "status", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("✔ completed"), "{}", stdout(&out));
+    let (_, status) = server.get_as(&client, "/v1/status", token);
+    assert_eq!(status["stable"]["revision"], json!(r2), "{status}");
+    // Every decision, on whichever version made it, is what `polctl eval` gives.
+    for (bundle, wanted) in [(&v1, &r1), (&v2, &r2)] {
+        let (inputs, answers): (Vec<Value>, Vec<&Value>) = served
+            .iter()
+            .filter(|(_, a)| a["policy_version"] == json!(wanted))
+            .map(|(request, answer)| {
+                let mut request = with_served_counters(request, answer);
+                operator_defaults(&mut request);
+                (request, answer)
+            })
+            .unzip();
+        assert!(!inputs.is_empty(), "no decision by {wanted}");
+        assert_eval_agrees(&dir, bundle, &inputs, &answers);
+    }
+    assert!(audit_entries_of_kind(&data, "rollout") >= 4);
+    assert_eq!(audit_entries_of_kind(&data, "migration"), 1);
+
+    // 2. A stage criterion breached: the rollout aborts and stable takes all traffic.
+    let strict = dir.join("strict.toml");
+    std::fs::write(
+        &strict,
+        "[[stage]]\nname = \"shadow\"\ntraffic = 0\nmin_duration = \"1h\"\nmin_decisions = 100000\nmax_divergence = 0.01\n\n[[stage]]\nname = \"full\"\ntraffic = 100\n",
+    )
+    .expect("plan");
+    let pushed = release(
+        &server,
+        token,
+        &[
+            "push",
+            v1.to_str().expect("utf-8"),
+            "--plan",
+            strict.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    for _ in 0..20 {
+        send_all(&server, &client, &requests[..100]);
+        let (_, current) = server.get_as(&client, "/v1/rollouts/current", token);
+        if current["phase"] == "aborted" {
+            break;
+        }
+    }
+    let out = release(
+        &server,
+        token,
+        &["rollout", "status", "--wait", "--format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let current: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(current["aborted"]["trigger"], "max_divergence", "{current}");
+    assert_eq!(current["aborted"]["stage"], "shadow");
+    for (_, answer) in send_all(&server, &client, &requests[..20]) {
+        assert_eq!(answer["cohort"], "stable");
+        assert_eq!(answer["policy_version"], json!(r2));
+    }
+
+    // 3. A rollout survives kill -9 at its stage; an operator's rollback aborts it.
+    let resumed = dir.join("slow.toml");
+    std::fs::write(
+        &resumed,
+        "[[stage]]\nname = \"shadow\"\ntraffic = 0\nmin_duration = \"1h\"\n\n[[stage]]\nname = \"canary\"\ntraffic = 50\nmin_duration = \"1h\"\n\n[[stage]]\nname = \"full\"\ntraffic = 100\n",
+    )
+    .expect("plan");
+    let table: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&resumed).expect("plan")).expect("TOML");
+    let out = release(&server, token, &["rollout", "status", "--format", "json"]);
+    let candidate: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let started = client
+        .post(format!("{}/v1/rollouts", server.url))
+        .bearer_auth(admin)
+        .json(&json!({ "sequence": candidate["sequence"], "plan": table }))
+        .send()
+        .expect("the server answers");
+    assert_eq!(started.status().as_u16(), 200);
+    let out = release(&server, token, &["rollout", "promote"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = release(&server, token, &["rollout", "pause"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = send_all(&server, &client, &requests[..60]);
+    server.kill_hard();
+    let server = Server::start(&data, &[]);
+    let (_, current) = server.get_as(&client, "/v1/rollouts/current", token);
+    assert_eq!(current["stage"], "canary", "{current}");
+    assert_eq!(current["phase"], "paused", "{current}");
+    // The same sessions are in the same cohorts after the restart.
+    let after = send_all(&server, &client, &requests[..60]);
+    for ((_, a), (_, b)) in before.iter().zip(&after) {
+        assert_eq!(a["cohort"], b["cohort"]);
+    }
+    assert!(after.iter().any(|(_, a)| a["cohort"] == "candidate"));
+    assert!(after.iter().any(|(_, a)| a["cohort"] == "stable"));
+    let out = release(&server, token, &["rollback"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (_, answer) in send_all(&server, &client, &requests[..20]) {
+        assert_eq!(answer["cohort"], "stable");
+    }
+    let (_, current) = server.get_as(&client, "/v1/rollouts/current", token);
+    assert_eq!(current["phase"], "aborted", "{current}");
+    drop(server);
+    let out = polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

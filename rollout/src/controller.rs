@@ -17,9 +17,9 @@ use crate::stats::{
     paired_relative_change_above, rate_above, ratio_below, relative_change_above, Judgement, Sample,
 };
 use crate::window::{CohortFigures, Verdict, Window};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Running,
@@ -46,7 +46,7 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Entered,
@@ -77,14 +77,14 @@ impl EventKind {
 }
 
 /// The figure behind a transition: a plan key, its value and its threshold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
     pub key: String,
     pub value: f64,
     pub threshold: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub time: Millis,
     pub event: EventKind,
@@ -95,7 +95,7 @@ pub struct Event {
 }
 
 /// Why a rollout was aborted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Abort {
     pub stage: String,
     /// The plan key that fired, or `manual`.
@@ -130,7 +130,7 @@ pub struct Observation {
 }
 
 /// A finished (or the current) stage's figures, for reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageReport {
     pub name: String,
     pub traffic: f64,
@@ -142,7 +142,7 @@ pub struct StageReport {
     pub cohorts: Cohorts,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cohorts {
     pub stable: CohortFigures,
     pub candidate: CohortFigures,
@@ -161,6 +161,23 @@ pub struct Controller {
     aborted: Option<Abort>,
     /// The last `waiting` detail, so a stage that waits says so once per reason.
     waiting: Option<String>,
+}
+
+/// What a server persists of a rollout so that a restart resumes it at the same stage and
+/// phase (the current stage's figures start again: a restart never advances a stage on
+/// figures it cannot show).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControllerState {
+    /// The plan as `rollout.toml` text.
+    pub plan: String,
+    pub rollout_id: String,
+    pub phase: Phase,
+    pub stage: usize,
+    pub stage_entered: Millis,
+    pub bake_started: Option<Millis>,
+    pub aborted: Option<Abort>,
+    pub finished: Vec<StageReport>,
+    pub events: Vec<Event>,
 }
 
 /// Which criteria are judged, and whether they gate advancement or only trigger rollback.
@@ -189,6 +206,47 @@ impl Controller {
         let stage = controller.current().clone();
         controller.emit(now, EventKind::Entered, entered_detail(&stage), None);
         controller
+    }
+
+    /// The state to persist ([`Controller::restore`] reads it back).
+    pub fn state(&self) -> ControllerState {
+        ControllerState {
+            plan: self.plan.to_toml(),
+            rollout_id: self.rollout_id.clone(),
+            phase: self.phase,
+            stage: self.stage,
+            stage_entered: self.stage_entered,
+            bake_started: self.bake_started,
+            aborted: self.aborted.clone(),
+            finished: self.finished.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// Resumes a persisted rollout at its stage and phase, with empty figures.
+    pub fn restore(state: ControllerState) -> Result<Controller, String> {
+        let plan = crate::plan::parse_plan(&state.plan)
+            .map_err(|e| format!("the persisted plan does not parse: {e}"))?;
+        if state.stage >= plan.stages.len() {
+            return Err(format!(
+                "the persisted stage {} is not in the plan ({} stages)",
+                state.stage,
+                plan.stages.len()
+            ));
+        }
+        Ok(Controller {
+            plan,
+            rollout_id: state.rollout_id,
+            phase: state.phase,
+            stage: state.stage,
+            stage_entered: state.stage_entered,
+            bake_started: state.bake_started,
+            window: Window::default(),
+            finished: state.finished,
+            events: state.events,
+            aborted: state.aborted,
+            waiting: None,
+        })
     }
 
     pub fn plan(&self) -> &Plan {

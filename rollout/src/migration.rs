@@ -133,6 +133,19 @@ impl CounterMigration {
         }
     }
 
+    /// Unix seconds from which no seed can apply any more: every window of a changed limit
+    /// that was running when the candidate was first evaluated has ended.
+    pub fn seeding_until(&self) -> i64 {
+        self.seeds
+            .keys()
+            .map(|limit| {
+                self.since
+                    .saturating_add(limit.window_seconds.min(i64::MAX as u64) as i64)
+            })
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
     /// Counts per row.
     pub fn counts(&self) -> CounterCounts {
         let mut counts = CounterCounts::default();

@@ -351,7 +351,7 @@ pub fn round6(value: f64) -> f64 {
 }
 
 /// One cohort's figures as reports show them (runtime.md §5.2).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CohortFigures {
     pub decisions: u64,
     pub deny_rate: f64,

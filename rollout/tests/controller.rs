@@ -12,6 +12,8 @@
 //!   so equal rates never diverge).
 //! - `outcomes stable=C/R candidate=C/R`: R sessions of each cohort report, C completed.
 //! - `tick`, `pause`, `resume`, `promote`, `promote-full`, `abort [REASON]`.
+//! - `restart`: the controller's state goes through JSON and back, as a server persists it
+//!   and a restart restores it (the current stage's figures start again).
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora
 
 use polctl_rollout::cohort::Cohort;
@@ -180,6 +182,12 @@ fn run(text: &str) -> Result<String, String> {
                 controller.tick(time);
             }
             "tick" => controller.tick(time),
+            "restart" => {
+                let text = serde_json::to_string(&controller.state()).map_err(|e| e.to_string())?;
+                let state = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                controller = Controller::restore(state)?;
+                let _ = writeln!(out, "  (restarted from the persisted state)");
+            }
             "pause" => refused(controller.pause(time), &mut out),
             "resume" => refused(controller.resume(time), &mut out),
             "promote" => refused(controller.promote(time, false), &mut out),

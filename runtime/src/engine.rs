@@ -15,12 +15,20 @@ use crate::error::RuntimeError;
 use crate::loaded::{load_bundle, LoadedBundle, Trust};
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::store::{Job, Journal};
+use crate::swap::{migrate_pending, ApprovalMigration, Recording, SeedSource};
 use arc_swap::ArcSwapOption;
 use polctl_lang::eval::json::JsonRef;
+use polctl_lang::eval::Request;
 use polctl_lang::eval::{DecisionJson, Outcome};
+use polctl_rollout::cohort::Cohort;
+use polctl_rollout::controller::Observation;
 use polctl_rollout::counters::{
-    count_allowed, limit_uses, load_counters, CounterKey, CounterStore, MemoryCounters,
+    count_allowed, limit_uses, load_counters, CounterStore, LimitUse, MemoryCounters,
 };
+use polctl_rollout::migration::CounterMigration;
+use polctl_rollout::plan::{AttributeScope, Stickiness};
+use polctl_rollout::simulate::Prediction;
+use polctl_rollout::window::{cluster_of, Verdict};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 use std::borrow::Cow;
@@ -30,11 +38,55 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// The bundle serving traffic and when it became active.
+/// What the route points at: the stable bundle, when it became active, and the rollout in
+/// progress if any. A decision loads it once and is made entirely from it.
 pub struct Active {
     pub bundle: Arc<LoadedBundle>,
     pub activated_ms: i64,
+    /// A rollout in progress: the candidate and how requests reach it.
+    pub rollout: Option<Arc<LiveRollout>>,
+    /// After a swap: where counters of limits whose window or key changed are seeded from.
+    pub seed_from: Option<Arc<SeedSource>>,
 }
+
+/// The rollout as the data plane sees it: which requests the candidate decides, at the
+/// current stage. A stage change installs a new one on the route.
+pub struct LiveRollout {
+    pub candidate: Arc<LoadedBundle>,
+    pub rollout_id: String,
+    pub stickiness: Stickiness,
+    pub stage: String,
+    pub traffic: f64,
+    pub migration: Arc<CounterMigration>,
+    /// What the semantic diff predicts (`None`: no divergence is called unexpected).
+    pub prediction: Option<Arc<Prediction>>,
+}
+
+impl LiveRollout {
+    /// The request's stickiness key (runtime.md §4.2): its session, or an agent or context
+    /// attribute; `None` sends it to stable.
+    pub fn key(&self, request: &serde_json::Map<String, Json>) -> Option<String> {
+        let value = match &self.stickiness {
+            Stickiness::Session => request.get("session")?,
+            Stickiness::Attribute { scope, name } => {
+                let object = match scope {
+                    AttributeScope::Agent => "agent",
+                    AttributeScope::Context => "context",
+                };
+                request.get(object)?.get(name)?
+            }
+        };
+        match value {
+            Json::Null => None,
+            Json::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// Runs the semantic diff of two bundles (the CLI owns the solver), for the rollout's
+/// `unexpected_divergence` trigger.
+pub type Predictor = Arc<dyn Fn(&LoadedBundle, &LoadedBundle) -> Option<Prediction> + Send + Sync>;
 
 /// What `PUT /v1/bundles` answers (runtime.md §3.4).
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +132,7 @@ pub struct EngineParts {
     pub data: PathBuf,
     pub trust: Trust,
     pub tester: BundleTester,
+    pub predictor: Predictor,
     pub settings: EngineSettings,
     pub metrics: Metrics,
 }
@@ -110,25 +163,31 @@ pub struct Decided {
 const FORBIDDEN_FIELDS: [&str; 2] = ["counters", "approvals"];
 
 pub struct Engine {
-    route: ArcSwapOption<Active>,
+    pub(crate) route: ArcSwapOption<Active>,
     /// The bundle active before the current one, compiled: rollback to it is a route change.
     previous: Mutex<Option<Arc<LoadedBundle>>>,
     /// The uploaded bundle waiting to be rolled out.
-    candidate: Mutex<Option<Arc<LoadedBundle>>>,
+    pub(crate) candidate: Mutex<Option<Arc<LoadedBundle>>>,
     /// The highest sequence ever activated: a push must be above it (anti-rollback).
     highest_sequence: AtomicU64,
-    approvals: Mutex<ApprovalBook>,
+    pub(crate) approvals: Mutex<ApprovalBook>,
     settings: EngineSettings,
     metrics: Metrics,
     /// Operator context values (runtime.md §3.5): by tenant (`""`: every tenant), by name.
     context: Mutex<BTreeMap<String, BTreeMap<String, Json>>>,
     /// Control-plane operations happen one at a time.
-    control: tokio::sync::Mutex<()>,
-    trust: Trust,
+    pub(crate) control: tokio::sync::Mutex<()>,
+    pub(crate) trust: Trust,
     tester: BundleTester,
+    pub(crate) predictor: Predictor,
     data: PathBuf,
-    counters: Mutex<MemoryCounters>,
-    journal: Journal,
+    pub(crate) counters: Mutex<MemoryCounters>,
+    /// The rollout's controller (the current one, or the last finished), driven by decisions,
+    /// the clock and operators.
+    pub(crate) rollout: Mutex<Option<crate::rollouts::RolloutSlot>>,
+    /// The last swap's migration report.
+    pub(crate) last_migration: Mutex<Option<Json>>,
+    pub(crate) journal: Journal,
     /// Decision ids: this start's time and a sequence, unique across restarts.
     started_ms: i64,
     decisions: AtomicU64,
@@ -145,6 +204,7 @@ impl Engine {
             data,
             trust,
             tester,
+            predictor,
             settings,
             metrics,
         } = parts;
@@ -168,8 +228,11 @@ impl Engine {
             control: tokio::sync::Mutex::new(()),
             trust,
             tester,
+            predictor,
             data,
             counters: Mutex::new(store),
+            rollout: Mutex::new(None),
+            last_migration: Mutex::new(None),
             journal,
             started_ms: now_ms,
             decisions: AtomicU64::new(0),
@@ -199,19 +262,71 @@ impl Engine {
     /// Makes a bundle active at once, durably: the route changes only after the bundle and
     /// its audit entry (`kind`: `activate` or `rollback`) are committed, so a restart comes
     /// back to it. Decisions in flight finish on the bundle they loaded.
+    ///
+    /// The swap migrates state (runtime.md §3.8): counters when `counters` is `None` (a
+    /// rollout prepared them when it started), and pending approvals, with a `migration`
+    /// entry in the audit log.
     pub async fn activate(
         &self,
         bundle: Arc<LoadedBundle>,
         now_ms: i64,
         kind: &'static str,
         by: &str,
+        counters: Option<Arc<CounterMigration>>,
     ) -> Result<(), RuntimeError> {
         let (done, committed) = oneshot::channel();
         let previous = self.active();
+        let from = previous.as_ref().map(|a| a.bundle.clone());
+        let mut drops = Vec::new();
+        let counters = match (counters, &from) {
+            (Some(prepared), _) => Some(prepared),
+            (None, Some(from)) => {
+                let mut store = self
+                    .counters
+                    .lock()
+                    .map_err(|_| RuntimeError::state("the counters' lock was poisoned"))?;
+                let mut recording = Recording::new(&mut store);
+                let migration = CounterMigration::prepare(
+                    from.evaluator.set(),
+                    bundle.evaluator.set(),
+                    now_ms.div_euclid(1000),
+                    &mut recording,
+                );
+                drops = recording.dropped;
+                Some(Arc::new(migration))
+            }
+            (None, None) => None,
+        };
+        let (pending, approvals) = match &from {
+            Some(_) => {
+                let pending = self.approvals(Some(ApprovalState::Pending), now_ms);
+                let migrated = migrate_pending(&pending, &bundle, |request| {
+                    self.effective_request(&bundle, request)
+                });
+                (pending, migrated)
+            }
+            None => (
+                Vec::new(),
+                ApprovalMigration {
+                    changed: Vec::new(),
+                    rows: Vec::new(),
+                },
+            ),
+        };
+        let report = from
+            .as_ref()
+            .map(|from| crate::swap::report(Some(from), &bundle, counters.as_deref(), &approvals));
         self.journal.submit(Job::Activate {
             sequence: bundle.sequence,
             revision: bundle.revision.clone(),
             bytes: bundle.bytes.clone(),
+            approvals: approvals.changed.clone(),
+            drops,
+            migration: report.as_ref().map(|report| PendingEntry {
+                time_ms: now_ms,
+                kind: "migration",
+                body: report.clone(),
+            }),
             entry: PendingEntry {
                 time_ms: now_ms,
                 kind,
@@ -232,14 +347,52 @@ impl Engine {
         self.metrics
             .active_sequence
             .set(bundle.sequence.min(i64::MAX as u64) as i64);
+        let seed_from = match (&from, &counters) {
+            (Some(from), Some(migration)) => Some(Arc::new(SeedSource {
+                bundle: from.clone(),
+                migration: migration.clone(),
+            }))
+            .filter(|seed| seed.active(now_ms.div_euclid(1000))),
+            _ => None,
+        };
         self.route.store(Some(Arc::new(Active {
             bundle,
             activated_ms: now_ms,
+            rollout: None,
+            seed_from,
         })));
         if let Ok(mut kept) = self.previous.lock() {
-            *kept = previous.map(|a| a.bundle.clone());
+            *kept = from;
+        }
+        // Approvals an approver changed meanwhile keep the approver's change.
+        if !approvals.changed.is_empty() {
+            if let Ok(mut book) = self.approvals.lock() {
+                for next in approvals.changed {
+                    let unchanged = pending.iter().find(|p| p.id == next.id).is_some_and(|p| {
+                        book.get(&p.id)
+                            .is_some_and(|now| now.state == p.state && now.granted == p.granted)
+                    });
+                    if unchanged {
+                        book.record(next);
+                    }
+                }
+            }
+        }
+        if let (Some(report), Ok(mut last)) = (report, self.last_migration.lock()) {
+            *last = Some(report);
         }
         Ok(())
+    }
+
+    /// A stored request as a bundle would decide it: the operator context applied.
+    pub(crate) fn effective_request(&self, bundle: &LoadedBundle, request: &Json) -> Json {
+        let mut request = request.clone();
+        if let Some(object) = request.as_object_mut() {
+            if let Ok(Some(context)) = self.effective_context(bundle, object) {
+                object.insert("context".to_owned(), context);
+            }
+        }
+        request
     }
 
     /// Puts a recovered bundle back on the route (it is already in the state store).
@@ -250,6 +403,8 @@ impl Engine {
         self.route.store(Some(Arc::new(Active {
             bundle: Arc::new(bundle),
             activated_ms,
+            rollout: None,
+            seed_from: None,
         })));
     }
 
@@ -274,6 +429,8 @@ impl Engine {
         now_ms: i64,
     ) -> Result<UploadReport, RuntimeError> {
         let _control = self.control.lock().await;
+        // The candidate of a rollout in progress is not replaced under it.
+        self.refuse_if_rolling_out()?;
         let trust = self.trust.clone();
         let tester = self.tester.clone();
         let (bundle, tests) = tokio::task::spawn_blocking(move || {
@@ -353,24 +510,10 @@ impl Engine {
     /// once (blue-green).
     pub async fn switch(&self, sequence: u64, by: &str, now_ms: i64) -> Result<(), RuntimeError> {
         let _control = self.control.lock().await;
-        let Some(candidate) = self.candidate() else {
-            return Err(RuntimeError::new(
-                409,
-                "no_candidate",
-                "no bundle is waiting to be rolled out; upload one first (`polctl push BUNDLE`)",
-            ));
-        };
-        if candidate.sequence != sequence {
-            return Err(RuntimeError::new(
-                409,
-                "wrong_candidate",
-                format!(
-                    "the candidate is sequence {}, not {sequence}",
-                    candidate.sequence
-                ),
-            ));
-        }
-        self.activate(candidate, now_ms, "activate", by).await?;
+        self.refuse_if_rolling_out()?;
+        let candidate = self.candidate_with(sequence)?;
+        self.activate(candidate, now_ms, "activate", by, None)
+            .await?;
         if let Ok(mut slot) = self.candidate.lock() {
             *slot = None;
         }
@@ -386,6 +529,14 @@ impl Engine {
         now_ms: i64,
     ) -> Result<Arc<LoadedBundle>, RuntimeError> {
         let _control = self.control.lock().await;
+        // During a rollout, stable is what the previous version is: the rollout is aborted,
+        // all traffic goes back to stable at once.
+        if self.abort_for_rollback(by, now_ms).await? && to_sequence.is_none() {
+            return self
+                .active()
+                .map(|a| a.bundle.clone())
+                .ok_or_else(|| RuntimeError::state("no stable bundle after aborting the rollout"));
+        }
         let current = self.active().map(|a| a.bundle.clone());
         let previous = self.previous.lock().ok().and_then(|p| p.clone());
         // The previous bundle is still compiled: a rollback to it is a route change.
@@ -427,12 +578,16 @@ impl Engine {
                 format!("sequence {} is already active", target.sequence),
             ));
         }
-        self.activate(target.clone(), now_ms, "rollback", by)
+        self.activate(target.clone(), now_ms, "rollback", by, None)
             .await?;
         Ok(target)
     }
 
     /// Decides one request (the JSON of runtime.md §3.1) at `now_ms`.
+    ///
+    /// During a rollout the request's cohort picks the version whose decision is enforced;
+    /// the other version decides too (shadow), for the controller's figures and so that an
+    /// allowed action counts against the limits of both (runtime.md §3.7).
     pub fn decide(&self, request: &Json, now_ms: i64) -> Result<Decided, RuntimeError> {
         let started = std::time::Instant::now();
         let Some(active) = self.route.load_full() else {
@@ -483,30 +638,53 @@ impl Engine {
         let hash = || hash.get_or_init(|| request_hash(request)).as_str();
         // The server's clock places the action in its limit windows, never the request's.
         let now_seconds = now_ms.div_euclid(1000);
-        let context = self.effective_context(&active.bundle, object)?;
-        let tree = JsonRef::Object(
-            object
-                .iter()
-                .filter(|(key, _)| {
-                    !["time", "counters", "approvals", "approval_id"].contains(&key.as_str())
-                })
-                .map(|(key, value)| {
-                    let value = match (&context, key.as_str()) {
-                        (Some(context), "context") => JsonRef::from_value(context),
-                        _ => JsonRef::from_value(value),
-                    };
-                    (Cow::Borrowed(key.as_str()), value)
-                })
-                .collect(),
-        );
-        let evaluator = &active.bundle.evaluator;
-        let mut decoded = evaluator.decode_ref(&tree).map_err(|e| {
-            RuntimeError::bad_request(
-                "invalid_request",
-                format!("the request does not fit the schema: {e}"),
-            )
-        })?;
-        decoded.time = Some(now_seconds);
+
+        // Which version decides, and which shadows it.
+        let live = active.rollout.as_deref();
+        let key = live.and_then(|live| live.key(object));
+        let cohort = match live {
+            Some(live) => {
+                polctl_rollout::cohort::cohort(&live.rollout_id, key.as_deref(), live.traffic)
+            }
+            None => Cohort::Stable,
+        };
+        let (enforcing, shadowing) = match (live, cohort) {
+            (Some(live), Cohort::Candidate) => (&live.candidate, Some(&active.bundle)),
+            (Some(live), Cohort::Stable) => (&active.bundle, Some(&live.candidate)),
+            (None, _) => (&active.bundle, None),
+        };
+        let mut decoded = match self.decode_for(enforcing, object, now_seconds) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                // A request the enforced version cannot decide is an error of its cohort.
+                if live.is_some() {
+                    let mut verdicts = [None, None];
+                    verdicts[cohort.index()] = Some((Verdict::Error, None));
+                    self.observe(
+                        &Observation {
+                            cohort,
+                            verdicts,
+                            unexpected: false,
+                            cluster: cluster_of(key.as_deref()),
+                        },
+                        object.get("session"),
+                    );
+                }
+                return Err(error);
+            }
+        };
+        // `None` inside: the shadowing version cannot decode the request (its error).
+        let mut shadow = shadowing.map(|bundle| self.decode_for(bundle, object, now_seconds).ok());
+        // After a blue-green swap, the bundle before seeds counters of changed limits.
+        let seed = active
+            .seed_from
+            .as_ref()
+            .filter(|seed| live.is_none() && seed.active(now_seconds))
+            .and_then(|seed| {
+                let old = self.decode_for(&seed.bundle, object, now_seconds).ok()?;
+                Some((seed, limit_uses(&seed.bundle.evaluator, &old, now_seconds)))
+            });
+
         // A presented approval is checked, used and consumed under the book's lock, so two
         // requests cannot both act on it.
         let mut book = self
@@ -518,29 +696,63 @@ impl Engine {
             None => None,
         };
         if let Some(approval) = &presented {
-            let groups = &evaluator.set().schema.approvers;
-            for granted in &approval.granted {
-                if let Some(index) = groups.iter().position(|g| g == granted) {
-                    decoded.approvals[index] = true;
-                }
+            grant(enforcing, &mut decoded, &approval.granted);
+            if let (Some(bundle), Some(Some(request))) = (shadowing, shadow.as_mut()) {
+                grant(bundle, request, &approval.granted);
             }
         }
-        let (decision, increments) = {
+        let evaluator = &enforcing.evaluator;
+        let (decision, shadow_decision, increments, timings) = {
             let mut counters = self
                 .counters
                 .lock()
                 .map_err(|_| RuntimeError::state("the counters' lock was poisoned"))?;
             counters.expire(now_seconds);
+            let mut store = Recording::new(&mut counters);
             let uses = limit_uses(evaluator, &decoded, now_seconds);
-            load_counters(&mut decoded, &uses, &*counters);
-            let decision = evaluator.decide(&decoded);
-            let increments: Vec<CounterKey> = if decision.outcome == Outcome::Allow {
-                count_allowed(&mut *counters, &[&uses]);
-                uses.into_iter().map(|u| u.counter).collect()
-            } else {
-                Vec::new()
+            let shadow_uses = match (shadowing, &shadow) {
+                (Some(bundle), Some(Some(request))) => {
+                    Some(limit_uses(&bundle.evaluator, request, now_seconds))
+                }
+                _ => None,
             };
-            (decision, increments)
+            // Counters of limits whose window or key changed start from stable's.
+            if let Some(live) = live {
+                let (candidate, stable) = match cohort {
+                    Cohort::Candidate => (Some(&uses), shadow_uses.as_ref()),
+                    Cohort::Stable => (shadow_uses.as_ref(), Some(&uses)),
+                };
+                if let Some(candidate) = candidate {
+                    live.migration.seed(
+                        &mut store,
+                        candidate,
+                        stable.map(Vec::as_slice).unwrap_or_default(),
+                    );
+                }
+            } else if let Some((seed, old_uses)) = &seed {
+                seed.migration.seed(&mut store, &uses, old_uses);
+            }
+            let clock = std::time::Instant::now();
+            load_counters(&mut decoded, &uses, &store);
+            let decision = evaluator.decide(&decoded);
+            let enforced_us = clock.elapsed().as_micros() as u64;
+            let shadow_decision = match (shadowing, shadow.as_mut(), &shadow_uses) {
+                (Some(bundle), Some(Some(request)), Some(shadow_uses)) => {
+                    let clock = std::time::Instant::now();
+                    load_counters(request, shadow_uses, &store);
+                    let decision = bundle.evaluator.decide(request);
+                    Some((decision, clock.elapsed().as_micros() as u64))
+                }
+                _ => None,
+            };
+            if decision.outcome == Outcome::Allow {
+                let mut all: Vec<&[LimitUse]> = vec![&uses];
+                if let Some(shadow_uses) = &shadow_uses {
+                    all.push(shadow_uses);
+                }
+                count_allowed(&mut store, &all);
+            }
+            (decision, shadow_decision, store.added, enforced_us)
         };
         let rendered = evaluator.render(&decoded, &decision);
         let number = self.decisions.fetch_add(1, Ordering::Relaxed);
@@ -574,7 +786,7 @@ impl Engine {
                             rules: rendered.rules.clone(),
                             missing: rendered.approvers.clone(),
                             granted: Vec::new(),
-                            sequence: active.bundle.sequence,
+                            sequence: enforcing.sequence,
                             created_ms: now_ms,
                             expires_ms: now_ms.saturating_add(self.settings.approval_expiry_ms),
                             reason: None,
@@ -603,11 +815,72 @@ impl Engine {
             book.record(approval.clone());
         }
         drop(book);
+
+        // The rollout's figures: both versions' verdicts, and whether a divergence is one
+        // the semantic diff predicted.
+        let mut shadow_entry = Json::Null;
+        if let (Some(live), Some(shadowing)) = (live, shadowing) {
+            let mut verdicts = [None, None];
+            verdicts[cohort.index()] = Some((verdict_of(decision.outcome), Some(timings)));
+            let other = cohort.other();
+            let mut unexpected = false;
+            match (&shadow_decision, shadow.as_ref().and_then(Option::as_ref)) {
+                (Some((shadow_decision, us)), Some(shadow_request)) => {
+                    verdicts[other.index()] =
+                        Some((verdict_of(shadow_decision.outcome), Some(*us)));
+                    let shadow_rendered =
+                        shadowing.evaluator.render(shadow_request, shadow_decision);
+                    if shadow_decision.outcome != decision.outcome {
+                        let (stable, candidate) = match cohort {
+                            Cohort::Stable => (&rendered, &shadow_rendered),
+                            Cohort::Candidate => (&shadow_rendered, &rendered),
+                        };
+                        let tool = &live.candidate.evaluator.set().schema.tools[match cohort {
+                            Cohort::Candidate => decoded.tool,
+                            Cohort::Stable => shadow_request.tool,
+                        }]
+                        .name;
+                        unexpected = live.prediction.as_ref().is_some_and(|p| {
+                            !p.predicts(
+                                tool,
+                                outcome_of(stable),
+                                outcome_of(candidate),
+                                &stable.rules,
+                                &candidate.rules,
+                            )
+                        });
+                    }
+                    shadow_entry = json!({
+                        "sequence": shadowing.sequence,
+                        "cohort": other.as_str(),
+                        "decision": shadow_rendered.decision.as_str(),
+                        "rules": shadow_rendered.rules,
+                    });
+                }
+                _ => {
+                    verdicts[other.index()] = Some((Verdict::Error, None));
+                    shadow_entry = json!({
+                        "sequence": shadowing.sequence,
+                        "cohort": other.as_str(),
+                        "decision": "error",
+                    });
+                }
+            }
+            self.observe(
+                &Observation {
+                    cohort,
+                    verdicts,
+                    unexpected,
+                    cluster: cluster_of(key.as_deref()),
+                },
+                object.get("session"),
+            );
+        }
         let response = DecideResponse {
             decision: rendered,
             decision_id,
-            sequence: active.bundle.sequence,
-            cohort: "stable",
+            sequence: enforcing.sequence,
+            cohort: cohort.as_str(),
             approval_id,
         };
         self.metrics
@@ -621,6 +894,20 @@ impl Engine {
                 sequence: response.sequence,
             })
             .inc();
+        let mut body = json!({
+            "decision_id": response.decision_id,
+            "request": request,
+            "decision": response.decision,
+            "sequence": response.sequence,
+            "cohort": response.cohort,
+        });
+        if let Some(live) = live {
+            body["rollout"] = json!({
+                "rollout_id": live.rollout_id,
+                "stage": live.stage,
+                "shadow": shadow_entry,
+            });
+        }
         let (done, committed) = oneshot::channel();
         self.journal.submit(Job::Decision {
             increments,
@@ -628,13 +915,7 @@ impl Engine {
             entry: PendingEntry {
                 time_ms: now_ms,
                 kind: "decision",
-                body: json!({
-                    "decision_id": response.decision_id,
-                    "request": request,
-                    "decision": response.decision,
-                    "sequence": response.sequence,
-                    "cohort": response.cohort,
-                }),
+                body,
             },
             done,
         })?;
@@ -642,6 +923,53 @@ impl Engine {
             response,
             committed,
         })
+    }
+
+    /// Decodes a request for one bundle: its operator context applied, the runtime's own
+    /// fields left out.
+    fn decode_for(
+        &self,
+        bundle: &LoadedBundle,
+        object: &serde_json::Map<String, Json>,
+        now_seconds: i64,
+    ) -> Result<Request, RuntimeError> {
+        let context = self.effective_context(bundle, object)?;
+        let tree = JsonRef::Object(
+            object
+                .iter()
+                .filter(|(key, _)| {
+                    !["time", "counters", "approvals", "approval_id"].contains(&key.as_str())
+                })
+                .map(|(key, value)| {
+                    let value = match (&context, key.as_str()) {
+                        (Some(context), "context") => JsonRef::from_value(context),
+                        _ => JsonRef::from_value(value),
+                    };
+                    (Cow::Borrowed(key.as_str()), value)
+                })
+                .collect(),
+        );
+        let mut decoded = bundle.evaluator.decode_ref(&tree).map_err(|e| {
+            RuntimeError::bad_request(
+                "invalid_request",
+                format!("the request does not fit the schema: {e}"),
+            )
+        })?;
+        decoded.time = Some(now_seconds);
+        Ok(decoded)
+    }
+
+    /// Adds one request's verdicts to the rollout's figures (and remembers the session's
+    /// cohort for its outcome).
+    fn observe(&self, observation: &Observation, session: Option<&Json>) {
+        if let Ok(mut slot) = self.rollout.lock() {
+            if let Some(slot) = slot.as_mut() {
+                slot.controller.observe(observation);
+                if let Some(Json::String(session)) = session {
+                    slot.remember_session(session, observation.cohort);
+                }
+            }
+        }
     }
 
     /// The request's `context` with the operator attributes replaced by the server's values
@@ -883,10 +1211,42 @@ impl Engine {
         wait(committed).await
     }
 
+    /// The last swap's migration report (since this start).
+    pub fn last_migration(&self) -> Json {
+        self.last_migration
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .unwrap_or(Json::Null)
+    }
+
     /// Decisions made since this start.
     pub fn decisions(&self) -> u64 {
         self.decisions.load(Ordering::Relaxed)
     }
+}
+
+/// Grants the approval's groups in a request decoded by `bundle` (by group name: versions may
+/// number their groups differently).
+fn grant(bundle: &LoadedBundle, request: &mut Request, granted: &[String]) {
+    let groups = &bundle.evaluator.set().schema.approvers;
+    for group in granted {
+        if let Some(index) = groups.iter().position(|g| g == group) {
+            request.approvals[index] = true;
+        }
+    }
+}
+
+fn verdict_of(outcome: Outcome) -> Verdict {
+    match outcome {
+        Outcome::Allow => Verdict::Allow,
+        Outcome::Deny => Verdict::Deny,
+        Outcome::RequireApproval => Verdict::RequireApproval,
+    }
+}
+
+fn outcome_of(decision: &DecisionJson) -> Outcome {
+    decision.decision
 }
 
 /// Waits for the journal's answer.

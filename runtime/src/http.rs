@@ -5,6 +5,7 @@
 use crate::approvals::ApprovalState;
 use crate::engine::{wait, Engine};
 use crate::error::RuntimeError;
+use crate::rollouts::RolloutAction;
 use crate::tokens::{Access, Caller, Need};
 use axum::body::Bytes;
 use axum::body::{Body, HttpBody};
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use polctl_rollout::plan::{parse_plan, Plan};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -108,6 +110,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/bundles", axum::routing::put(upload_bundle))
         .route("/v1/rollouts", post(start_rollout))
+        .route("/v1/rollouts/current", get(current_rollout))
+        .route("/v1/rollouts/current/{action}", post(rollout_action))
+        .route("/v1/outcomes", post(outcome))
         .route("/v1/rollback", post(rollback))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}", get(show_approval))
@@ -275,10 +280,36 @@ async fn status(State(app): Shared, headers: HeaderMap) -> Result<Json<Value>, R
         "stable": stable,
         "candidate": candidate,
         "kept": kept,
-        "rollout": null,
+        "rollout": rollout_summary(&engine.rollout_document(now_ms())),
+        "last_migration": engine.last_migration(),
         "state_backend": "sqlite",
         "decisions_since_start": engine.decisions(),
     })))
+}
+
+/// The rollout in `GET /v1/status`: where it is, without its events and figures.
+fn rollout_summary(document: &Value) -> Value {
+    if document.is_null() {
+        return Value::Null;
+    }
+    let keys = [
+        "rollout_id",
+        "sequence",
+        "phase",
+        "stage",
+        "traffic",
+        "stage_elapsed_ms",
+        "aborted",
+    ];
+    keys.iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                document.get(*k).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 async fn upload_bundle(
@@ -308,16 +339,132 @@ async fn start_rollout(
             "a rollout is {\"sequence\": N, \"plan\": {...}} (the candidate's sequence)",
         ));
     };
-    if body.get("plan").is_some_and(|plan| !plan.is_null()) {
-        return Err(RuntimeError::new(
-            501,
-            "not_implemented",
-            "staged rollouts are not served yet; omit the plan for a blue-green switch, and rehearse the plan with `polctl simulate`",
-        ));
+    if let Some(plan) = body.get("plan").filter(|plan| !plan.is_null()) {
+        let plan = plan_of(plan)?;
+        let rollout = app
+            .engine
+            .start_rollout(sequence, plan, &caller.name, now_ms())
+            .await?;
+        return Ok(Json(rollout));
     }
     app.engine.switch(sequence, &caller.name, now_ms()).await?;
     Ok(Json(
         json!({ "sequence": sequence, "state": "completed", "plan": null }),
+    ))
+}
+
+/// A plan as `POST /v1/rollouts` carries it: the keys of `rollout.toml` as a JSON object, or
+/// the file's text as a string.
+fn plan_of(plan: &Value) -> Result<Plan, RuntimeError> {
+    let invalid = |message: String| RuntimeError::bad_request("invalid_plan", message);
+    match plan {
+        Value::String(text) => parse_plan(text).map_err(|e| {
+            invalid(format!(
+                "the plan, line {}, column {}: {} ({})",
+                e.line, e.column, e.message, e.help
+            ))
+        }),
+        Value::Object(_) => {
+            let text = toml::to_string(plan).map_err(|e| {
+                invalid(format!("the plan cannot be read as rollout.toml keys: {e}"))
+            })?;
+            parse_plan(&text).map_err(|e| invalid(format!("the plan: {} ({})", e.message, e.help)))
+        }
+        _ => Err(invalid(
+            "`plan` is the rollout plan: the keys of rollout.toml as an object (runtime.md §4.1)"
+                .to_owned(),
+        )),
+    }
+}
+
+async fn current_rollout(
+    State(app): Shared,
+    headers: HeaderMap,
+) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::Auditor, "/v1/rollouts/current").await?;
+    match app.engine.rollout_document(now_ms()) {
+        Value::Null => Err(RuntimeError::new(
+            404,
+            "no_rollout",
+            "no rollout has been started on this server; start one with `polctl push BUNDLE --plan PLAN.toml`",
+        )),
+        document => Ok(Json(document)),
+    }
+}
+
+async fn rollout_action(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    body: Body,
+) -> Result<Json<Value>, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Admin, "/v1/rollouts/current").await?;
+    let bytes = read_body(body, app.settings.body_limit).await?;
+    let body: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            RuntimeError::bad_request("bad_json", format!("the body is not JSON: {e}"))
+        })?
+    };
+    let action = match action.as_str() {
+        "promote" => RolloutAction::Promote {
+            full: body.get("full").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "pause" => RolloutAction::Pause,
+        "resume" => RolloutAction::Resume,
+        "abort" => RolloutAction::Abort {
+            reason: body
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        },
+        other => {
+            return Err(RuntimeError::new(
+                404,
+                "not_found",
+                format!(
+                    "no rollout action `{other}`; the actions are promote, pause, resume and abort"
+                ),
+            ))
+        }
+    };
+    let document = app
+        .engine
+        .rollout_action(action, &caller.name, now_ms())
+        .await?;
+    Ok(Json(document))
+}
+
+async fn outcome(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::Decide, "/v1/outcomes").await?;
+    let body = parse_body(&app, body).await?;
+    let (Some(session), Some(outcome)) = (
+        body.get("session").and_then(Value::as_str),
+        body.get("outcome").and_then(Value::as_str),
+    ) else {
+        return Err(RuntimeError::bad_request(
+            "invalid_request",
+            "an outcome is {\"session\": \"...\", \"outcome\": \"completed\" | \"failed\"}",
+        ));
+    };
+    let completed = match outcome {
+        "completed" => true,
+        "failed" => false,
+        other => {
+            return Err(RuntimeError::bad_request(
+                "invalid_request",
+                format!("`outcome` is \"completed\" or \"failed\", not {other:?}"),
+            ))
+        }
+    };
+    let cohort = app.engine.report_outcome(session, completed);
+    Ok(Json(
+        json!({ "counted": cohort.is_some(), "cohort": cohort }),
     ))
 }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`approvals`]: approvals bound to their request, per-group decisions, one use each;
 //! - [`engine`]: the active bundle behind one atomic route, counters, decisions;
+//! - [`rollouts`]: the rollout controller driven by live decisions, the clock and operators;
+//! - [`swap`]: the state migration of a swap (counters, approvals) and its report;
 //! - [`store`]: the embedded state under `--data` (SQLite) and the journal thread that
 //!   commits decisions in groups before they are answered;
 //! - [`audit`]: audit entries and their hash chain;
@@ -18,5 +20,7 @@ pub mod error;
 pub mod http;
 pub mod loaded;
 pub mod metrics;
+pub mod rollouts;
 pub mod store;
+pub mod swap;
 pub mod tokens;

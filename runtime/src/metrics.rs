@@ -1,6 +1,6 @@
 //! `GET /metrics` (runtime.md §3.1): Prometheus text with decisions by decision, cohort and
-//! sequence, the evaluation latency, errors by code, the active sequence, and the audit
-//! entries written and waiting for the journal.
+//! sequence, the evaluation latency, errors by code, the active sequence, the audit
+//! entries written and waiting for the journal, and the rollout's stage and traffic.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -33,6 +33,10 @@ pub struct Metrics {
     pub active_sequence: Gauge,
     pub audit_written: Counter,
     pub audit_pending: Gauge,
+    /// The percent of requests the rollout's candidate decides (0 without a rollout).
+    pub rollout_traffic: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The rollout's stage index (-1 without a rollout in progress).
+    pub rollout_stage: Gauge,
 }
 
 impl Default for Metrics {
@@ -47,6 +51,8 @@ impl Default for Metrics {
             active_sequence: Gauge::default(),
             audit_written: Counter::default(),
             audit_pending: Gauge::default(),
+            rollout_traffic: Gauge::default(),
+            rollout_stage: Gauge::default(),
         }
     }
 }
@@ -89,6 +95,16 @@ impl Metrics {
             "audit_entries_pending",
             "Audit entries queued for the journal",
             self.audit_pending.clone(),
+        );
+        registry.register(
+            "rollout_traffic_percent",
+            "Percent of requests the rollout's candidate decides",
+            self.rollout_traffic.clone(),
+        );
+        registry.register(
+            "rollout_stage",
+            "Index of the rollout's current stage (-1: no rollout in progress)",
+            self.rollout_stage.clone(),
         );
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);

@@ -1,6 +1,8 @@
 //! The embedded state store: one SQLite file, `DIR/state.sqlite`, in WAL mode.
 //!
 //! - `bundles`: every activated bundle's bytes, in activation order (the last is active);
+//! - `candidate`: the uploaded bundle waiting to be rolled out;
+//! - `rollout`: the rollout in progress (or the last one aborted), as the controller's state;
 //! - `counters`: limit counters by (rule, window, key path, key value, window start);
 //! - `audit`: the hash-chained audit log (runtime.md §3.9).
 //!
@@ -41,6 +43,10 @@ CREATE TABLE IF NOT EXISTS candidate (
     revision TEXT NOT NULL,
     bytes BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rollout (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     rule TEXT NOT NULL,
     window_seconds INTEGER NOT NULL,
@@ -77,6 +83,8 @@ pub struct Recovered {
     pub highest_sequence: u64,
     /// A bundle uploaded and not yet activated.
     pub candidate: Option<Vec<u8>>,
+    /// The rollout in progress or last aborted (the controller's state as JSON).
+    pub rollout: Option<String>,
     /// Live counters (windows not yet ended at `now`).
     pub counters: Vec<(CounterKey, u64)>,
     /// Entries in the audit log.
@@ -89,9 +97,10 @@ pub struct Recovered {
 
 /// One unit of work for the journal.
 pub enum Job {
-    /// A decision: its counter increments, the approval it created or used, its audit entry.
+    /// A decision: what it added to counters (an allowed action's +1, and counters seeded by
+    /// a migration), the approval it created or used, its audit entry.
     Decision {
-        increments: Vec<CounterKey>,
+        increments: Vec<(CounterKey, u64)>,
         approvals: Vec<crate::approvals::Approval>,
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
@@ -104,11 +113,24 @@ pub enum Job {
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
     },
-    /// A bundle becomes active (the candidate, if any, is cleared).
+    /// A bundle becomes active (the candidate and the rollout, if any, are cleared), with the
+    /// state migration of the swap: approvals changed, counters of added limits dropped, and
+    /// the migration report's audit entry.
     Activate {
         sequence: u64,
         revision: String,
         bytes: Vec<u8>,
+        approvals: Vec<crate::approvals::Approval>,
+        drops: Vec<LimitIdentity>,
+        entry: PendingEntry,
+        migration: Option<PendingEntry>,
+        done: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// A rollout's state changed (`None`: no rollout any more), with counters of limits the
+    /// candidate adds dropped when it starts.
+    Rollout {
+        state: Option<String>,
+        drops: Vec<LimitIdentity>,
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
     },
@@ -206,6 +228,11 @@ pub fn open(
             row.get(0)
         })
         .optional()?;
+    let rollout: Option<String> = connection
+        .query_row("SELECT state FROM rollout WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
     let mut counters = Vec::new();
     {
         let mut statement = connection.prepare(
@@ -279,6 +306,7 @@ pub fn open(
         activated_ms,
         highest_sequence: highest_sequence.max(0) as u64,
         candidate,
+        rollout,
         counters,
         audit_entries: head.as_ref().map_or(0, |(i, _)| i + 1),
     };
@@ -335,6 +363,7 @@ fn run_journal(
                 | Job::Context { done, .. }
                 | Job::Approvals { done, .. }
                 | Job::Activate { done, .. }
+                | Job::Rollout { done, .. }
                 | Job::Entry { done, .. }
                 | Job::Flush(done) => done,
             };
@@ -353,8 +382,8 @@ fn write_group(
     {
         let mut add_counter = transaction.prepare_cached(
             "INSERT INTO counters (rule, window_seconds, key_path, key_value, window_start, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1)
-             ON CONFLICT DO UPDATE SET count = count + 1",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT DO UPDATE SET count = count + ?6",
         )?;
         let mut add_entry = transaction
             .prepare_cached("INSERT INTO audit (idx, entry, hash) VALUES (?1, ?2, ?3)")?;
@@ -365,6 +394,22 @@ fn write_group(
             "INSERT OR REPLACE INTO candidate (id, sequence, revision, bytes) VALUES (1, ?1, ?2, ?3)",
         )?;
         let mut clear_candidate = transaction.prepare_cached("DELETE FROM candidate")?;
+        let mut set_rollout = transaction
+            .prepare_cached("INSERT OR REPLACE INTO rollout (id, state) VALUES (1, ?1)")?;
+        let mut clear_rollout = transaction.prepare_cached("DELETE FROM rollout")?;
+        let mut drop_limit = transaction.prepare_cached(
+            "DELETE FROM counters WHERE rule = ?1 AND window_seconds = ?2 AND key_path = ?3",
+        )?;
+        let mut drop_limits = |drops: &[LimitIdentity]| -> Result<(), rusqlite::Error> {
+            for limit in drops {
+                drop_limit.execute(params![
+                    limit.rule,
+                    limit.window_seconds.min(i64::MAX as u64) as i64,
+                    limit.key.as_deref().unwrap_or(""),
+                ])?;
+            }
+            Ok(())
+        };
         let mut set_context = transaction.prepare_cached(
             "INSERT OR REPLACE INTO context (tenant, name, value) VALUES (?1, ?2, ?3)",
         )?;
@@ -373,7 +418,7 @@ fn write_group(
         let mut put_approval = transaction
             .prepare_cached("INSERT OR REPLACE INTO approvals (id, body) VALUES (?1, ?2)")?;
         for job in group {
-            let entry = match job {
+            let (entry, second) = match job {
                 Job::Decision {
                     increments,
                     approvals,
@@ -383,22 +428,26 @@ fn write_group(
                     for approval in approvals {
                         put_approval.execute(approval_row(approval))?;
                     }
-                    for key in increments {
+                    for (key, count) in increments {
                         add_counter.execute(params![
                             key.limit.rule,
                             key.limit.window_seconds.min(i64::MAX as u64) as i64,
                             key.limit.key.as_deref().unwrap_or(""),
                             key.value,
                             key.window_start,
+                            (*count).min(i64::MAX as u64) as i64,
                         ])?;
                     }
-                    entry
+                    (entry, None)
                 }
                 Job::Activate {
                     sequence,
                     revision,
                     bytes,
+                    approvals,
+                    drops,
                     entry,
+                    migration,
                     ..
                 } => {
                     add_bundle.execute(params![
@@ -408,7 +457,25 @@ fn write_group(
                         entry.time_ms
                     ])?;
                     clear_candidate.execute([])?;
-                    entry
+                    clear_rollout.execute([])?;
+                    drop_limits(drops)?;
+                    for approval in approvals {
+                        put_approval.execute(approval_row(approval))?;
+                    }
+                    (entry, migration.as_ref())
+                }
+                Job::Rollout {
+                    state,
+                    drops,
+                    entry,
+                    ..
+                } => {
+                    match state {
+                        Some(state) => set_rollout.execute(params![state])?,
+                        None => clear_rollout.execute([])?,
+                    };
+                    drop_limits(drops)?;
+                    (entry, None)
                 }
                 Job::Candidate {
                     sequence,
@@ -422,7 +489,7 @@ fn write_group(
                         revision,
                         bytes
                     ])?;
-                    entry
+                    (entry, None)
                 }
                 Job::Context {
                     tenant,
@@ -438,7 +505,7 @@ fn write_group(
                             None => unset_context.execute(params![tenant, name])?,
                         };
                     }
-                    entry
+                    (entry, None)
                 }
                 Job::Approvals {
                     approvals, entry, ..
@@ -446,15 +513,17 @@ fn write_group(
                     for approval in approvals {
                         put_approval.execute(approval_row(approval))?;
                     }
-                    entry
+                    (entry, None)
                 }
-                Job::Entry { entry, .. } => entry,
+                Job::Entry { entry, .. } => (entry, None),
                 Job::Flush(_) => continue,
             };
-            let (text, hash) = seal(*next_index, prev, entry);
-            add_entry.execute(params![(*next_index) as i64, text, hash])?;
-            *next_index += 1;
-            *prev = hash;
+            for entry in std::iter::once(entry).chain(second) {
+                let (text, hash) = seal(*next_index, prev, entry);
+                add_entry.execute(params![(*next_index) as i64, text, hash])?;
+                *next_index += 1;
+                *prev = hash;
+            }
         }
     }
     transaction.commit()?;

@@ -13,6 +13,7 @@ pub mod fmt;
 pub mod keys;
 pub mod release;
 pub mod replay;
+pub mod rollout;
 pub mod serve;
 pub mod simulate;
 pub mod test;

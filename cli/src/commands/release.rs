@@ -1,6 +1,7 @@
 //! The release commands that talk to a running server (runtime.md §2): `polctl push BUNDLE`
 //! uploads a bundle (the server verifies it, compiles it and runs its tests) and switches
-//! traffic to it; `polctl rollback [--to SEQUENCE]` sends all traffic back at once.
+//! traffic to it, or starts a staged rollout with `--plan`; `polctl rollback [--to SEQUENCE]`
+//! sends all traffic back at once.
 
 use crate::exit::{CliError, Exit};
 use crate::load::read_bytes;
@@ -19,10 +20,13 @@ use std::path::PathBuf;
 pub struct PushArgs {
     /// The bundle (`polctl build`, `polctl sign`).
     bundle: PathBuf,
-    /// A rollout plan (rollout.toml); staged rollouts are rehearsed with `polctl simulate`
-    /// and not served yet.
+    /// A rollout plan (rollout.toml): roll out in its stages (rehearse it first with `polctl
+    /// simulate`). Without one, the bundle takes all traffic at once.
     #[arg(long, value_name = "PLAN")]
     plan: Option<PathBuf>,
+    /// Wait until the rollout is over: exit 0 completed, 5 aborted or rolled back.
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     server: ServerArgs,
     #[arg(long, value_enum, default_value_t)]
@@ -34,6 +38,8 @@ pub fn run_push(args: PushArgs) -> Result<Exit, CliError> {
     let bytes = read_bytes(&args.bundle)?;
     let plan = match &args.plan {
         Some(path) => {
+            // Checked here first, for errors with the file's line and column.
+            crate::commands::simulate::load_plan(Some(path))?;
             let text = crate::load::read_text(path)?;
             let table: toml::Table = toml::from_str(&text)
                 .map_err(|e| CliError::new(format!("`{}`: {e}", path.display())))?;
@@ -47,11 +53,13 @@ pub fn run_push(args: PushArgs) -> Result<Exit, CliError> {
         "/v1/rollouts",
         &json!({ "sequence": sequence, "plan": plan }),
     )?;
+    let staged = plan.is_some();
     match args.format {
-        Format::Json => crate::output::print_document(
+        Format::Json if !args.wait => crate::output::print_document(
             &serde_json::to_string_pretty(&json!({ "bundle": uploaded, "rollout": rollout }))
                 .unwrap_or_default(),
         ),
+        Format::Json => {}
         Format::Human => {
             let passed = uploaded["tests"]["passed"].as_u64().unwrap_or(0);
             println!(
@@ -65,8 +73,20 @@ pub fn run_push(args: PushArgs) -> Result<Exit, CliError> {
                     format!("{passed} test cases passed on the server")
                 },
             );
-            println!("sequence {sequence} is active: all traffic (blue-green switch)");
+            if staged {
+                println!(
+                    "rollout {} started: stage `{}`, the candidate decides {}% of requests; follow it with `polctl rollout status --watch`",
+                    rollout["rollout_id"].as_str().unwrap_or(""),
+                    rollout["stage"].as_str().unwrap_or(""),
+                    rollout["traffic"].as_f64().unwrap_or(0.0)
+                );
+            } else {
+                println!("sequence {sequence} is active: all traffic (blue-green switch)");
+            }
         }
+    }
+    if args.wait && staged {
+        return crate::commands::rollout::follow(&client, args.format, false);
     }
     Ok(Exit::Success)
 }

@@ -149,6 +149,11 @@ fn runtime_error(error: RuntimeError) -> CliError {
     CliError::new(error.message)
 }
 
+/// How long the semantic diff of a rollout's two bundles may take (for
+/// `unexpected_divergence`); past it, divergences the diff did not finish are not called
+/// unexpected.
+const PREDICTION_TIMEOUT_MS: u32 = 10_000;
+
 pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
     let config = match &args.config {
         Some(path) => ServerConfig::parse(&read_text(path)?).map_err(|message| {
@@ -189,6 +194,14 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
             data: args.data.clone(),
             trust: trust.clone(),
             tester: bundle_tester(),
+            predictor: Arc::new(|stable: &LoadedBundle, candidate: &LoadedBundle| {
+                crate::commands::simulate::predict(
+                    &stable.evaluator,
+                    &candidate.evaluator,
+                    PREDICTION_TIMEOUT_MS,
+                )
+                .ok()
+            }),
             settings: config.engine.clone(),
             metrics,
         },
@@ -222,6 +235,15 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
                 .as_ref()
                 .is_some_and(|b| b.bytes == bundle.bytes);
             engine.restore(bundle, recovered.activated_ms);
+            // The rollout that was running resumes at its stage (its figures start again).
+            if let Some(state) = &recovered.rollout {
+                if let Err(error) = engine.restore_rollout(state) {
+                    eprintln!(
+                        "polctl serve: warning: the rollout in progress cannot be resumed ({}); all traffic goes to stable",
+                        error.message
+                    );
+                }
+            }
             if same {
                 // Already active: nothing to record.
                 return serve(&args, &config, engine.clone(), access, None).await;
@@ -243,7 +265,13 @@ async fn serve(
 ) -> Result<Exit, CliError> {
     if let Some(bundle) = start_bundle {
         engine
-            .activate(Arc::new(bundle), now_ms(), "activate", "serve --bundle")
+            .activate(
+                Arc::new(bundle),
+                now_ms(),
+                "activate",
+                "serve --bundle",
+                None,
+            )
             .await
             .map_err(runtime_error)?;
     }
@@ -269,6 +297,24 @@ async fn serve(
         ),
         None => "no bundle yet: /readyz answers 503 until one is pushed".to_owned(),
     };
+    // The rollout controller judges on the wall clock, every second. The ticker holds the
+    // engine weakly: shutting down drops the engine and with it the journal.
+    let ticker = {
+        let engine = Arc::downgrade(&engine);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                if let Err(error) = engine.tick_rollout(now_ms()).await {
+                    eprintln!("polctl serve: rollout: {}", error.message);
+                }
+            }
+        })
+    };
     println!("polctl serve: listening on http://{address} ({serving})");
     let _ = std::io::stdout().flush();
     let app = router(Arc::new(App {
@@ -280,6 +326,7 @@ async fn serve(
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| CliError::new(format!("the server stopped: {e}")))?;
+    ticker.abort();
     engine.flush().await.map_err(runtime_error)?;
     eprintln!("polctl serve: stopped; every decision answered is in the audit log");
     Ok(Exit::Success)

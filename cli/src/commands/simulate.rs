@@ -84,7 +84,7 @@ pub fn load_plan(path: Option<&Path>) -> Result<Plan, CliError> {
 }
 
 /// The classes of changed decisions the semantic diff finds, for `unexpected_divergence`.
-fn predict(old: &Evaluator, new: &Evaluator, timeout_ms: u32) -> Result<Prediction, CliError> {
+pub fn predict(old: &Evaluator, new: &Evaluator, timeout_ms: u32) -> Result<Prediction, CliError> {
     let diff = polctl_solver::diff::semantic_diff(old, new, timeout_ms)
         .map_err(|e| CliError::new(format!("the semantic diff failed: {e}")))?;
     let mut prediction = Prediction {
