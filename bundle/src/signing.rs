@@ -157,6 +157,41 @@ fn message(
     Ok(out)
 }
 
+impl PrivateKey {
+    /// Signs a message of another kind than a bundle (an audit checkpoint): `domain` keeps
+    /// the two from ever being confused. The signature in hex.
+    pub fn sign_message(&self, domain: &str, message: &[u8]) -> String {
+        let mut bytes = format!("{domain}\n").into_bytes();
+        bytes.extend_from_slice(message);
+        hex::encode(self.signing.sign(&bytes).to_bytes())
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey {
+            key_id: self.key_id.clone(),
+            verifying: self.signing.verifying_key(),
+        }
+    }
+}
+
+impl PublicKey {
+    /// Checks a [`PrivateKey::sign_message`] signature.
+    pub fn verify_message(&self, domain: &str, message: &[u8], signature: &str) -> bool {
+        let Ok(bytes) = hex::decode(signature) else {
+            return false;
+        };
+        let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+            return false;
+        };
+        let mut signed = format!("{domain}\n").into_bytes();
+        signed.extend_from_slice(message);
+        self.verifying
+            .verify_strict(&signed, &Signature::from_bytes(&bytes))
+            .is_ok()
+    }
+}
+
 /// Adds a signature to a bundle (whose integrity is checked first). A key signs once.
 pub fn sign(
     bytes: &[u8],

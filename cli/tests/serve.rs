@@ -485,7 +485,9 @@ fn a_killed_server_loses_no_answered_decision_and_no_count() {
     assert!(checked > 0 || seen.iter().all(|(_, _, _, w)| w.is_empty()));
 }
 
-/// A tampered audit log fails `audit verify` with exit 4 naming the first bad entry.
+/// A tampered audit log fails `audit verify` with exit 4 naming the first bad entry: an entry
+/// edited, deleted or moved, the end of the log cut off (found by the server's signed
+/// checkpoints), a checkpoint forged.
 #[test]
 fn a_tampered_audit_log_fails_verification() {
     let dir = scratch("serve-tamper");
@@ -497,22 +499,48 @@ fn a_tampered_audit_log_fails_verification() {
         let (status, _) = server.post(&client, "/v1/decide", &ops_restart(service).to_string());
         assert_eq!(status, 200);
     }
+    // The journal signs a checkpoint once it has been idle for a second.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     drop(server);
-    let verify = || polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
-    let out = verify();
+    let verify =
+        |data: &Path| polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
+    let out = verify(&data);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("5 entries, the chain is intact"),
         "{}",
         stdout(&out)
     );
+    assert!(
+        stdout(&out).contains("the last covers entries 0 to 4"),
+        "{}",
+        stdout(&out)
+    );
 
-    // Edit entry 2's decision in place, as someone with write access to the file could.
-    let database = data.join("state.sqlite");
-    let edit = |sql: &str| {
+    // Each tampering on its own copy, as someone with write access to the file could.
+    let cases = [
+        ("UPDATE audit SET entry = replace(entry, '\"allow\"', '\"deny\"') WHERE idx = 2", "entry 2 its content"),
+        ("DELETE FROM audit WHERE idx = 2", "entry 3 follows"),
+        ("UPDATE audit SET idx = -1 WHERE idx = 1; UPDATE audit SET idx = 1 WHERE idx = 2; UPDATE audit SET idx = 2 WHERE idx = -1", "entry 1"),
+        ("DELETE FROM audit WHERE idx >= 3", "entry 3 is missing"),
+        ("UPDATE checkpoints SET head = replace(head, substr(head, 1, 1), 'f')", "was forged"),
+    ];
+    for (number, (sql, expected)) in cases.iter().enumerate() {
+        let copy = dir.join(format!("copy-{number}"));
+        std::fs::create_dir_all(&copy).expect("copy");
+        for file in [
+            "state.sqlite",
+            "state.sqlite-wal",
+            "state.sqlite-shm",
+            "audit.pub",
+        ] {
+            if data.join(file).exists() {
+                std::fs::copy(data.join(file), copy.join(file)).expect("copy");
+            }
+        }
         let out = Command::new("python3")
-            .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()"])
-            .arg(&database)
+            .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()"])
+            .arg(copy.join("state.sqlite"))
             .arg(sql)
             .output()
             .expect("python3 runs");
@@ -521,15 +549,10 @@ fn a_tampered_audit_log_fails_verification() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    edit("UPDATE audit SET entry = replace(entry, '\"allow\"', '\"deny\"') WHERE idx = 2");
-    let out = verify();
-    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
-    assert!(stderr(&out).contains("entry 2"), "{}", stderr(&out));
-    edit("DELETE FROM audit WHERE idx = 2");
-    let out = verify();
-    assert_eq!(out.status.code(), Some(4));
-    assert!(stderr(&out).contains("entry 3"), "{}", stderr(&out));
+        let out = verify(&copy);
+        assert_eq!(out.status.code(), Some(4), "{sql}: {}", stdout(&out));
+        assert!(stderr(&out).contains(expected), "{sql}: {}", stderr(&out));
+    }
 }
 
 /// SIGTERM: the server stops taking connections, flushes, and exits 0.
@@ -1423,6 +1446,9 @@ fn staged_rollouts_advance_abort_survive_a_kill_and_roll_back() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = release(&server, token, &["rollout", "pause"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let paused_at = polctl_runtime::http::now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let before = send_all(&server, &client, &requests[..60]);
     server.kill_hard();
     let server = Server::start(&data, &[]);
@@ -1443,7 +1469,79 @@ fn staged_rollouts_advance_abort_survive_a_kill_and_roll_back() {
     }
     let (_, current) = server.get_as(&client, "/v1/rollouts/current", token);
     assert_eq!(current["phase"], "aborted", "{current}");
+
+    // The audit log answers which policy was in effect when (through the server, and
+    // offline), and gives the decisions back as traffic.
+    let at = |time_ms: i64, offline: bool| -> Value {
+        let time = polctl_runtime::audit::format_time(time_ms);
+        let mut args = vec!["audit", "at", time.as_str(), "--format", "json"];
+        let data_arg = data.to_str().expect("utf-8").to_owned();
+        if offline {
+            args.extend(["--data", data_arg.as_str()]);
+        }
+        let out = release(&server, token, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).expect("JSON")
+    };
+    let then = at(paused_at, false);
+    assert_eq!(then["rollout"]["stage"], "canary", "{then}");
+    assert_eq!(then["rollout"]["phase"], "paused", "{then}");
+    assert_eq!(then["rollout"]["traffic"], 50.0, "{then}");
+    assert_eq!(then["stable"]["revision"], json!(r2), "{then}");
+    assert_eq!(then, at(paused_at, true));
+    let now = at(polctl_runtime::http::now_ms(), false);
+    assert!(now["rollout"].is_null(), "{now}");
+    let denied = release(
+        &server,
+        token,
+        &[
+            "audit",
+            "query",
+            "--decision",
+            "deny",
+            "--limit",
+            "100000",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(denied.status.success(), "{}", stderr(&denied));
+    let denied: Vec<Value> = stdout(&denied)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert!(!denied.is_empty());
+    assert!(denied
+        .iter()
+        .all(|e| e["body"]["decision"]["decision"] == "deny"));
     drop(server);
     let out = polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exported = dir.join("exported.jsonl");
+    let out = polctl(&[
+        "audit",
+        "export",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "-o",
+        exported.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = std::fs::read_to_string(&exported)
+        .expect("exported")
+        .lines()
+        .count();
+    assert_eq!(lines, audit_entries_of_kind(&data, "decision"));
+    let out = polctl(&[
+        "replay",
+        "--traffic",
+        exported.to_str().expect("utf-8"),
+        "--against",
+        v1.to_str().expect("utf-8"),
+        "--from",
+        v2.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }

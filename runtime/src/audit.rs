@@ -34,6 +34,17 @@ pub fn seal(index: u64, prev: &str, entry: &PendingEntry) -> (String, String) {
     (text, hash)
 }
 
+/// Domain of a checkpoint signature (never confused with a bundle signature).
+pub const CHECKPOINT_DOMAIN: &str = "polctl-audit-checkpoint-v1";
+
+/// What a checkpoint signs: canonical JSON of the index of the last entry it covers, that
+/// entry's hash (the head of the chain) and the time it was signed.
+pub fn checkpoint_message(index: u64, head: &str, time_ms: i64) -> Vec<u8> {
+    json!({ "index": index, "head": head, "time": format_time(time_ms) })
+        .to_string()
+        .into_bytes()
+}
+
 /// RFC 3339 in UTC with milliseconds.
 pub fn format_time(time_ms: i64) -> String {
     let seconds = time_ms.div_euclid(1000);
@@ -44,6 +55,25 @@ pub fn format_time(time_ms: i64) -> String {
         Some(stem) => format!("{stem}.{millis:03}Z"),
         None => text,
     }
+}
+
+/// Unix milliseconds of an RFC 3339 date-time (fractions of a second kept to the
+/// millisecond); `None` if it is not one.
+pub fn parse_time_ms(text: &str) -> Option<i64> {
+    let seconds = polctl_lang::eval::time::parse_rfc3339(text)?;
+    let millis = match text.get(19..).and_then(|rest| rest.strip_prefix('.')) {
+        Some(fraction) => {
+            let digits: String = fraction
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .chain(std::iter::repeat('0'))
+                .take(3)
+                .collect();
+            digits.parse::<i64>().ok()?
+        }
+        None => 0,
+    };
+    Some(seconds * 1000 + millis)
 }
 
 /// Why a stored chain does not verify: the first bad entry and what is wrong with it.
@@ -152,5 +182,18 @@ mod tests {
     #[test]
     fn times_have_milliseconds() {
         assert_eq!(format_time(1_764_597_780_042), "2025-12-01T14:03:00.042Z");
+        assert_eq!(
+            parse_time_ms("2025-12-01T14:03:00.042Z"),
+            Some(1_764_597_780_042)
+        );
+        assert_eq!(
+            parse_time_ms("2025-12-01T14:03:00.5Z"),
+            Some(1_764_597_780_500)
+        );
+        assert_eq!(
+            parse_time_ms("2025-12-01T14:03:00Z"),
+            Some(1_764_597_780_000)
+        );
+        assert_eq!(parse_time_ms("yesterday"), None);
     }
 }

@@ -113,6 +113,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/rollouts/current", get(current_rollout))
         .route("/v1/rollouts/current/{action}", post(rollout_action))
         .route("/v1/outcomes", post(outcome))
+        .route("/v1/audit", get(audit_query))
+        .route("/v1/audit/at", get(audit_at))
         .route("/v1/rollback", post(rollback))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}", get(show_approval))
@@ -495,6 +497,91 @@ async fn rollback(
     Ok(Json(
         json!({ "sequence": bundle.sequence, "revision": bundle.revision }),
     ))
+}
+
+/// A time parameter of the audit endpoints (RFC 3339).
+fn time_param(
+    query: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<Option<i64>, RuntimeError> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(text) => crate::audit::parse_time_ms(text).map(Some).ok_or_else(|| {
+            RuntimeError::bad_request(
+                "invalid_time",
+                format!("`{name}` is an RFC 3339 time like 2026-12-01T14:03:00Z, not {text:?}"),
+            )
+        }),
+    }
+}
+
+/// Audit entries per page at most.
+const AUDIT_PAGE: usize = 10_000;
+
+/// `GET /v1/audit?kind=&agent=&tool=&decision=&since=&until=&after=&limit=`: matching entries
+/// in log order, a page at a time (`next_after` continues).
+async fn audit_query(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::Auditor, "/v1/audit").await?;
+    let number = |name: &str| -> Result<Option<u64>, RuntimeError> {
+        query
+            .get(name)
+            .map(|text| {
+                text.parse::<u64>().map_err(|_| {
+                    RuntimeError::bad_request(
+                        "invalid_request",
+                        format!("`{name}` is a whole number"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let selection = crate::audit_log::Query {
+        kind: query.get("kind").cloned(),
+        agent: query.get("agent").cloned(),
+        tool: query.get("tool").cloned(),
+        decision: query.get("decision").cloned(),
+        since_ms: time_param(&query, "since")?,
+        until_ms: time_param(&query, "until")?,
+        after: number("after")?,
+        limit: number("limit")?
+            .map_or(1000, |l| l as usize)
+            .min(AUDIT_PAGE),
+    };
+    let data = app.engine.data().to_owned();
+    let limit = selection.limit;
+    let entries = tokio::task::spawn_blocking(move || crate::audit_log::query(&data, &selection))
+        .await
+        .map_err(|e| RuntimeError::new(500, "internal", format!("the query failed: {e}")))??;
+    let next_after = (entries.len() == limit)
+        .then(|| entries.last().and_then(|e| e["index"].as_u64()))
+        .flatten();
+    Ok(Json(
+        json!({ "entries": entries, "next_after": next_after }),
+    ))
+}
+
+/// `GET /v1/audit/at?time=T`: what was in effect at T.
+async fn audit_at(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::Auditor, "/v1/audit/at").await?;
+    let Some(time_ms) = time_param(&query, "time")? else {
+        return Err(RuntimeError::bad_request(
+            "invalid_request",
+            "`time` is required: GET /v1/audit/at?time=2026-12-01T14:03:00Z",
+        ));
+    };
+    let data = app.engine.data().to_owned();
+    let answer = tokio::task::spawn_blocking(move || crate::audit_log::at(&data, time_ms))
+        .await
+        .map_err(|e| RuntimeError::new(500, "internal", format!("the query failed: {e}")))??;
+    Ok(Json(answer))
 }
 
 /// `GET /v1/approvals?state=pending`.

@@ -7,6 +7,7 @@
 //! - [`store`]: the embedded state under `--data` (SQLite) and the journal thread that
 //!   commits decisions in groups before they are answered;
 //! - [`audit`]: audit entries and their hash chain;
+//! - [`audit_log`]: reading the log: verify (chain and signed checkpoints), query, at, export;
 //! - [`loaded`]: a bundle verified, compiled and ready to decide;
 //! - [`http`]: the axum routes (the engine never sees HTTP);
 //! - [`tokens`]: tokens, roles and pinned agent attributes;
@@ -14,6 +15,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod audit_log;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -133,6 +133,8 @@ impl Engine {
             "plan": slot.controller.plan().to_toml(),
             "counters": {"counts": slot.migration.counts(), "rows": slot.migration.rows},
             "predicted": slot.prediction.is_some(),
+            "phase": slot.controller.phase().as_str(),
+            "events": slot.controller.events(),
             "by": by,
         });
         if let Ok(mut current) = self.rollout.lock() {

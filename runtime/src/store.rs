@@ -17,6 +17,7 @@
 use crate::audit::{seal, PendingEntry, GENESIS};
 use crate::error::RuntimeError;
 use crate::metrics::Metrics;
+use polctl_bundle::PrivateKey;
 use polctl_rollout::counters::{CounterKey, LimitIdentity};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -71,7 +72,27 @@ CREATE TABLE IF NOT EXISTS audit (
     entry TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    idx INTEGER PRIMARY KEY,
+    head TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
 ";
+
+/// Columns added to `audit` after its first version, for queries: each entry's kind and time
+/// (a data directory from before them is upgraded in place, its rows filled from the entries).
+const AUDIT_COLUMNS: &str = "
+ALTER TABLE audit ADD COLUMN kind TEXT;
+ALTER TABLE audit ADD COLUMN time_ms INTEGER;
+UPDATE audit SET kind = json_extract(entry, '$.kind'),
+    time_ms = CAST(strftime('%s', substr(json_extract(entry, '$.time'), 1, 19)) AS INTEGER) * 1000
+        + CAST(substr(json_extract(entry, '$.time'), 21, 3) AS INTEGER);
+";
+
+/// How often the journal signs a checkpoint while entries are written (runtime.md §3.9).
+const CHECKPOINT_EVERY_MS: i64 = 1000;
 
 /// What a restart finds under `--data`.
 pub struct Recovered {
@@ -182,6 +203,19 @@ fn open_connection(path: &Path) -> Result<Connection, RuntimeError> {
         .pragma_update(None, "journal_mode", "WAL")
         .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
         .and_then(|()| connection.execute_batch(SCHEMA))
+        .and_then(|()| {
+            let has_kind: bool = connection.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('audit') WHERE name = 'kind'",
+                [],
+                |row| row.get(0),
+            )?;
+            if !has_kind {
+                connection.execute_batch(&format!("BEGIN; {AUDIT_COLUMNS} COMMIT;"))?;
+            }
+            connection.execute_batch(
+                "CREATE INDEX IF NOT EXISTS audit_kind_time ON audit (kind, time_ms)",
+            )
+        })
         .map_err(|e| {
             RuntimeError::state(format!(
                 "`{}` is not a usable state database: {e}; move it aside to start empty, or restore it from a backup",
@@ -198,10 +232,14 @@ pub fn database_path(data: &Path) -> PathBuf {
 
 /// Opens (or creates) the state under `data`, reads what a restart needs, and starts the
 /// journal thread. `now_seconds` drops counters whose window has ended.
+///
+/// `checkpoint_key` signs a checkpoint of the chain's head at least every second while entries
+/// are written, when the journal goes idle, and at shutdown.
 pub fn open(
     data: &Path,
     now_seconds: i64,
     metrics: &Metrics,
+    checkpoint_key: Option<PrivateKey>,
 ) -> Result<(Journal, Recovered, std::thread::JoinHandle<()>), RuntimeError> {
     std::fs::create_dir_all(data)
         .map_err(|e| RuntimeError::state(format!("cannot create `{}`: {e}", data.display())))?;
@@ -314,7 +352,7 @@ pub fn open(
     let journal_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("polctl-journal".to_owned())
-        .spawn(move || run_journal(connection, receiver, head, journal_metrics))
+        .spawn(move || run_journal(connection, receiver, head, journal_metrics, checkpoint_key))
         .map_err(|e| RuntimeError::state(format!("cannot start the journal thread: {e}")))?;
     Ok((
         Journal {
@@ -333,10 +371,53 @@ fn run_journal(
     receiver: mpsc::Receiver<Job>,
     head: Option<(u64, String)>,
     metrics: Metrics,
+    checkpoint_key: Option<PrivateKey>,
 ) {
     let mut next_index = head.as_ref().map_or(0, |(i, _)| i + 1);
     let mut prev = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
-    while let Ok(first) = receiver.recv() {
+    let mut checkpointed = checkpointed_up_to(&connection);
+    let mut last_checkpoint_ms = 0i64;
+    // Signs a checkpoint of the head when entries were written since the last one (and, unless
+    // `now`, a second has passed). A failed checkpoint is retried at the next chance.
+    let mut checkpoint = |connection: &Connection, next_index: u64, prev: &str, now: bool| {
+        let Some(key) = &checkpoint_key else {
+            return;
+        };
+        let time_ms = wall_clock_ms();
+        if next_index == 0
+            || checkpointed == Some(next_index - 1)
+            || (!now && time_ms - last_checkpoint_ms < CHECKPOINT_EVERY_MS)
+        {
+            return;
+        }
+        let index = next_index - 1;
+        let signature = key.sign_message(
+            crate::audit::CHECKPOINT_DOMAIN,
+            &crate::audit::checkpoint_message(index, prev, time_ms),
+        );
+        let written = connection.execute(
+            "INSERT OR REPLACE INTO checkpoints (idx, head, time_ms, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![index as i64, prev, time_ms, key.key_id, signature],
+        );
+        if written.is_ok() {
+            checkpointed = Some(index);
+            last_checkpoint_ms = time_ms;
+        }
+    };
+    loop {
+        let first = match receiver
+            .recv_timeout(std::time::Duration::from_millis(CHECKPOINT_EVERY_MS as u64))
+        {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                checkpoint(&connection, next_index, &prev, true);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                checkpoint(&connection, next_index, &prev, true);
+                return;
+            }
+        };
         let mut group = vec![first];
         while group.len() < GROUP {
             match receiver.try_recv() {
@@ -355,6 +436,9 @@ fn run_journal(
         metrics.audit_pending.dec_by(entries);
         if result.is_ok() {
             metrics.audit_written.inc_by(next_index - index_before);
+            // A flush (shutdown) leaves the whole log covered by a signed checkpoint.
+            let flushing = group.iter().any(|j| matches!(j, Job::Flush(_)));
+            checkpoint(&connection, next_index, &prev, flushing);
         }
         for job in group {
             let done = match job {
@@ -385,8 +469,9 @@ fn write_group(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO UPDATE SET count = count + ?6",
         )?;
-        let mut add_entry = transaction
-            .prepare_cached("INSERT INTO audit (idx, entry, hash) VALUES (?1, ?2, ?3)")?;
+        let mut add_entry = transaction.prepare_cached(
+            "INSERT INTO audit (idx, entry, hash, kind, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
         let mut add_bundle = transaction.prepare_cached(
             "INSERT INTO bundles (sequence, revision, bytes, activated_ms) VALUES (?1, ?2, ?3, ?4)",
         )?;
@@ -520,7 +605,13 @@ fn write_group(
             };
             for entry in std::iter::once(entry).chain(second) {
                 let (text, hash) = seal(*next_index, prev, entry);
-                add_entry.execute(params![(*next_index) as i64, text, hash])?;
+                add_entry.execute(params![
+                    (*next_index) as i64,
+                    text,
+                    hash,
+                    entry.kind,
+                    entry.time_ms
+                ])?;
                 *next_index += 1;
                 *prev = hash;
             }
@@ -528,6 +619,23 @@ fn write_group(
     }
     transaction.commit()?;
     Ok(())
+}
+
+/// The index of the last entry a checkpoint covers.
+fn checkpointed_up_to(connection: &Connection) -> Option<u64> {
+    connection
+        .query_row("SELECT MAX(idx) FROM checkpoints", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })
+        .ok()
+        .flatten()
+        .map(|i| i.max(0) as u64)
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// An approval as its row's parameters: its id and its JSON.

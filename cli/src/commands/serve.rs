@@ -134,6 +134,35 @@ fn access(args: &ServeArgs) -> Result<Access, CliError> {
     })
 }
 
+/// The server's own Ed25519 key, which signs the audit log's checkpoints: `DIR/audit.key`
+/// (mode 0600), made on first start with its public half `DIR/audit.pub`. Give a copy of the
+/// public key to auditors: `polctl audit verify --key` then trusts nothing under DIR.
+fn audit_key(data: &std::path::Path) -> Result<polctl_bundle::PrivateKey, CliError> {
+    std::fs::create_dir_all(data).map_err(|e| CliError::write(data, &e))?;
+    let path = data.join("audit.key");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed)
+                .map_err(|e| CliError::new(format!("no randomness for the audit key: {e}")))?;
+            let (private, public, _) =
+                polctl_bundle::generate_key(seed).map_err(|e| CliError::new(e.to_string()))?;
+            let private = String::from_utf8_lossy(&private).trim().to_owned();
+            write_private(&path, &private)?;
+            std::fs::write(data.join("audit.pub"), public)
+                .map_err(|e| CliError::write(&data.join("audit.pub"), &e))?;
+            format!("{private}\n")
+        }
+        Err(error) => return Err(CliError::read(&path, &error)),
+    };
+    polctl_bundle::parse_private_key(&text).map_err(|e| {
+        CliError::new(format!("`{}`: {e}", path.display())).with_help(
+            "the server's audit key signs the log's checkpoints; restore it from a backup",
+        )
+    })
+}
+
 /// Writes a secret readable by its owner only (mode 0600).
 fn write_private(path: &std::path::Path, secret: &str) -> Result<(), CliError> {
     let mut options = std::fs::OpenOptions::new();
@@ -185,8 +214,10 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
     };
     let started = now_ms();
     let metrics = polctl_runtime::metrics::Metrics::default();
+    let checkpoint_key = audit_key(&args.data)?;
     let (journal, mut recovered, journal_thread) =
-        polctl_runtime::store::open(&args.data, started / 1000, &metrics).map_err(runtime_error)?;
+        polctl_runtime::store::open(&args.data, started / 1000, &metrics, Some(checkpoint_key))
+            .map_err(runtime_error)?;
     let engine = Arc::new(Engine::new(
         journal,
         &mut recovered,

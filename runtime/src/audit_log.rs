@@ -1,0 +1,378 @@
+//! Reading the audit log under `--data` (runtime.md §3.9): `verify` (the chain and the signed
+//! checkpoints), `query`, `at` and `export`. Everything here opens the state file read-only,
+//! so it runs beside a live server (the server's endpoints call the same functions).
+
+use crate::audit::{checkpoint_message, format_time, ChainBreak, CHECKPOINT_DOMAIN, GENESIS};
+use crate::error::RuntimeError;
+use crate::store::database_path;
+use polctl_bundle::PublicKey;
+use rusqlite::{params, Connection, OpenFlags};
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn open_read_only(data: &Path) -> Result<Connection, RuntimeError> {
+    let path = database_path(data);
+    if !path.exists() {
+        return Err(RuntimeError::state(format!(
+            "`{}` holds no state file (state.sqlite); is it the server's --data directory?",
+            data.display()
+        )));
+    }
+    Ok(Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?)
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub index: u64,
+    pub head: String,
+    pub time_ms: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+/// What `audit verify` found in an intact log.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub head: Option<String>,
+    pub checkpoints: u64,
+    /// The last entry a verified checkpoint covers.
+    pub checkpointed_to: Option<u64>,
+    /// Entries after the last checkpoint (written in the last second before the log was
+    /// read, or by a server without a key): their truncation could not be detected.
+    pub uncovered: u64,
+    /// The key the checkpoints were checked with; `None`: not checked (no key).
+    pub key_id: Option<String>,
+}
+
+/// Why a log does not verify.
+#[derive(Debug)]
+pub enum VerifyError {
+    Broken(ChainBreak),
+    Unreadable(RuntimeError),
+}
+
+impl From<RuntimeError> for VerifyError {
+    fn from(error: RuntimeError) -> Self {
+        VerifyError::Unreadable(error)
+    }
+}
+
+impl From<rusqlite::Error> for VerifyError {
+    fn from(error: rusqlite::Error) -> Self {
+        VerifyError::Unreadable(error.into())
+    }
+}
+
+/// Walks the chain entry by entry (streaming: a log of millions of entries is never held in
+/// memory) and checks every checkpoint: its signature with `key`, the head it names, and that
+/// no entry it covers is missing (truncation).
+pub fn verify(data: &Path, key: Option<&PublicKey>) -> Result<VerifyReport, VerifyError> {
+    let connection = open_read_only(data)?;
+    let checkpoints = read_checkpoints(&connection)?;
+    let broken = |index: u64, message: String| VerifyError::Broken(ChainBreak { index, message });
+    if let Some(key) = key {
+        for checkpoint in &checkpoints {
+            let message =
+                checkpoint_message(checkpoint.index, &checkpoint.head, checkpoint.time_ms);
+            if checkpoint.key_id != key.key_id
+                || !key.verify_message(CHECKPOINT_DOMAIN, &message, &checkpoint.signature)
+            {
+                return Err(broken(
+                    checkpoint.index,
+                    format!(
+                        "is covered by a checkpoint whose signature does not verify with key `{}` (the checkpoint was forged or altered)",
+                        key.key_id
+                    ),
+                ));
+            }
+        }
+    }
+    let heads: BTreeMap<u64, &str> = checkpoints
+        .iter()
+        .map(|c| (c.index, c.head.as_str()))
+        .collect();
+    let mut statement = connection.prepare("SELECT idx, entry, hash FROM audit ORDER BY idx")?;
+    let mut rows = statement.query([])?;
+    let mut last: Option<(u64, String)> = None;
+    let mut entries = 0u64;
+    while let Some(row) = rows.next()? {
+        let index = row.get::<_, i64>(0)?.max(0) as u64;
+        let text: String = row.get(1)?;
+        let stored: String = row.get(2)?;
+        let hash =
+            check_entry(last.as_ref(), index, &text, &stored).map_err(VerifyError::Broken)?;
+        if let Some(head) = heads.get(&index) {
+            if *head != hash {
+                return Err(broken(
+                    index,
+                    "does not match the signed checkpoint of this entry (the log was rewritten from here)".to_owned(),
+                ));
+            }
+        }
+        entries += 1;
+        last = Some((index, hash));
+    }
+    let last_index = last.as_ref().map(|(i, _)| *i);
+    if let Some(checkpoint) = checkpoints.last() {
+        if last_index.is_none_or(|l| l < checkpoint.index) {
+            let first_missing = last_index.map_or(0, |l| l + 1);
+            return Err(broken(
+                first_missing,
+                format!(
+                    "is missing: a signed checkpoint covers the log up to entry {} but it ends {} (the log was truncated)",
+                    checkpoint.index,
+                    match last_index {
+                        Some(l) => format!("at entry {l}"),
+                        None => "before its first entry".to_owned(),
+                    }
+                ),
+            ));
+        }
+    }
+    let checkpointed_to = checkpoints.last().map(|c| c.index);
+    Ok(VerifyReport {
+        entries,
+        head: last.map(|(_, h)| h),
+        checkpoints: checkpoints.len() as u64,
+        checkpointed_to,
+        uncovered: match (last_index, checkpointed_to) {
+            (Some(l), Some(c)) => l - c,
+            (Some(l), None) => l + 1,
+            _ => 0,
+        },
+        key_id: key.map(|k| k.key_id.clone()),
+    })
+}
+
+/// Checks one entry against the one before it; its hash.
+fn check_entry(
+    last: Option<&(u64, String)>,
+    index: u64,
+    text: &str,
+    stored: &str,
+) -> Result<String, ChainBreak> {
+    crate::audit::verify_chain(last.cloned(), std::iter::once((index, text, stored)))
+        .map(|head| head.map(|(_, h)| h).unwrap_or_else(|| GENESIS.to_owned()))
+}
+
+fn read_checkpoints(connection: &Connection) -> Result<Vec<Checkpoint>, RuntimeError> {
+    let mut statement = connection
+        .prepare("SELECT idx, head, time_ms, key_id, signature FROM checkpoints ORDER BY idx")?;
+    let rows = statement.query_map([], |row| {
+        Ok(Checkpoint {
+            index: row.get::<_, i64>(0)?.max(0) as u64,
+            head: row.get(1)?,
+            time_ms: row.get(2)?,
+            key_id: row.get(3)?,
+            signature: row.get(4)?,
+        })
+    })?;
+    let mut checkpoints = Vec::new();
+    for row in rows {
+        checkpoints.push(row?);
+    }
+    Ok(checkpoints)
+}
+
+/// What `audit query` selects. Times are Unix milliseconds, inclusive.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Entry kind (`decision` unless said otherwise).
+    pub kind: Option<String>,
+    pub agent: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Entries after this index only (paging).
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+/// Entries matching a query, in log order, as their JSON.
+pub fn query(data: &Path, query: &Query) -> Result<Vec<Json>, RuntimeError> {
+    let connection = open_read_only(data)?;
+    let mut statement = connection.prepare_cached(
+        "SELECT entry FROM audit
+         WHERE kind = ?1
+           AND (?2 IS NULL OR time_ms >= ?2) AND (?3 IS NULL OR time_ms <= ?3)
+           AND idx > ?4
+           AND (?5 IS NULL OR json_extract(entry, '$.body.request.agent.id') = ?5)
+           AND (?6 IS NULL OR json_extract(entry, '$.body.request.tool') = ?6)
+           AND (?7 IS NULL OR json_extract(entry, '$.body.decision.decision') = ?7)
+         ORDER BY idx LIMIT ?8",
+    )?;
+    let rows = statement.query_map(
+        params![
+            query.kind.as_deref().unwrap_or("decision"),
+            query.since_ms,
+            query.until_ms,
+            query.after.map_or(-1, |a| a.min(i64::MAX as u64) as i64),
+            query.agent,
+            query.tool,
+            query.decision,
+            query.limit.min(i64::MAX as usize) as i64,
+        ],
+        |row| row.get::<_, String>(0),
+    )?;
+    let mut entries = Vec::new();
+    for row in rows {
+        if let Ok(entry) = serde_json::from_str(&row?) {
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+/// `audit at T`: which bundle was stable, which rollout ran and at what stage, and the
+/// operator context, at `time_ms`.
+pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
+    let connection = open_read_only(data)?;
+    let mut statement = connection.prepare_cached(
+        "SELECT idx, entry FROM audit
+         WHERE kind IN ('activate', 'rollback', 'rollout', 'context') AND time_ms <= ?1
+         ORDER BY idx",
+    )?;
+    let rows = statement.query_map(params![time_ms], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut stable = Json::Null;
+    let mut rollout: Option<Json> = None;
+    let mut plan: Option<polctl_rollout::plan::Plan> = None;
+    let mut all_tenants = serde_json::Map::new();
+    let mut tenants: BTreeMap<String, serde_json::Map<String, Json>> = BTreeMap::new();
+    for row in rows {
+        let (index, text) = row?;
+        let Ok(entry) = serde_json::from_str::<Json>(&text) else {
+            continue;
+        };
+        let body = &entry["body"];
+        match entry["kind"].as_str() {
+            Some("activate" | "rollback") => {
+                stable = json!({
+                    "sequence": body["sequence"],
+                    "revision": body["revision"],
+                    "name": body["name"],
+                    "since": entry["time"],
+                    "by": body["by"],
+                    "entry": index,
+                });
+                // An activation ends any rollout (its completion, a switch, a rollback).
+                rollout = None;
+            }
+            Some("rollout") => {
+                if let Some(text) = body["plan"].as_str() {
+                    plan = polctl_rollout::plan::parse_plan(text).ok();
+                }
+                let events = body["events"].as_array();
+                let stage = events
+                    .and_then(|e| e.last())
+                    .map(|e| e["stage"].clone())
+                    .or_else(|| rollout.as_ref().map(|r| r["stage"].clone()))
+                    .unwrap_or(Json::Null);
+                let phase = body["phase"].as_str().unwrap_or("running").to_owned();
+                let traffic = match phase.as_str() {
+                    "aborted" => Some(0.0),
+                    "completed" => Some(100.0),
+                    _ => plan.as_ref().and_then(|p| {
+                        p.stages
+                            .iter()
+                            .find(|s| Some(s.name.as_str()) == stage.as_str())
+                            .map(|s| s.traffic)
+                    }),
+                };
+                rollout = Some(json!({
+                    "rollout_id": body["rollout_id"],
+                    "sequence": body["sequence"],
+                    "stage": stage,
+                    "phase": phase,
+                    "traffic": traffic,
+                    "entry": index,
+                }));
+            }
+            Some("context") => {
+                let slot = match body["tenant"].as_str() {
+                    Some(tenant) => tenants.entry(tenant.to_owned()).or_default(),
+                    None => &mut all_tenants,
+                };
+                if let Some(set) = body["set"].as_object() {
+                    for (name, value) in set {
+                        slot.insert(name.clone(), value.clone());
+                    }
+                }
+                for name in body["unset"].as_array().into_iter().flatten() {
+                    if let Some(name) = name.as_str() {
+                        slot.remove(name);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // A rollout that ended (aborted) is history, not in effect.
+    let rollout = rollout.filter(|r| r["phase"] != "aborted" && r["phase"] != "completed");
+    tenants.retain(|_, values| !values.is_empty());
+    Ok(json!({
+        "time": format_time(time_ms),
+        "stable": stable,
+        "rollout": rollout,
+        "context": { "all_tenants": all_tenants, "tenants": tenants },
+    }))
+}
+
+/// `audit export`: decision entries as traffic lines (runtime.md §5.1) for `simulate` and
+/// `replay`: each request as it was sent, with the time it was decided, in time order.
+pub fn export(
+    data: &Path,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    mut write: impl FnMut(&Json) -> std::io::Result<()>,
+) -> Result<u64, RuntimeError> {
+    let connection = open_read_only(data)?;
+    let mut statement = connection.prepare(
+        "SELECT entry FROM audit WHERE kind = 'decision'
+           AND (?1 IS NULL OR time_ms >= ?1) AND (?2 IS NULL OR time_ms <= ?2)
+         ORDER BY time_ms, idx",
+    )?;
+    let mut rows = statement.query(params![since_ms, until_ms])?;
+    let mut written = 0u64;
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(0)?;
+        let Ok(entry) = serde_json::from_str::<Json>(&text) else {
+            continue;
+        };
+        if let Some(line) = traffic_line(&entry) {
+            write(&line).map_err(|e| RuntimeError::state(format!("cannot write: {e}")))?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// A decision entry as a traffic line: the request with the entry's time (whole seconds, as
+/// traffic files carry it) and without the runtime's own `approval_id`.
+pub fn traffic_line(entry: &Json) -> Option<Json> {
+    let mut request = entry["body"]["request"].clone();
+    let object = request.as_object_mut()?;
+    object.remove("approval_id");
+    let time = entry["time"].as_str()?;
+    // `2026-12-02T06:08:56.008Z` → `2026-12-02T06:08:56Z`
+    let seconds = match time.split_once('.') {
+        Some((stem, _)) => format!("{stem}Z"),
+        None => time.to_owned(),
+    };
+    object.insert("time".to_owned(), json!(seconds));
+    Some(request)
+}
+
+/// The index of an entry's hash, for messages.
+pub fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(16)]
+}
