@@ -66,6 +66,7 @@ enum Command {
     Context(commands::context::ContextArgs),
     Approvals(commands::approvals::ApprovalsArgs),
     Audit(commands::audit::AuditArgs),
+    Breakers(commands::breakers::BreakersArgs),
     Completions(commands::completions::CompletionsArgs),
 }
 
@@ -106,6 +107,7 @@ fn main() -> std::process::ExitCode {
         Command::Context(args) => commands::context::run(args),
         Command::Approvals(args) => commands::approvals::run(args),
         Command::Audit(args) => commands::audit::run(args),
+        Command::Breakers(args) => commands::breakers::run(args),
         Command::Completions(args) => commands::completions::run::<Cli>(args),
     };
     match result {

@@ -1545,3 +1545,178 @@ fn staged_rollouts_advance_abort_survive_a_kill_and_roll_back() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Per-policy breakers (runtime.md §3.6): forced open, a fail-closed policy denies what its
+/// rules would evaluate ("circuit open") and a fail-open one skips its limits with `failsafe`;
+/// forcing survives a restart; a state store that fails (another process holding SQLite's
+/// write lock) opens the breaker on its own, and it closes again through trial calls once the
+/// store recovers.
+#[test]
+fn breakers_fail_closed_or_open_and_recover_from_a_failing_state_store() {
+    let dir = scratch("serve-breakers");
+    let v1 = example_bundle(&dir);
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        "[breakers]\nmin_calls = 5\nopen = \"4s\"\ntrial_calls = 2\n",
+    )
+    .expect("config");
+    let data = dir.join("data");
+    let args = [
+        "--bundle",
+        v1.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ];
+    let mut server = Server::start(&data, &args);
+    let admin = std::fs::read_to_string(data.join("admin.token")).expect("admin token");
+    let token = Some(admin.trim());
+    let client = client();
+    let decide = |server: &Server, service: &str| {
+        server.post(&client, "/v1/decide", &ops_restart(service).to_string())
+    };
+    let (_, before) = decide(&server, "api");
+    assert_eq!(before["decision"], "allow", "{before}");
+    // Another policy's request, for comparison.
+    let other = json!({
+        "agent": { "id": "billing-bot-1", "role": "billing", "tenant": "acme", "tier": "enterprise" },
+        "context": { "mode": "normal", "region": "eu", "hour": 10, "kill_switch": false, "customer_verified": true },
+        "tool": "read_ticket", "args": { "ticket_id": "T-1" }, "session": "s-9",
+    });
+    let (_, other_before) = server.post(&client, "/v1/decide", &other.to_string());
+
+    // 1. Forced open, fail closed (roles.ops has no `on failure`: deny).
+    let out = release(&server, token, &["breakers", "open", "roles.ops"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = release(&server, token, &["breakers", "open", "roles.opps"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("roles.ops"),
+        "did you mean: {}",
+        stderr(&out)
+    );
+    let (_, denied) = decide(&server, "api");
+    assert_eq!(denied["decision"], "deny", "{denied}");
+    assert_eq!(denied["rules"], json!(["roles.ops"]));
+    assert_eq!(denied["reasons"], json!(["circuit open"]));
+    let (_, other_after) = server.post(&client, "/v1/decide", &other.to_string());
+    assert_eq!(other_after["decision"], other_before["decision"]);
+    // Forcing is durable.
+    server.kill_hard();
+    let server = Server::start(&data, &args);
+    let (_, denied) = decide(&server, "api");
+    assert_eq!(denied["rules"], json!(["roles.ops"]), "{denied}");
+    let out = release(&server, token, &["breakers", "release", "roles.ops"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(decide(&server, "api").1["decision"], "allow");
+
+    // 2. Fail open: the same set with `on failure allow` on roles.ops.
+    let open_set = dir.join("fail-open");
+    let example = polctl_testsupport::workspace_dir().join("examples/support-fleet");
+    let files = polctl_testsupport::read_tree(&example, "pol")
+        .into_iter()
+        .chain(polctl_testsupport::read_tree(&example, "toml"));
+    for (path, text) in files {
+        let text = if path.ends_with("roles/ops.pol") {
+            text.replace(
+                "applies to role ops",
+                "applies to role ops\n  on failure allow",
+            )
+        } else {
+            text
+        };
+        let target = open_set.join(&path);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("dir");
+        std::fs::write(target, text).expect("write");
+    }
+    let v2 = dir.join("v2.polb");
+    let out = polctl(&[
+        "build",
+        open_set.to_str().expect("utf-8"),
+        "-o",
+        v2.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = release(&server, token, &["push", v2.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = release(&server, token, &["breakers", "open", "roles.ops"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The budget is 5 restarts an hour per service: skipped while the breaker is open.
+    for _ in 0..7 {
+        let (_, answer) = decide(&server, "billing");
+        assert_eq!(answer["decision"], "allow", "{answer}");
+        assert_eq!(answer["failsafe"], json!(["roles.ops"]), "{answer}");
+    }
+    let out = release(&server, token, &["breakers", "release", "roles.ops"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, answer) = decide(&server, "billing");
+    assert!(answer.get("failsafe").is_none(), "{answer}");
+
+    // 3. The state store fails: another process holds the database's write lock for 3.5 s
+    //    (the journal waits a second for it, then gives up on the group).
+    let mut locker = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(3.5); c.execute('COMMIT')",
+        ])
+        .arg(data.join("state.sqlite"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    BufReader::new(locker.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("locked");
+    let failed: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let client = self::client();
+                    server
+                        .post(
+                            &client,
+                            "/v1/decide",
+                            &ops_restart(&format!("svc-{i}")).to_string(),
+                        )
+                        .0
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    // Groups committed once the lock is gone succeed; at least min_calls (5) must fail.
+    assert!(failed.iter().all(|s| [200, 503].contains(s)), "{failed:?}");
+    assert!(
+        failed.iter().filter(|s| **s == 503).count() >= 5,
+        "{failed:?}"
+    );
+    let (_, breakers) = server.get_as(&client, "/v1/breakers", token);
+    assert_eq!(
+        breakers["breakers"]["roles.ops"]["state"], "open",
+        "{breakers}"
+    );
+    let _ = locker.wait();
+    // Open: roles.ops (now fail open) has its limit skipped.
+    let (_, answer) = decide(&server, "x");
+    assert_eq!(answer["failsafe"], json!(["roles.ops"]), "{answer}");
+    // After `open` (4 s) two trial calls succeed and close it.
+    std::thread::sleep(std::time::Duration::from_millis(4200));
+    for service in ["t1", "t2"] {
+        assert_eq!(decide(&server, service).0, 200);
+    }
+    let (_, breakers) = server.get_as(&client, "/v1/breakers", token);
+    assert_eq!(
+        breakers["breakers"]["roles.ops"]["state"], "closed",
+        "{breakers}"
+    );
+    let (_, answer) = decide(&server, "y");
+    assert!(answer.get("failsafe").is_none(), "{answer}");
+    drop(server);
+    assert!(audit_entries_of_kind(&data, "breaker") >= 6);
+    let out = polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

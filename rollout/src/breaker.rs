@@ -1,14 +1,17 @@
 //! Per-policy circuit breakers (runtime.md §3.6) as a state machine driven by outcomes and
 //! time passed in.
 //!
-//! Closed: calls are counted in a sliding window (10 s); at least 20 calls with at least 50 %
-//! failing opens it. Open: for 30 s the policy's `on failure` applies. Half-open: the next 10
+//! Closed: calls are counted in a sliding window (10 s, in ten buckets, so memory stays the same
+//! at any call rate); at least 20 calls with at least 50 % failing opens it. Open: for 30 s the policy's `on failure` applies. Half-open: the next 10
 //! calls are trials; if fewer than half fail it closes, otherwise it opens again. An operator
 //! can force it open or closed, which holds until released.
 
 use crate::duration::Millis;
 use serde::Serialize;
 use std::collections::VecDeque;
+
+/// The closed window is counted in this many buckets.
+const BUCKETS: i64 = 10;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BreakerSettings {
@@ -59,7 +62,7 @@ pub struct Transition {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Forced {
     Open,
@@ -70,8 +73,9 @@ pub enum Forced {
 pub struct Breaker {
     settings: BreakerSettings,
     state: BreakerState,
-    /// Closed: `(time, failed)` of the calls in the window.
-    calls: VecDeque<(Millis, bool)>,
+    /// Closed: `(bucket start, calls, failures)` of the window's buckets, oldest first.
+    calls: VecDeque<(Millis, u32, u32)>,
+    calls_in_window: u32,
     failures_in_window: u32,
     opened_at: Millis,
     /// Half-open: trial calls admitted, their outcomes recorded, and the failed ones.
@@ -87,6 +91,7 @@ impl Breaker {
             settings,
             state: BreakerState::Closed,
             calls: VecDeque::new(),
+            calls_in_window: 0,
             failures_in_window: 0,
             opened_at: 0,
             trials: 0,
@@ -162,12 +167,19 @@ impl Breaker {
         }
         match (self.state, admission) {
             (BreakerState::Closed, Admission::Normal) => {
-                self.calls.push_back((now, failed));
-                if failed {
-                    self.failures_in_window += 1;
+                let width = (self.settings.window_ms / BUCKETS).max(1);
+                let start = now - now.rem_euclid(width);
+                match self.calls.back_mut() {
+                    Some((bucket, calls, failures)) if *bucket == start => {
+                        *calls += 1;
+                        *failures += u32::from(failed);
+                    }
+                    _ => self.calls.push_back((start, 1, u32::from(failed))),
                 }
+                self.calls_in_window += 1;
+                self.failures_in_window += u32::from(failed);
                 self.expire(now);
-                let calls = self.calls.len() as u32;
+                let calls = self.calls_in_window;
                 if calls >= self.settings.min_calls
                     && self.failures_in_window as f64 >= self.settings.failure_ratio * calls as f64
                 {
@@ -197,6 +209,7 @@ impl Breaker {
                 if done {
                     self.state = BreakerState::Closed;
                     self.calls.clear();
+                    self.calls_in_window = 0;
                     self.failures_in_window = 0;
                     return Some(Transition {
                         time: now,
@@ -219,6 +232,7 @@ impl Breaker {
         self.state = BreakerState::Open;
         self.opened_at = now;
         self.calls.clear();
+        self.calls_in_window = 0;
         self.failures_in_window = 0;
         Transition {
             time: now,
@@ -228,15 +242,16 @@ impl Breaker {
         }
     }
 
+    /// Drops buckets wholly older than the window.
     fn expire(&mut self, now: Millis) {
-        while let Some(&(time, failed)) = self.calls.front() {
-            if now - time < self.settings.window_ms {
+        let width = (self.settings.window_ms / BUCKETS).max(1);
+        while let Some(&(start, calls, failures)) = self.calls.front() {
+            if start + width > now - self.settings.window_ms {
                 break;
             }
             self.calls.pop_front();
-            if failed {
-                self.failures_in_window -= 1;
-            }
+            self.calls_in_window -= calls;
+            self.failures_in_window -= failures;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `polctl serve --config serve.toml` (runtime.md §2): server settings, each with the default
-//! written here. Built so far: `[approvals] expiry` and `[http] body_limit`; the `[audit]` and
-//! `[breakers]` sections are read and their settings reported as not applied yet, so a file
-//! written for a later version still starts the server.
+//! written here. Built so far: `[approvals]`, `[http]` and `[breakers]`; the `[audit]` section
+//! is read and its settings reported as not applied yet, so a file written for a later version
+//! still starts the server.
 //!
 //! ```toml
 //! [approvals]
@@ -9,6 +9,13 @@
 //!
 //! [http]
 //! body_limit = 1048576  # bytes
+//!
+//! [breakers]            # runtime.md §3.6
+//! window = "10s"        # failures are counted over this window
+//! min_calls = 20        # at least this many calls in the window
+//! failure_ratio = 0.5   # and at least this fraction failing opens the breaker
+//! open = "30s"          # it stays open this long
+//! trial_calls = 10      # then this many trial calls decide between closing and opening again
 //! ```
 
 use crate::engine::EngineSettings;
@@ -33,7 +40,17 @@ struct File {
     #[serde(default)]
     audit: Option<toml::Table>,
     #[serde(default)]
-    breakers: Option<toml::Table>,
+    breakers: Option<Breakers>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Breakers {
+    window: Option<String>,
+    min_calls: Option<u32>,
+    failure_ratio: Option<f64>,
+    open: Option<String>,
+    trial_calls: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -69,10 +86,39 @@ impl ServerConfig {
             }
             config.http.body_limit = limit;
         }
-        for (section, table) in [("audit", file.audit), ("breakers", file.breakers)] {
-            for key in table.unwrap_or_default().keys() {
-                config.not_applied.push(format!("[{section}] {key}"));
+        if let Some(breakers) = file.breakers {
+            let settings = &mut config.engine.breakers;
+            let duration = |key: &str, text: &str| -> Result<i64, String> {
+                let ms = polctl_rollout::duration::parse_millis(text)
+                    .map_err(|e| format!("[breakers] {key}: {e}"))?;
+                if ms <= 0 {
+                    return Err(format!("[breakers] {key} must be longer than 0s"));
+                }
+                Ok(ms)
+            };
+            if let Some(window) = &breakers.window {
+                settings.window_ms = duration("window", window)?;
             }
+            if let Some(open) = &breakers.open {
+                settings.open_ms = duration("open", open)?;
+            }
+            if let Some(calls) = breakers.min_calls {
+                settings.min_calls = calls.max(1);
+            }
+            if let Some(calls) = breakers.trial_calls {
+                settings.trial_calls = calls.max(1);
+            }
+            if let Some(ratio) = breakers.failure_ratio {
+                if !(ratio > 0.0 && ratio <= 1.0) {
+                    return Err(format!(
+                        "[breakers] failure_ratio = {ratio} is not a fraction above 0 and at most 1"
+                    ));
+                }
+                settings.failure_ratio = ratio;
+            }
+        }
+        for key in file.audit.unwrap_or_default().keys() {
+            config.not_applied.push(format!("[audit] {key}"));
         }
         Ok(config)
     }
@@ -96,5 +142,14 @@ mod tests {
         assert!(error.contains("[approvals] expiry"), "{error}");
         let error = ServerConfig::parse("[aproovals]\n").expect_err("unknown section");
         assert!(error.contains("aproovals"), "{error}");
+        let config =
+            ServerConfig::parse("[breakers]\nwindow = \"5s\"\nmin_calls = 4\nopen = \"2s\"\n")
+                .expect("parses");
+        assert_eq!(config.engine.breakers.window_ms, 5000);
+        assert_eq!(config.engine.breakers.min_calls, 4);
+        assert_eq!(config.engine.breakers.open_ms, 2000);
+        let error =
+            ServerConfig::parse("[breakers]\nfailure_ratio = 1.5\n").expect_err("bad ratio");
+        assert!(error.contains("failure_ratio"), "{error}");
     }
 }

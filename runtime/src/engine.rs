@@ -124,6 +124,10 @@ pub struct DecideResponse {
     /// For `require_approval`: the pending approval to wait for and then present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_id: Option<String>,
+    /// Fail-open policies whose breaker is open: their limit and approval rules were skipped
+    /// (runtime.md §3.6).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failsafe: Vec<String>,
 }
 
 /// What an engine is made of besides its state: where the state lives, whom it trusts, how
@@ -142,12 +146,15 @@ pub struct EngineParts {
 pub struct EngineSettings {
     /// How long an approval stays valid (24 h by default).
     pub approval_expiry_ms: i64,
+    /// Circuit breakers (the `[breakers]` section; runtime.md §3.6's defaults).
+    pub breakers: polctl_rollout::breaker::BreakerSettings,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             approval_expiry_ms: 24 * 3600 * 1000,
+            breakers: Default::default(),
         }
     }
 }
@@ -155,6 +162,9 @@ impl Default for EngineSettings {
 /// A decision made and queued for the journal: answer it once `committed` says so.
 pub struct Decided {
     pub response: DecideResponse,
+    /// The policies whose state (limits, approvals) the decision used: their breakers learn
+    /// whether it was committed ([`Engine::finish`]).
+    pub stateful: Vec<String>,
     pub committed: oneshot::Receiver<Result<(), RuntimeError>>,
 }
 
@@ -187,6 +197,8 @@ pub struct Engine {
     pub(crate) rollout: Mutex<Option<crate::rollouts::RolloutSlot>>,
     /// The last swap's migration report.
     pub(crate) last_migration: Mutex<Option<Json>>,
+    /// Per-policy circuit breakers.
+    pub(crate) breakers: crate::breakers::Breakers,
     pub(crate) journal: Journal,
     /// Decision ids: this start's time and a sequence, unique across restarts.
     started_ms: i64,
@@ -216,6 +228,10 @@ impl Engine {
         for (tenant, name, value) in std::mem::take(&mut recovered.context) {
             context.entry(tenant).or_default().insert(name, value);
         }
+        let breakers = crate::breakers::Breakers::new(
+            settings.breakers.clone(),
+            std::mem::take(&mut recovered.breakers),
+        );
         Engine {
             approvals: Mutex::new(ApprovalBook::load(std::mem::take(&mut recovered.approvals))),
             settings,
@@ -233,6 +249,7 @@ impl Engine {
             counters: Mutex::new(store),
             rollout: Mutex::new(None),
             last_migration: Mutex::new(None),
+            breakers,
             journal,
             started_ms: now_ms,
             decisions: AtomicU64::new(0),
@@ -702,14 +719,33 @@ impl Engine {
             }
         }
         let evaluator = &enforcing.evaluator;
-        let (decision, shadow_decision, increments, timings) = {
+        // Open breakers of policies in play: fail closed denies, fail open skips the policy's
+        // limit and approval rules.
+        let (admitted, transitions) =
+            self.breakers
+                .admit(enforcing, || evaluator.rules_in_play(&decoded), now_ms);
+        self.breaker_transitions(transitions, now_ms);
+        let skipped = |rule: usize| {
+            !admitted.skipped.is_empty()
+                && enforcing
+                    .rule_policy
+                    .get(rule)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|p| admitted.skipped.contains(&p))
+        };
+        let (decision, shadow_decision, increments, timings, used) = {
             let mut counters = self
                 .counters
                 .lock()
                 .map_err(|_| RuntimeError::state("the counters' lock was poisoned"))?;
             counters.expire(now_seconds);
             let mut store = Recording::new(&mut counters);
-            let uses = limit_uses(evaluator, &decoded, now_seconds);
+            let mut uses = limit_uses(evaluator, &decoded, now_seconds);
+            if admitted.deny.is_some() {
+                uses.clear();
+            }
+            uses.retain(|u| !skipped(u.rule));
             let shadow_uses = match (shadowing, &shadow) {
                 (Some(bundle), Some(Some(request))) => {
                     Some(limit_uses(&bundle.evaluator, request, now_seconds))
@@ -734,7 +770,16 @@ impl Engine {
             }
             let clock = std::time::Instant::now();
             load_counters(&mut decoded, &uses, &store);
-            let decision = evaluator.decide(&decoded);
+            let decision = match &admitted.deny {
+                // Denied by an open fail-closed breaker: no rule of the set decides.
+                Some(_) => polctl_lang::eval::Decision {
+                    outcome: Outcome::Deny,
+                    rules: Vec::new(),
+                    approvers: Vec::new(),
+                    cause: None,
+                },
+                None => evaluator.decide_skipping(&decoded, &skipped),
+            };
             let enforced_us = clock.elapsed().as_micros() as u64;
             let shadow_decision = match (shadowing, shadow.as_mut(), &shadow_uses) {
                 (Some(bundle), Some(Some(request)), Some(shadow_uses)) => {
@@ -752,9 +797,40 @@ impl Engine {
                 }
                 count_allowed(&mut store, &all);
             }
-            (decision, shadow_decision, store.added, enforced_us)
+            let used: Vec<usize> = uses.iter().map(|u| u.rule).collect();
+            (decision, shadow_decision, store.added, enforced_us, used)
         };
-        let rendered = evaluator.render(&decoded, &decision);
+        let mut rendered = evaluator.render(&decoded, &decision);
+        if let Some(policy) = &admitted.deny {
+            rendered.rules = vec![policy.clone()];
+            rendered.reasons = vec!["circuit open".to_owned()];
+        }
+        let failsafe: Vec<String> = admitted
+            .skipped
+            .iter()
+            .map(|&p| evaluator.set().policies[p].name.clone())
+            .collect();
+        // The policies whose state this decision used: its limits, and its approval rules.
+        let mut stateful_rules = used;
+        if decision.outcome == Outcome::RequireApproval {
+            stateful_rules.extend(&decision.rules);
+        }
+        if let Some(approval) = &presented {
+            let rules = &evaluator.set().rules;
+            stateful_rules.extend(
+                approval
+                    .rules
+                    .iter()
+                    .filter_map(|id| rules.iter().position(|r| &r.id == id)),
+            );
+        }
+        let mut stateful: Vec<String> = stateful_rules
+            .into_iter()
+            .filter_map(|rule| enforcing.rule_policy.get(rule).copied().flatten())
+            .map(|p| evaluator.set().policies[p].name.clone())
+            .collect();
+        stateful.sort_unstable();
+        stateful.dedup();
         let number = self.decisions.fetch_add(1, Ordering::Relaxed);
         let decision_id = format!("d-{:011x}-{number:08x}", self.started_ms);
         // The approval this decision creates, reuses or consumes.
@@ -882,6 +958,7 @@ impl Engine {
             sequence: enforcing.sequence,
             cohort: cohort.as_str(),
             approval_id,
+            failsafe,
         };
         self.metrics
             .evaluation_seconds
@@ -901,6 +978,9 @@ impl Engine {
             "sequence": response.sequence,
             "cohort": response.cohort,
         });
+        if !response.failsafe.is_empty() {
+            body["failsafe"] = json!(response.failsafe);
+        }
         if let Some(live) = live {
             body["rollout"] = json!({
                 "rollout_id": live.rollout_id,
@@ -921,8 +1001,118 @@ impl Engine {
         })?;
         Ok(Decided {
             response,
+            stateful,
             committed,
         })
+    }
+
+    /// Waits until a decision is durable, and tells the breakers of the policies whose state
+    /// it used whether it was.
+    pub async fn finish(
+        &self,
+        committed: oneshot::Receiver<Result<(), RuntimeError>>,
+        stateful: &[String],
+        now_ms: i64,
+    ) -> Result<(), RuntimeError> {
+        let result = wait(committed).await;
+        if !stateful.is_empty() {
+            let transitions = self.breakers.record(stateful, result.is_ok(), now_ms);
+            self.breaker_transitions(transitions, now_ms);
+        }
+        result
+    }
+
+    /// Audits breaker transitions (without waiting: they describe what already happened) and
+    /// updates the metrics.
+    fn breaker_transitions(
+        &self,
+        transitions: Vec<(String, polctl_rollout::breaker::Transition)>,
+        now_ms: i64,
+    ) {
+        if transitions.is_empty() {
+            return;
+        }
+        for (policy, transition) in transitions {
+            let (done, _) = oneshot::channel();
+            let _ = self.journal.submit(Job::Entry {
+                entry: PendingEntry {
+                    time_ms: now_ms,
+                    kind: "breaker",
+                    body: json!({
+                        "policy": policy,
+                        "from": transition.from,
+                        "to": transition.to,
+                        "reason": transition.reason,
+                    }),
+                },
+                done,
+            });
+        }
+        self.update_breaker_metrics();
+    }
+
+    pub(crate) fn update_breaker_metrics(&self) {
+        for (policy, state) in self.breakers.states() {
+            self.metrics
+                .breaker_state
+                .get_or_create(&crate::metrics::PolicyLabels { policy })
+                .set(state);
+        }
+    }
+
+    /// `POST /v1/breakers/{policy}/{open,close,release}`: forces a policy's breaker open (a
+    /// per-policy kill switch) or closed, or releases it; durable and audited.
+    pub async fn force_breaker(
+        &self,
+        policy: &str,
+        forced: Option<polctl_rollout::breaker::Forced>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Json, RuntimeError> {
+        let _control = self.control.lock().await;
+        let mut names: Vec<String> = Vec::new();
+        for bundle in [self.active().map(|a| a.bundle.clone()), self.candidate()]
+            .into_iter()
+            .flatten()
+        {
+            names.extend(
+                bundle
+                    .evaluator
+                    .set()
+                    .policies
+                    .iter()
+                    .map(|p| p.name.clone()),
+            );
+        }
+        if !names.iter().any(|n| n == policy) {
+            let mut message = format!("no policy `{policy}` in the active or candidate bundle");
+            if let Some(help) =
+                polctl_lang::suggest::help_did_you_mean(policy, names.iter().map(String::as_str))
+            {
+                message.push_str(&format!(" ({help})"));
+            }
+            return Err(RuntimeError::new(404, "unknown_policy", message));
+        }
+        let (done, committed) = oneshot::channel();
+        self.journal.submit(Job::Breaker {
+            policy: policy.to_owned(),
+            forced,
+            entry: PendingEntry {
+                time_ms: now_ms,
+                kind: "breaker",
+                body: json!({ "policy": policy, "forced": forced, "by": by }),
+            },
+            done,
+        })?;
+        wait(committed).await?;
+        self.breakers.force(policy, forced);
+        self.update_breaker_metrics();
+        Ok(self.breakers.document())
+    }
+
+    /// Every breaker's state.
+    pub fn breakers_document(&self) -> Json {
+        self.breakers.document()
     }
 
     /// Decodes a request for one bundle: its operator context applied, the runtime's own

@@ -3,7 +3,7 @@
 //! and wait for the journal before answering, so a response a client has seen is durable.
 
 use crate::approvals::ApprovalState;
-use crate::engine::{wait, Engine};
+use crate::engine::Engine;
 use crate::error::RuntimeError;
 use crate::rollouts::RolloutAction;
 use crate::tokens::{Access, Caller, Need};
@@ -114,6 +114,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/rollouts/current/{action}", post(rollout_action))
         .route("/v1/outcomes", post(outcome))
         .route("/v1/audit", get(audit_query))
+        .route("/v1/breakers", get(list_breakers))
+        .route("/v1/breakers/{policy}/{action}", post(force_breaker))
         .route("/v1/audit/at", get(audit_at))
         .route("/v1/rollback", post(rollback))
         .route("/v1/approvals", get(list_approvals))
@@ -199,7 +201,9 @@ async fn decide_one(app: &App, headers: &HeaderMap, body: Body) -> Result<Respon
         return Err(error);
     }
     let decided = app.engine.decide(&request, now_ms())?;
-    wait(decided.committed).await?;
+    app.engine
+        .finish(decided.committed, &decided.stateful, now_ms())
+        .await?;
     Ok(Json(decided.response).into_response())
 }
 
@@ -235,14 +239,14 @@ async fn decide_batch(
         }
         match app.engine.decide(&request, now_ms()) {
             Ok(decided) => {
-                pending.push(decided.committed);
+                pending.push((decided.committed, decided.stateful));
                 decisions.push(serde_json::to_value(decided.response).unwrap_or(Value::Null));
             }
             Err(error) => decisions.push(error.to_json()),
         }
     }
-    for committed in pending {
-        wait(committed).await?;
+    for (committed, stateful) in pending {
+        app.engine.finish(committed, &stateful, now_ms()).await?;
     }
     Ok(Json(json!({ "decisions": decisions })).into_response())
 }
@@ -284,6 +288,7 @@ async fn status(State(app): Shared, headers: HeaderMap) -> Result<Json<Value>, R
         "kept": kept,
         "rollout": rollout_summary(&engine.rollout_document(now_ms())),
         "last_migration": engine.last_migration(),
+        "breakers": engine.breakers_document(),
         "state_backend": "sqlite",
         "decisions_since_start": engine.decisions(),
     })))
@@ -497,6 +502,42 @@ async fn rollback(
     Ok(Json(
         json!({ "sequence": bundle.sequence, "revision": bundle.revision }),
     ))
+}
+
+/// `GET /v1/breakers`: every breaker that has seen a call or was forced.
+async fn list_breakers(
+    State(app): Shared,
+    headers: HeaderMap,
+) -> Result<Json<Value>, RuntimeError> {
+    authorize(&app, &headers, Need::Auditor, "/v1/breakers").await?;
+    Ok(Json(json!({ "breakers": app.engine.breakers_document() })))
+}
+
+/// `POST /v1/breakers/{policy}/{open,close,release}`.
+async fn force_breaker(
+    State(app): Shared,
+    headers: HeaderMap,
+    axum::extract::Path((policy, action)): axum::extract::Path<(String, String)>,
+) -> Result<Json<Value>, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Admin, "/v1/breakers").await?;
+    use polctl_rollout::breaker::Forced;
+    let forced = match action.as_str() {
+        "open" => Some(Forced::Open),
+        "close" => Some(Forced::Closed),
+        "release" => None,
+        other => {
+            return Err(RuntimeError::new(
+                404,
+                "not_found",
+                format!("no breaker action `{other}`; the actions are open, close and release"),
+            ))
+        }
+    };
+    let breakers = app
+        .engine
+        .force_breaker(&policy, forced, &caller.name, now_ms())
+        .await?;
+    Ok(Json(json!({ "breakers": breakers })))
 }
 
 /// A time parameter of the audit endpoints (RFC 3339).

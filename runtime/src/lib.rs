@@ -1,6 +1,7 @@
 //! `polctl-runtime`: the decision engine of runtime.md §3 and its HTTP front end.
 //!
 //! - [`approvals`]: approvals bound to their request, per-group decisions, one use each;
+//! - [`breakers`]: per-policy circuit breakers, their failure modes and forcing;
 //! - [`engine`]: the active bundle behind one atomic route, counters, decisions;
 //! - [`rollouts`]: the rollout controller driven by live decisions, the clock and operators;
 //! - [`swap`]: the state migration of a swap (counters, approvals) and its report;
@@ -16,6 +17,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod audit_log;
+pub mod breakers;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -38,6 +38,8 @@ pub struct LoadedBundle {
     pub project: ProjectConfig,
     pub bytes: Vec<u8>,
     pub compile_ms: u64,
+    /// The policy each rule belongs to (indexes into the set's policies), for breakers.
+    pub rule_policy: Vec<Option<usize>>,
 }
 
 /// Opens, verifies and compiles a bundle's bytes.
@@ -91,6 +93,14 @@ pub fn load_bundle(bytes: Vec<u8>, trust: &Trust) -> Result<LoadedBundle, Runtim
         None => ProjectConfig::default(),
     };
     let rules = set.rules.len();
+    let mut rule_policy = vec![None; rules];
+    for (index, policy) in set.policies.iter().enumerate() {
+        for &rule in &policy.rules {
+            if let Some(slot) = rule_policy.get_mut(rule) {
+                *slot = Some(index);
+            }
+        }
+    }
     let evaluator = Evaluator::new(set, bundle.manifest.revision.clone()).map_err(|e| {
         refused(
             "bundle_compile",
@@ -107,5 +117,6 @@ pub fn load_bundle(bytes: Vec<u8>, trust: &Trust) -> Result<LoadedBundle, Runtim
         project,
         bytes,
         compile_ms: started.elapsed().as_millis() as u64,
+        rule_policy,
     })
 }

@@ -17,6 +17,11 @@ pub struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub code: String,
 }
@@ -37,6 +42,8 @@ pub struct Metrics {
     pub rollout_traffic: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// The rollout's stage index (-1 without a rollout in progress).
     pub rollout_stage: Gauge,
+    /// Each policy's breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: Family<PolicyLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -53,6 +60,7 @@ impl Default for Metrics {
             audit_pending: Gauge::default(),
             rollout_traffic: Gauge::default(),
             rollout_stage: Gauge::default(),
+            breaker_state: Family::default(),
         }
     }
 }
@@ -105,6 +113,11 @@ impl Metrics {
             "rollout_stage",
             "Index of the rollout's current stage (-1: no rollout in progress)",
             self.rollout_stage.clone(),
+        );
+        registry.register(
+            "breaker_state",
+            "Each policy's circuit breaker: 0 closed, 1 open, 2 half-open",
+            self.breaker_state.clone(),
         );
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);

@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS audit (
     entry TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS breakers (
+    policy TEXT PRIMARY KEY,
+    forced TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     idx INTEGER PRIMARY KEY,
     head TEXT NOT NULL,
@@ -114,6 +118,8 @@ pub struct Recovered {
     pub approvals: Vec<crate::approvals::Approval>,
     /// Operator context values: `(tenant, name, value)`, tenant `""` for every tenant.
     pub context: Vec<(String, String, serde_json::Value)>,
+    /// Breakers an operator forced open or closed, by policy.
+    pub breakers: Vec<(String, polctl_rollout::breaker::Forced)>,
 }
 
 /// One unit of work for the journal.
@@ -152,6 +158,13 @@ pub enum Job {
     Rollout {
         state: Option<String>,
         drops: Vec<LimitIdentity>,
+        entry: PendingEntry,
+        done: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// A policy's breaker forced open or closed (`Some`), or released (`None`).
+    Breaker {
+        policy: String,
+        forced: Option<polctl_rollout::breaker::Forced>,
         entry: PendingEntry,
         done: oneshot::Sender<Result<(), RuntimeError>>,
     },
@@ -198,6 +211,12 @@ impl Journal {
 
 fn open_connection(path: &Path) -> Result<Connection, RuntimeError> {
     let connection = Connection::open(path)
+        .map_err(|e| RuntimeError::state(format!("cannot open `{}`: {e}", path.display())))?;
+    // A decision waits at most a second for the file's write lock (held by another process
+    // only in odd setups); past it the group fails, its decisions are answered 503, and the
+    // policies whose state they used count a failure (runtime.md §3.6).
+    connection
+        .busy_timeout(std::time::Duration::from_secs(1))
         .map_err(|e| RuntimeError::state(format!("cannot open `{}`: {e}", path.display())))?;
     connection
         .pragma_update(None, "journal_mode", "WAL")
@@ -327,6 +346,19 @@ pub fn open(
         "DELETE FROM approvals WHERE json_extract(body, '$.expires_ms') < ?1",
         params![(now_seconds - 86_400).saturating_mul(1000)],
     )?;
+    let mut breakers = Vec::new();
+    {
+        let mut statement = connection.prepare("SELECT policy, forced FROM breakers")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (policy, forced) = row?;
+            if let Ok(forced) = serde_json::from_value(serde_json::Value::String(forced)) {
+                breakers.push((policy, forced));
+            }
+        }
+    }
     let mut approvals = Vec::new();
     {
         let mut statement = connection.prepare("SELECT body FROM approvals")?;
@@ -338,6 +370,7 @@ pub fn open(
         }
     }
     let recovered = Recovered {
+        breakers,
         approvals,
         context,
         active_bundle,
@@ -448,6 +481,7 @@ fn run_journal(
                 | Job::Approvals { done, .. }
                 | Job::Activate { done, .. }
                 | Job::Rollout { done, .. }
+                | Job::Breaker { done, .. }
                 | Job::Entry { done, .. }
                 | Job::Flush(done) => done,
             };
@@ -500,6 +534,10 @@ fn write_group(
         )?;
         let mut unset_context =
             transaction.prepare_cached("DELETE FROM context WHERE tenant = ?1 AND name = ?2")?;
+        let mut set_breaker = transaction
+            .prepare_cached("INSERT OR REPLACE INTO breakers (policy, forced) VALUES (?1, ?2)")?;
+        let mut release_breaker =
+            transaction.prepare_cached("DELETE FROM breakers WHERE policy = ?1")?;
         let mut put_approval = transaction
             .prepare_cached("INSERT OR REPLACE INTO approvals (id, body) VALUES (?1, ?2)")?;
         for job in group {
@@ -598,6 +636,24 @@ fn write_group(
                     for approval in approvals {
                         put_approval.execute(approval_row(approval))?;
                     }
+                    (entry, None)
+                }
+                Job::Breaker {
+                    policy,
+                    forced,
+                    entry,
+                    ..
+                } => {
+                    match forced {
+                        Some(forced) => set_breaker.execute(params![
+                            policy,
+                            serde_json::to_value(forced)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default()
+                        ])?,
+                        None => release_breaker.execute(params![policy])?,
+                    };
                     (entry, None)
                 }
                 Job::Entry { entry, .. } => (entry, None),

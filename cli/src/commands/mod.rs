@@ -3,6 +3,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod bench;
+pub mod breakers;
 pub mod build;
 pub mod check;
 pub mod completions;

@@ -434,6 +434,13 @@ impl Evaluator {
 
     /// Decides one request (language.md §3).
     pub fn decide(&self, request: &Request) -> Decision {
+        self.decide_skipping(request, &|_| false)
+    }
+
+    /// Decides with the limit and approval rules for which `skipped` holds left out (a
+    /// runtime's fail-open circuit breaker, runtime.md §3.6); allows and denies still apply.
+    /// With nothing skipped this is [`Evaluator::decide`].
+    pub fn decide_skipping(&self, request: &Request, skipped: &dyn Fn(usize) -> bool) -> Decision {
         let deny_default = || Decision {
             outcome: Outcome::Deny,
             rules: Vec::new(),
@@ -462,7 +469,7 @@ impl Evaluator {
         for candidate in plan
             .approvals
             .applicable(&key)
-            .filter(|c| Self::matches(c, request))
+            .filter(|c| !skipped(c.rule) && Self::matches(c, request))
         {
             let Effect::RequireApproval { groups } = &self.set.rules[candidate.rule].effect else {
                 continue;
@@ -508,7 +515,9 @@ impl Evaluator {
                 let Effect::Limit(limit) = &self.set.rules[c.rule].effect else {
                     return false;
                 };
-                request.counter(c.rule) >= limit.max && Self::matches(c, request)
+                !skipped(c.rule)
+                    && request.counter(c.rule) >= limit.max
+                    && Self::matches(c, request)
             })
             .map(|c| c.rule)
             .collect();
@@ -526,6 +535,23 @@ impl Evaluator {
             approvers: Vec::new(),
             cause: None,
         }
+    }
+
+    /// The rules a request brings into evaluation: those for its tool whose scope applies to
+    /// it, whether their conditions hold or not (a runtime's fail-closed circuit breaker denies
+    /// a request that one of an open policy's rules would evaluate, runtime.md §3.6).
+    pub fn rules_in_play(&self, request: &Request) -> Vec<usize> {
+        let Some(plan) = self.by_tool.get(request.tool) else {
+            return Vec::new();
+        };
+        let key = self.scope_key(request);
+        let mut rules: Vec<usize> = [&plan.denies, &plan.approvals, &plan.allows, &plan.limits]
+            .into_iter()
+            .flat_map(|buckets| buckets.applicable(&key).map(|c| c.rule))
+            .collect();
+        rules.sort_unstable();
+        rules.dedup();
+        rules
     }
 
     /// The limit rules that match a request (in scope, conditions hold), whatever it is decided:
