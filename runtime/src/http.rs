@@ -124,6 +124,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/approvals/{id}/reject", post(reject))
         .route("/v1/context", get(show_context).put(set_context))
         .route("/v1/context/{name}", axum::routing::delete(unset_context))
+        .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
@@ -220,9 +221,10 @@ async fn decide_batch(
             "a batch is {\"requests\": [...]}",
         ));
     };
+    // 400, not 413: the body may be small; what is wrong is the number of requests in it.
     if requests.len() > MAX_BATCH {
         return Err(RuntimeError::new(
-            413,
+            400,
             "batch_too_large",
             format!("a batch holds at most {MAX_BATCH} requests; split it"),
         ));
@@ -402,7 +404,7 @@ async fn current_rollout(
 async fn rollout_action(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Path(action): axum::extract::Path<String>,
+    Segments(action): Segments<String>,
     body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/rollouts/current").await?;
@@ -504,6 +506,56 @@ async fn rollback(
     ))
 }
 
+/// A request's query parameters; a query that does not parse is a JSON 400 like every error.
+struct QueryMap(std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryMap {
+    type Rejection = RuntimeError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<std::collections::HashMap<String, String>>::from_request_parts(
+            parts, state,
+        )
+        .await
+        .map(|axum::extract::Query(map)| QueryMap(map))
+        .map_err(|e| RuntimeError::bad_request("invalid_query", format!("the query string: {e}")))
+    }
+}
+
+/// Path segments; one that does not decode is a JSON 400 like every error.
+struct Segments<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Segments<T>
+{
+    type Rejection = RuntimeError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Segments(value))
+            .map_err(|e| RuntimeError::bad_request("invalid_path", format!("the path: {e}")))
+    }
+}
+
+/// `GET /v1/openapi.json`: the API as an OpenAPI 3.1 document.
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3.1 document of this API (kept true by a test and by schemathesis in CI).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 /// `GET /v1/breakers`: every breaker that has seen a call or was forced.
 async fn list_breakers(
     State(app): Shared,
@@ -517,7 +569,7 @@ async fn list_breakers(
 async fn force_breaker(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Path((policy, action)): axum::extract::Path<(String, String)>,
+    Segments((policy, action)): Segments<(String, String)>,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/breakers").await?;
     use polctl_rollout::breaker::Forced;
@@ -564,7 +616,7 @@ const AUDIT_PAGE: usize = 10_000;
 async fn audit_query(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> Result<Json<Value>, RuntimeError> {
     authorize(&app, &headers, Need::Auditor, "/v1/audit").await?;
     let number = |name: &str| -> Result<Option<u64>, RuntimeError> {
@@ -609,7 +661,7 @@ async fn audit_query(
 async fn audit_at(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> Result<Json<Value>, RuntimeError> {
     authorize(&app, &headers, Need::Auditor, "/v1/audit/at").await?;
     let Some(time_ms) = time_param(&query, "time")? else {
@@ -629,7 +681,7 @@ async fn audit_at(
 async fn list_approvals(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> Result<Json<Value>, RuntimeError> {
     authorize(&app, &headers, Need::ReadApprovals, "/v1/approvals").await?;
     let state = match query.get("state") {
@@ -653,7 +705,7 @@ async fn list_approvals(
 async fn show_approval(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    Segments(id): Segments<String>,
 ) -> Result<Json<Value>, RuntimeError> {
     authorize(&app, &headers, Need::ReadApprovals, "/v1/approvals").await?;
     match app.engine.approval(&id, now_ms()) {
@@ -692,7 +744,7 @@ async fn approver_body(
 async fn approve(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    Segments(id): Segments<String>,
     body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     approver_action(&app, &headers, &id, body, false).await
@@ -701,7 +753,7 @@ async fn approve(
 async fn reject(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    Segments(id): Segments<String>,
     body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     approver_action(&app, &headers, &id, body, true).await
@@ -774,8 +826,8 @@ async fn set_context(
 async fn unset_context(
     State(app): Shared,
     headers: HeaderMap,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    Segments(name): Segments<String>,
+    QueryMap(query): QueryMap,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/context").await?;
     let document = app
@@ -828,4 +880,57 @@ async fn method_not_allowed() -> RuntimeError {
         "method_not_allowed",
         "this endpoint does not take that method; see docs/http-api.md",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The routes `router` declares, as (path, method), read from this file's source.
+    fn routes() -> BTreeSet<(String, String)> {
+        let source = include_str!("http.rs");
+        let start = source.find("pub fn router").expect("router");
+        let end = start + source[start..].find(".fallback(").expect("fallback");
+        let mut routes = BTreeSet::new();
+        for line in source[start..end].lines() {
+            let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+                continue;
+            };
+            let (path, handlers) = rest.split_once('"').expect("a quoted path");
+            for method in ["get", "post", "put", "delete"] {
+                if handlers.contains(&format!("{method}(")) {
+                    routes.insert((path.to_owned(), method.to_owned()));
+                }
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route_and_only_those() {
+        let document: serde_json::Value =
+            serde_json::from_str(super::OPENAPI).expect("the document is JSON");
+        assert_eq!(document["openapi"], "3.1.0");
+        let mut documented = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                assert!(
+                    operation["responses"]["default"].is_object(),
+                    "{method} {path} documents its errors"
+                );
+                documented.insert((path.clone(), method.clone()));
+            }
+        }
+        assert_eq!(routes(), documented);
+        // Every schema a document refers to is defined.
+        let text = super::OPENAPI;
+        for reference in text.split("\"$ref\": \"#/components/").skip(1) {
+            let name = reference.split('"').next().expect("a reference");
+            let (kind, name) = name.split_once('/').expect("kind/name");
+            assert!(
+                document["components"][kind][name].is_object(),
+                "{kind}/{name} is defined"
+            );
+        }
+    }
 }
