@@ -15,6 +15,10 @@
 //! about N lines of traffic with `polctl traffic generate`, and times `polctl simulate` (both
 //! versions decide every line: the plan holds the shadow stage) and `polctl replay` on it,
 //! with their peak memory (GNU time), through the release binary beside this one.
+//! `polctl-bench server [--rules N] [--entries N]` times the decision server's engine in
+//! process: bundle upload, switch and rollback, audit appends, `audit verify` and `audit at`.
+
+mod server_bench;
 
 use polctl_bench::{compare, generate, generate_planted, PlantedConfig, SynthConfig};
 use std::path::{Path, PathBuf};
@@ -32,8 +36,11 @@ fn main() -> ExitCode {
         Some("bundle") => bundle_benchmark(&args[1..]),
         Some("diff") => diff_benchmark(&args[1..]),
         Some("rollout") => rollout_benchmark(&args[1..]),
+        Some("server") => option(&args[1..], "--rules", 1_000).and_then(|rules| {
+            server_bench::server_benchmark(rules, option(&args[1..], "--entries", 1_000_000)?)
+        }),
         _ => Err(
-            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle|diff|rollout [options]"
+            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle|diff|rollout|server [options]"
                 .to_owned(),
         ),
     };
