@@ -120,14 +120,17 @@ pub struct EntryFacts {
 pub fn entry_facts(text: &str) -> EntryFacts {
     let hash = hex::encode(Sha256::digest(text.as_bytes()));
     match serde_json::from_str::<Json>(text) {
-        Ok(value) => EntryFacts {
-            parse_error: None,
-            index: value["index"].as_u64(),
-            prev: value["prev"].as_str().map(str::to_owned),
+        Ok(value) => {
             // The stored text must also be canonical, or two texts could claim one entry.
-            canonical: value.to_string() == text,
-            hash,
-        },
+            let rendered = value.to_string();
+            EntryFacts {
+                parse_error: None,
+                index: value["index"].as_u64(),
+                prev: value["prev"].as_str().map(str::to_owned),
+                canonical: rendered.as_str() == text,
+                hash,
+            }
+        }
         Err(error) => EntryFacts {
             parse_error: Some(error.to_string()),
             index: None,
