@@ -76,6 +76,7 @@ pub fn server_benchmark(rules: usize, entries: usize) -> Result<(), String> {
             trust: Trust::default(),
             tester: Arc::new(|_| Ok(TestSummary::default())),
             predictor: Arc::new(|_, _| None),
+            presenter: Arc::new(|_, _, _, _| Vec::new()),
             settings: EngineSettings::default(),
             metrics,
         },

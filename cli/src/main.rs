@@ -15,6 +15,7 @@ mod reports;
 mod requests;
 mod rollout_report;
 mod server_client;
+mod tool_presenter;
 mod traffic_file;
 
 use clap::{Parser, Subcommand};

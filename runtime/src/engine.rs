@@ -84,6 +84,22 @@ impl LiveRollout {
     }
 }
 
+/// A tool as `POST /v1/tools` shows it: its name and what calling it gets.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ShownTool {
+    pub name: String,
+    /// `allow`, `require_approval` or `depends_on_args`.
+    pub decision: &'static str,
+}
+
+/// Works out the tools an agent may be shown (the CLI answers with the solver): given the
+/// bundle, the agent, the operator-resolved context and the session.
+pub type ToolPresenter =
+    Arc<dyn Fn(&LoadedBundle, &Json, &Json, Option<&str>) -> Vec<ShownTool> + Send + Sync>;
+
+/// Answers of `POST /v1/tools` kept at most (by bundle and request); cleared when full.
+const TOOLS_CACHE: usize = 4096;
+
 /// Runs the semantic diff of two bundles (the CLI owns the solver), for the rollout's
 /// `unexpected_divergence` trigger.
 pub type Predictor = Arc<dyn Fn(&LoadedBundle, &LoadedBundle) -> Option<Prediction> + Send + Sync>;
@@ -137,6 +153,7 @@ pub struct EngineParts {
     pub trust: Trust,
     pub tester: BundleTester,
     pub predictor: Predictor,
+    pub presenter: ToolPresenter,
     pub settings: EngineSettings,
     pub metrics: Metrics,
 }
@@ -190,6 +207,9 @@ pub struct Engine {
     pub(crate) trust: Trust,
     tester: BundleTester,
     pub(crate) predictor: Predictor,
+    presenter: ToolPresenter,
+    /// `POST /v1/tools` answers by (bundle revision, canonical request).
+    shown_tools: Mutex<std::collections::HashMap<(String, String), Arc<Vec<ShownTool>>>>,
     data: PathBuf,
     pub(crate) counters: Mutex<MemoryCounters>,
     /// The rollout's controller (the current one, or the last finished), driven by decisions,
@@ -217,6 +237,7 @@ impl Engine {
             trust,
             tester,
             predictor,
+            presenter,
             settings,
             metrics,
         } = parts;
@@ -245,6 +266,8 @@ impl Engine {
             trust,
             tester,
             predictor,
+            presenter,
+            shown_tools: Mutex::new(std::collections::HashMap::new()),
             data,
             counters: Mutex::new(store),
             rollout: Mutex::new(None),
@@ -1004,6 +1027,113 @@ impl Engine {
             stateful,
             committed,
         })
+    }
+
+    /// `POST /v1/tools`: the tools this agent may be shown (runtime.md §3.1), by the version its
+    /// session's cohort would get. Counts nothing and writes nothing.
+    pub async fn tools(&self, request: &Json) -> Result<Json, RuntimeError> {
+        let Some(active) = self.route.load_full() else {
+            return Err(RuntimeError::new(
+                503,
+                "no_bundle",
+                "no bundle is active yet; push one (`polctl push`) or start the server with --bundle",
+            ));
+        };
+        let Json::Object(object) = request else {
+            return Err(RuntimeError::bad_request(
+                "invalid_request",
+                "the body is {\"agent\": {...}, \"context\": {...}, \"session\": \"...\"}",
+            ));
+        };
+        for (field, ok) in [
+            ("agent", object.get("agent").is_none_or(Json::is_object)),
+            ("context", object.get("context").is_none_or(Json::is_object)),
+            (
+                "session",
+                object
+                    .get("session")
+                    .is_none_or(|s| s.is_string() || s.is_null()),
+            ),
+        ] {
+            if !ok {
+                return Err(RuntimeError::bad_request(
+                    "invalid_request",
+                    format!(
+                        "`{field}` is {}",
+                        if field == "session" {
+                            "a string"
+                        } else {
+                            "an object"
+                        }
+                    ),
+                ));
+            }
+        }
+        if let Some(field) = object
+            .keys()
+            .find(|k| !["agent", "context", "session"].contains(&k.as_str()))
+        {
+            return Err(RuntimeError::bad_request(
+                "invalid_request",
+                format!("`{field}` is not a field of a tools request (agent, context, session)"),
+            ));
+        }
+        let bundle = match active.rollout.as_deref() {
+            Some(live) => match polctl_rollout::cohort::cohort(
+                &live.rollout_id,
+                live.key(object).as_deref(),
+                live.traffic,
+            ) {
+                Cohort::Candidate => live.candidate.clone(),
+                Cohort::Stable => active.bundle.clone(),
+            },
+            None => active.bundle.clone(),
+        };
+        let agent = object.get("agent").cloned().unwrap_or_else(|| json!({}));
+        let context = self
+            .effective_context(&bundle, object)?
+            .or_else(|| object.get("context").cloned())
+            .unwrap_or_else(|| json!({}));
+        let session = object
+            .get("session")
+            .and_then(Json::as_str)
+            .map(str::to_owned);
+        let key = (
+            bundle.revision.clone(),
+            json!({ "agent": agent, "context": context, "session": session }).to_string(),
+        );
+        let cached = self
+            .shown_tools
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&key).cloned());
+        let tools = match cached {
+            Some(tools) => tools,
+            None => {
+                let presenter = self.presenter.clone();
+                let for_bundle = bundle.clone();
+                let tools = tokio::task::spawn_blocking(move || {
+                    presenter(&for_bundle, &agent, &context, session.as_deref())
+                })
+                .await
+                .map_err(|e| {
+                    RuntimeError::new(500, "internal", format!("listing the tools failed: {e}"))
+                })?;
+                let tools = Arc::new(tools);
+                if let Ok(mut cache) = self.shown_tools.lock() {
+                    if cache.len() >= TOOLS_CACHE {
+                        cache.clear();
+                    }
+                    cache.insert(key, tools.clone());
+                }
+                tools
+            }
+        };
+        Ok(json!({
+            "tools": *tools,
+            "sequence": bundle.sequence,
+            "policy_version": bundle.revision,
+        }))
     }
 
     /// Waits until a decision is durable, and tells the breakers of the policies whose state

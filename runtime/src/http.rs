@@ -113,6 +113,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/rollouts/current", get(current_rollout))
         .route("/v1/rollouts/current/{action}", post(rollout_action))
         .route("/v1/outcomes", post(outcome))
+        .route("/v1/tools", post(tools))
         .route("/v1/audit", get(audit_query))
         .route("/v1/breakers", get(list_breakers))
         .route("/v1/breakers/{policy}/{action}", post(force_breaker))
@@ -443,6 +444,21 @@ async fn rollout_action(
         .rollout_action(action, &caller.name, now_ms())
         .await?;
     Ok(Json(document))
+}
+
+/// `POST /v1/tools`: the tools this agent may be shown.
+async fn tools(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, RuntimeError> {
+    let caller = authorize(&app, &headers, Need::Decide, "/v1/tools").await?;
+    let mut request = parse_body(&app, body).await?;
+    if let Err(error) = caller.pin(&mut request) {
+        refused(&app, &error, "/v1/tools", Some(&caller.name)).await;
+        return Err(error);
+    }
+    Ok(Json(app.engine.tools(&request).await?))
 }
 
 async fn outcome(

@@ -233,6 +233,7 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
                 )
                 .ok()
             }),
+            presenter: Arc::new(crate::tool_presenter::present),
             settings: config.engine.clone(),
             metrics,
         },
