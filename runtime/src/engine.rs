@@ -97,6 +97,9 @@ pub struct ShownTool {
 pub type ToolPresenter =
     Arc<dyn Fn(&LoadedBundle, &Json, &Json, Option<&str>) -> Vec<ShownTool> + Send + Sync>;
 
+/// `POST /v1/tools` answers by (bundle revision, canonical request).
+type ShownToolsCache = std::collections::HashMap<(String, String), Arc<Vec<ShownTool>>>;
+
 /// Answers of `POST /v1/tools` kept at most (by bundle and request); cleared when full.
 const TOOLS_CACHE: usize = 4096;
 
@@ -209,7 +212,7 @@ pub struct Engine {
     pub(crate) predictor: Predictor,
     presenter: ToolPresenter,
     /// `POST /v1/tools` answers by (bundle revision, canonical request).
-    shown_tools: Mutex<std::collections::HashMap<(String, String), Arc<Vec<ShownTool>>>>,
+    shown_tools: Mutex<ShownToolsCache>,
     data: PathBuf,
     pub(crate) counters: Mutex<MemoryCounters>,
     /// The rollout's controller (the current one, or the last finished), driven by decisions,
