@@ -21,16 +21,20 @@ pub struct PendingEntry {
 
 /// An entry's canonical bytes and hash, given its place.
 pub fn seal(index: u64, prev: &str, entry: &PendingEntry) -> (String, String) {
+    seal_text(index, prev, entry, &entry.body.to_string())
+}
+
+/// [`seal`] with the body already serialized (by the thread that made the entry).
+pub fn seal_text(index: u64, prev: &str, entry: &PendingEntry, body: &str) -> (String, String) {
     // The canonical text written directly, keys in order (body, index, kind, prev, time),
     // without copying the body into a new map: this runs on the journal's one thread for
     // every entry. serde_json's map is a B-tree (no `preserve_order`), so the body's own keys
     // come out sorted, recursively. `canonical_text_is_the_sorted_json` checks the equivalence.
-    let body = entry.body.to_string();
     let kind = Json::from(entry.kind).to_string();
     let time = format_time(entry.time_ms);
     let mut text = String::with_capacity(body.len() + prev.len() + 80);
     text.push_str("{\"body\":");
-    text.push_str(&body);
+    text.push_str(body);
     text.push_str(",\"index\":");
     text.push_str(&index.to_string());
     text.push_str(",\"kind\":");
@@ -117,17 +121,41 @@ pub struct EntryFacts {
     canonical: bool,
 }
 
+/// A stored entry read without building its body: the body stays the exact bytes stored.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored<'a> {
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+    index: u64,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    prev: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
+}
+
 pub fn entry_facts(text: &str) -> EntryFacts {
     let hash = hex::encode(Sha256::digest(text.as_bytes()));
-    match serde_json::from_str::<Json>(text) {
-        Ok(value) => {
-            // The stored text must also be canonical, or two texts could claim one entry.
-            let rendered = value.to_string();
+    match serde_json::from_str::<Stored>(text) {
+        Ok(stored) => {
+            // The stored text must be laid out as [`seal`] writes it (keys in order, no
+            // whitespace), or two texts could claim one entry; the body's bytes are what the
+            // hash covers. Checked without building the body, which is most of an entry.
+            let kind = Json::from(stored.kind.as_ref()).to_string();
+            let canonical = text.starts_with("{\"body\":")
+                && text[8..].starts_with(stored.body.get())
+                && text[8 + stored.body.get().len()..]
+                    == format!(
+                        ",\"index\":{},\"kind\":{kind},\"prev\":\"{}\",\"time\":\"{}\"}}",
+                        stored.index, stored.prev, stored.time
+                    );
             EntryFacts {
                 parse_error: None,
-                index: value["index"].as_u64(),
-                prev: value["prev"].as_str().map(str::to_owned),
-                canonical: rendered.as_str() == text,
+                index: Some(stored.index),
+                prev: Some(stored.prev.into_owned()),
+                canonical,
                 hash,
             }
         }

@@ -14,7 +14,7 @@
 //! committed pages are in the operating system's cache); surviving power loss as well needs
 //! `FULL`, which costs an fsync per group.
 
-use crate::audit::{seal, PendingEntry, GENESIS};
+use crate::audit::{seal_text, PendingEntry, GENESIS};
 use crate::error::RuntimeError;
 use crate::metrics::Metrics;
 use polctl_bundle::PrivateKey;
@@ -122,6 +122,31 @@ pub struct Recovered {
     pub breakers: Vec<(String, polctl_rollout::breaker::Forced)>,
 }
 
+/// A job as queued: its entries' bodies already serialized (in entry order).
+pub struct Queued {
+    job: Job,
+    bodies: Vec<String>,
+}
+
+impl Job {
+    /// The job's audit entries, in the order they are written.
+    fn entries_mut(&mut self) -> Vec<&mut PendingEntry> {
+        match self {
+            Job::Activate {
+                entry, migration, ..
+            } => std::iter::once(entry).chain(migration.as_mut()).collect(),
+            Job::Decision { entry, .. }
+            | Job::Candidate { entry, .. }
+            | Job::Context { entry, .. }
+            | Job::Approvals { entry, .. }
+            | Job::Rollout { entry, .. }
+            | Job::Breaker { entry, .. }
+            | Job::Entry { entry, .. } => vec![entry],
+            Job::Flush(_) => Vec::new(),
+        }
+    }
+}
+
 /// One unit of work for the journal.
 pub enum Job {
     /// A decision: what it added to counters (an allowed action's +1, and counters seeded by
@@ -193,7 +218,7 @@ pub enum Job {
 /// The sending side of the journal.
 #[derive(Clone)]
 pub struct Journal {
-    sender: mpsc::SyncSender<Job>,
+    sender: mpsc::SyncSender<Queued>,
     metrics: Metrics,
 }
 
@@ -202,7 +227,15 @@ impl Journal {
     pub fn submit(&self, job: Job) -> Result<(), RuntimeError> {
         let entries = i64::from(!matches!(job, Job::Flush(_)));
         self.metrics.audit_pending.inc_by(entries);
-        self.sender.send(job).map_err(|_| {
+        // The entries' bodies are serialized here, on the submitting (deciding) thread, and
+        // dropped here too: the journal's one thread only seals and writes.
+        let mut job = job;
+        let bodies = job
+            .entries_mut()
+            .into_iter()
+            .map(|entry| std::mem::take(&mut entry.body).to_string())
+            .collect();
+        self.sender.send(Queued { job, bodies }).map_err(|_| {
             self.metrics.audit_pending.dec_by(entries);
             RuntimeError::state("the journal has stopped")
         })
@@ -401,7 +434,7 @@ pub fn open(
 /// writes it all in one transaction, then answers every job.
 fn run_journal(
     mut connection: Connection,
-    receiver: mpsc::Receiver<Job>,
+    receiver: mpsc::Receiver<Queued>,
     head: Option<(u64, String)>,
     metrics: Metrics,
     checkpoint_key: Option<PrivateKey>,
@@ -465,16 +498,19 @@ fn run_journal(
             next_index = index_before;
             prev = prev_before;
         }
-        let entries = group.iter().filter(|j| !matches!(j, Job::Flush(_))).count() as i64;
+        let entries = group
+            .iter()
+            .filter(|q| !matches!(q.job, Job::Flush(_)))
+            .count() as i64;
         metrics.audit_pending.dec_by(entries);
         if result.is_ok() {
             metrics.audit_written.inc_by(next_index - index_before);
             // A flush (shutdown) leaves the whole log covered by a signed checkpoint.
-            let flushing = group.iter().any(|j| matches!(j, Job::Flush(_)));
+            let flushing = group.iter().any(|q| matches!(q.job, Job::Flush(_)));
             checkpoint(&connection, next_index, &prev, flushing);
         }
-        for job in group {
-            let done = match job {
+        for queued in group {
+            let done = match queued.job {
                 Job::Decision { done, .. }
                 | Job::Candidate { done, .. }
                 | Job::Context { done, .. }
@@ -492,7 +528,7 @@ fn run_journal(
 
 fn write_group(
     connection: &mut Connection,
-    group: &[Job],
+    group: &[Queued],
     next_index: &mut u64,
     prev: &mut String,
 ) -> Result<(), RuntimeError> {
@@ -540,7 +576,7 @@ fn write_group(
             transaction.prepare_cached("DELETE FROM breakers WHERE policy = ?1")?;
         let mut put_approval = transaction
             .prepare_cached("INSERT OR REPLACE INTO approvals (id, body) VALUES (?1, ?2)")?;
-        for job in group {
+        for Queued { job, bodies } in group {
             let (entry, second) = match job {
                 Job::Decision {
                     increments,
@@ -659,8 +695,8 @@ fn write_group(
                 Job::Entry { entry, .. } => (entry, None),
                 Job::Flush(_) => continue,
             };
-            for entry in std::iter::once(entry).chain(second) {
-                let (text, hash) = seal(*next_index, prev, entry);
+            for (entry, body) in std::iter::once(entry).chain(second).zip(bodies) {
+                let (text, hash) = seal_text(*next_index, prev, entry, body);
                 add_entry.execute(params![
                     (*next_index) as i64,
                     text,
