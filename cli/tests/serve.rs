@@ -1354,6 +1354,19 @@ fn staged_rollouts_advance_abort_survive_a_kill_and_roll_back() {
             }
             served.push((request, answer));
         }
+        // A session reports how its task ended: counted for the cohort its decisions went to.
+        if let (false, Some(session)) = (completed, candidate_sessions.iter().next()) {
+            let (status, counted) = server.post(
+                &client,
+                "/v1/outcomes",
+                &json!({ "session": session, "outcome": "completed" }).to_string(),
+            );
+            assert_eq!(status, 200, "{counted}");
+            assert!(
+                counted["cohort"] == "candidate" || counted["counted"] == false,
+                "{counted}"
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
     assert_eq!(
@@ -1610,18 +1623,32 @@ fn breakers_fail_closed_or_open_and_recover_from_a_failing_state_store() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(decide(&server, "api").1["decision"], "allow");
 
-    // 2. Fail open: the same set with `on failure allow` on roles.ops.
+    // 2. Fail open: the same set with `on failure allow` on roles.ops, where production
+    //    deploys no longer need security's approval. A pending approval migrates at the switch
+    //    (runtime.md §3.8: resolved as approved, "no longer requires approval").
+    let mut production = ops_restart("billing");
+    production["tool"] = json!("deploy_config");
+    production["args"]["environment"] = json!("production");
+    let (_, waiting) = server.post(&client, "/v1/decide", &production.to_string());
+    assert_eq!(waiting["decision"], "require_approval", "{waiting}");
+    let approval_id = waiting["approval_id"]
+        .as_str()
+        .expect("an approval")
+        .to_owned();
     let open_set = dir.join("fail-open");
     let example = polctl_testsupport::workspace_dir().join("examples/support-fleet");
+    // The example's own tests expect the approval; this variant leaves them out.
     let files = polctl_testsupport::read_tree(&example, "pol")
         .into_iter()
-        .chain(polctl_testsupport::read_tree(&example, "toml"));
+        .chain(polctl_testsupport::read_tree(&example, "toml"))
+        .filter(|(path, _)| !path.ends_with(".test.toml"));
     for (path, text) in files {
         let text = if path.ends_with("roles/ops.pol") {
-            text.replace(
-                "applies to role ops",
-                "applies to role ops\n  on failure allow",
-            )
+            text.replace("applies to role ops", "applies to role ops\n  on failure allow")
+                .replace(
+                    "require approval from security for deploy_config when args.environment == production",
+                    "allow deploy_config when args.environment == production",
+                )
         } else {
             text
         };
@@ -1639,6 +1666,15 @@ fn breakers_fail_closed_or_open_and_recover_from_a_failing_state_store() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = release(&server, token, &["push", v2.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let (_, migrated) = server.get_as(&client, &format!("/v1/approvals/{approval_id}"), token);
+    assert_eq!(migrated["state"], "approved", "{migrated}");
+    assert!(
+        migrated["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no longer requires approval")),
+        "{migrated}"
+    );
+    assert_eq!(audit_entries_of_kind(&data, "migration"), 1);
     let out = release(&server, token, &["breakers", "open", "roles.ops"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The budget is 5 restarts an hour per service: skipped while the breaker is open.
