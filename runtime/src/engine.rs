@@ -324,18 +324,8 @@ impl Engine {
         let counters = match (counters, &from) {
             (Some(prepared), _) => Some(prepared),
             (None, Some(from)) => {
-                let mut store = self
-                    .counters
-                    .lock()
-                    .map_err(|_| RuntimeError::state("the counters' lock was poisoned"))?;
-                let mut recording = Recording::new(&mut store);
-                let migration = CounterMigration::prepare(
-                    from.evaluator.set(),
-                    bundle.evaluator.set(),
-                    now_ms.div_euclid(1000),
-                    &mut recording,
-                );
-                drops = recording.dropped;
+                let (migration, dropped) = self.migrate_counters(from, &bundle, now_ms)?;
+                drops = dropped;
                 Some(Arc::new(migration))
             }
             (None, None) => None,
@@ -425,6 +415,45 @@ impl Engine {
             *last = Some(report);
         }
         Ok(())
+    }
+
+    /// Prepares the counters for `to` being evaluated beside (or after) `from` (runtime.md
+    /// §3.8); the limits whose counters were dropped, for the journal.
+    pub(crate) fn migrate_counters(
+        &self,
+        from: &LoadedBundle,
+        to: &LoadedBundle,
+        now_ms: i64,
+    ) -> Result<
+        (
+            CounterMigration,
+            Vec<polctl_rollout::counters::LimitIdentity>,
+        ),
+        RuntimeError,
+    > {
+        let mut store = self
+            .counters
+            .lock()
+            .map_err(|_| RuntimeError::state("the counters' lock was poisoned"))?;
+        let mut recording = Recording::new(&mut store);
+        let migration = CounterMigration::prepare(
+            from.evaluator.set(),
+            to.evaluator.set(),
+            now_ms.div_euclid(1000),
+            &mut recording,
+        );
+        Ok((migration, recording.dropped))
+    }
+
+    /// The route, or the error of a server with no bundle yet.
+    fn routed(&self) -> Result<Arc<Active>, RuntimeError> {
+        self.route.load_full().ok_or_else(|| {
+            RuntimeError::new(
+                503,
+                "no_bundle",
+                "no bundle is active yet; push one (`polctl push`) or start the server with --bundle",
+            )
+        })
     }
 
     /// A stored request as a bundle would decide it: the operator context applied.
@@ -633,13 +662,7 @@ impl Engine {
     /// allowed action counts against the limits of both (runtime.md §3.7).
     pub fn decide(&self, request: &Json, now_ms: i64) -> Result<Decided, RuntimeError> {
         let started = std::time::Instant::now();
-        let Some(active) = self.route.load_full() else {
-            return Err(RuntimeError::new(
-                503,
-                "no_bundle",
-                "no bundle is active yet; push one (`polctl push`) or start the server with --bundle",
-            ));
-        };
+        let active = self.routed()?;
         let Json::Object(object) = request else {
             return Err(RuntimeError::bad_request(
                 "invalid_request",
@@ -1035,13 +1058,7 @@ impl Engine {
     /// `POST /v1/tools`: the tools this agent may be shown (runtime.md §3.1), by the version its
     /// session's cohort would get. Counts nothing and writes nothing.
     pub async fn tools(&self, request: &Json) -> Result<Json, RuntimeError> {
-        let Some(active) = self.route.load_full() else {
-            return Err(RuntimeError::new(
-                503,
-                "no_bundle",
-                "no bundle is active yet; push one (`polctl push`) or start the server with --bundle",
-            ));
-        };
+        let active = self.routed()?;
         let Json::Object(object) = request else {
             return Err(RuntimeError::bad_request(
                 "invalid_request",

@@ -171,6 +171,16 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, RuntimeError> 
 }
 
 /// The body as JSON, or the error a client can act on.
+/// A JSON body that may be left out (`{}` then).
+async fn optional_body(app: &App, body: Body) -> Result<Value, RuntimeError> {
+    let bytes = read_body(body, app.settings.body_limit).await?;
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| RuntimeError::bad_request("bad_json", format!("the body is not JSON: {e}")))
+}
+
 async fn parse_body(app: &App, body: Body) -> Result<Value, RuntimeError> {
     let bytes = read_body(body, app.settings.body_limit).await?;
     serde_json::from_slice(&bytes)
@@ -409,14 +419,7 @@ async fn rollout_action(
     body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/rollouts/current").await?;
-    let bytes = read_body(body, app.settings.body_limit).await?;
-    let body: Value = if bytes.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            RuntimeError::bad_request("bad_json", format!("the body is not JSON: {e}"))
-        })?
-    };
+    let body = optional_body(&app, body).await?;
     let action = match action.as_str() {
         "promote" => RolloutAction::Promote {
             full: body.get("full").and_then(Value::as_bool).unwrap_or(false),
@@ -499,14 +502,7 @@ async fn rollback(
     body: Body,
 ) -> Result<Json<Value>, RuntimeError> {
     let caller = authorize(&app, &headers, Need::Admin, "/v1/rollback").await?;
-    let bytes = read_body(body, app.settings.body_limit).await?;
-    let body: Value = if bytes.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            RuntimeError::bad_request("bad_json", format!("the body is not JSON: {e}"))
-        })?
-    };
+    let body = optional_body(&app, body).await?;
     let to_sequence = match body.get("to_sequence") {
         None | Some(Value::Null) => None,
         Some(value) => Some(value.as_u64().ok_or_else(|| {

@@ -13,7 +13,6 @@ use crate::engine::{wait, Active, Engine, LiveRollout};
 use crate::error::RuntimeError;
 use crate::loaded::LoadedBundle;
 use crate::store::Job;
-use crate::swap::Recording;
 use polctl_rollout::controller::{Controller, ControllerState, Phase};
 use polctl_rollout::migration::CounterMigration;
 use polctl_rollout::plan::Plan;
@@ -101,20 +100,8 @@ impl Engine {
         let rollout_id = format!("r-{now_ms:x}-{sequence}");
         let controller = Controller::new(plan, rollout_id, now_ms);
         // Counters migrate when the candidate is first evaluated: now, in shadow.
-        let (migration, drops) = {
-            let mut store = self
-                .counters
-                .lock()
-                .map_err(|_| RuntimeError::state("the counters' lock was poisoned"))?;
-            let mut recording = Recording::new(&mut store);
-            let migration = CounterMigration::prepare(
-                stable.evaluator.set(),
-                candidate.evaluator.set(),
-                now_ms.div_euclid(1000),
-                &mut recording,
-            );
-            (Arc::new(migration), recording.dropped)
-        };
+        let (migration, drops) = self.migrate_counters(&stable, &candidate, now_ms)?;
+        let migration = Arc::new(migration);
         let slot = RolloutSlot {
             controller,
             candidate,
