@@ -1,7 +1,7 @@
-//! Differential test: on 10,000 generated requests per set (the example, the library, every
-//! valid corpus set and every analysis corpus case), the Z3 encoding (evaluated on the
-//! concrete request) and the reference evaluator give the same decision and the same deciding
-//! rules.
+//! Differential test: on generated requests (10,000 for the example and the library, 4,000 for
+//! each valid corpus set and analysis corpus case, which hold a handful of rules each), the Z3
+//! encoding (evaluated on the concrete request) and the reference evaluator give the same
+//! decision and the same deciding rules.
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)] // tests read their corpora and print
 
 use polctl_lang::eval::generate::RequestGenerator;
@@ -172,7 +172,11 @@ fn solver_and_evaluator_agree_on_every_valid_set() {
     // Each rayon worker has its own Z3 context; each set is encoded on the worker that checks it.
     let checked: Vec<usize> = sets
         .into_par_iter()
-        .map(|(name, files)| check_set(&name, files, 10_000))
+        .map(|(name, files)| {
+            let requests = if name == "policies" { 10_000 } else { 4_000 };
+            check_set(&name, files, requests) * 10 / requests
+        })
         .collect();
-    assert!(checked.iter().all(|&n| n > 9_000), "{checked:?}");
+    // Tenths of the requests checked (those with lists beyond the solver's bound are skipped).
+    assert!(checked.iter().all(|&n| n >= 9), "{checked:?}");
 }
