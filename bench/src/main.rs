@@ -17,7 +17,12 @@
 //! with their peak memory (GNU time), through the release binary beside this one.
 //! `polctl-bench server [--rules N] [--entries N]` times the decision server's engine in
 //! process: bundle upload, switch and rollback, audit appends, `audit verify` and `audit at`.
+//! `polctl-bench load --url URL [--bodies FILE] [--rates 1000,5000,max]` sends HTTP requests at
+//! fixed rates (open loop) to a running server on loopback and prints the latency percentiles;
+//! `polctl-bench serve-inputs --rules N --dir DIR` writes a generated set's bundle and request
+//! bodies for it.
 
+mod load;
 mod server_bench;
 
 use polctl_bench::{compare, generate, generate_planted, PlantedConfig, SynthConfig};
@@ -36,11 +41,24 @@ fn main() -> ExitCode {
         Some("bundle") => bundle_benchmark(&args[1..]),
         Some("diff") => diff_benchmark(&args[1..]),
         Some("rollout") => rollout_benchmark(&args[1..]),
+        Some("load") => load::load_command(&args[1..]),
+        Some("serve-inputs") => option(&args[1..], "--rules", 1_000).and_then(|rules| {
+            let dir = args
+                .iter()
+                .position(|a| a == "--dir")
+                .and_then(|i| args.get(i + 1))
+                .ok_or("--dir DIR is required")?;
+            server_bench::serve_inputs(
+                rules,
+                option(&args[1..], "--requests", 10_000)?,
+                Path::new(dir),
+            )
+        }),
         Some("server") => option(&args[1..], "--rules", 1_000).and_then(|rules| {
             server_bench::server_benchmark(rules, option(&args[1..], "--entries", 1_000_000)?)
         }),
         _ => Err(
-            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle|diff|rollout|server [options]"
+            "usage: polctl-bench compile|generate|measure-compile|analyze|generate-planted|bundle|diff|rollout|server|serve-inputs|load [options]"
                 .to_owned(),
         ),
     };

@@ -190,3 +190,43 @@ pub fn server_benchmark(rules: usize, entries: usize) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// `polctl-bench serve-inputs --rules N --dir DIR [--requests K]`: what a load test of a
+/// server on a generated set needs, written to DIR: `set.polb` (the generated N-rule set as a
+/// bundle, seed 1) and `bodies.jsonl` (K decide request bodies from the evaluator's request
+/// generator, without the `approvals` and `counters` a client may not send, each with a
+/// session). For `polctl-bench load` (docs/benchmarks.md).
+pub fn serve_inputs(rules: usize, requests: usize, dir: &std::path::Path) -> Result<(), String> {
+    let config = SynthConfig {
+        rules,
+        files: (rules / 10).max(1),
+        seed: 1,
+        ..SynthConfig::default()
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let bundle = bundle_of(&config, "bench-a")?;
+    std::fs::write(dir.join("set.polb"), bundle).map_err(|e| e.to_string())?;
+    let set = polctl_lang::compile(&polctl_lang::SourceSet::from_files(generate(&config)))
+        .set
+        .ok_or("the generated set does not compile")?;
+    let mut generator = polctl_lang::eval::generate::RequestGenerator::new(&set, 7);
+    let mut bodies = String::new();
+    for i in 0..requests {
+        let mut body =
+            polctl_lang::eval::generate::request_to_json(&set, &generator.next_request());
+        if let Some(object) = body.as_object_mut() {
+            object.remove("approvals");
+            object.remove("counters");
+            object.insert("session".to_owned(), json!(format!("s-{}", i % 1000)));
+        }
+        bodies.push_str(&body.to_string());
+        bodies.push('\n');
+    }
+    std::fs::write(dir.join("bodies.jsonl"), bodies).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} and {} ({requests} requests)",
+        dir.join("set.polb").display(),
+        dir.join("bodies.jsonl").display()
+    );
+    Ok(())
+}

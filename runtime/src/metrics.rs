@@ -38,6 +38,8 @@ pub struct Metrics {
     pub active_sequence: Gauge,
     pub audit_written: Counter,
     pub audit_pending: Gauge,
+    /// Journal transactions committed: entries written over commits is the group-commit size.
+    pub audit_commits: Counter,
     /// The percent of requests the rollout's candidate decides (0 without a rollout).
     pub rollout_traffic: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// The rollout's stage index (-1 without a rollout in progress).
@@ -58,6 +60,7 @@ impl Default for Metrics {
             active_sequence: Gauge::default(),
             audit_written: Counter::default(),
             audit_pending: Gauge::default(),
+            audit_commits: Counter::default(),
             rollout_traffic: Gauge::default(),
             rollout_stage: Gauge::default(),
             breaker_state: Family::default(),
@@ -103,6 +106,11 @@ impl Metrics {
             "audit_entries_pending",
             "Audit entries queued for the journal",
             self.audit_pending.clone(),
+        );
+        registry.register(
+            "audit_commits",
+            "Journal transactions committed (entries written / commits = entries per group commit)",
+            self.audit_commits.clone(),
         );
         registry.register(
             "rollout_traffic_percent",
