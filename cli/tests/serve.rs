@@ -601,6 +601,155 @@ fn sigterm_stops_the_server_cleanly() {
     );
 }
 
+/// `kill -9` during bundle uploads: pushes of signed bundles, each killed after a delay that
+/// sweeps across the upload (verify, compile, the bundle's own tests, the activation's commit).
+/// On every restart the server starts, serves either the last acknowledged bundle or the one in
+/// flight (never anything else, and the in-flight one only if it was not refused), every push
+/// that was acknowledged is still active or superseded, and the audit chain verifies.
+#[test]
+fn a_server_killed_during_bundle_uploads_serves_the_last_acknowledged_bundle() {
+    let dir = scratch("serve-kill-upload");
+    let key = dir.join("release");
+    keygen(&key);
+    let v1 = example_bundle(&dir);
+    let v2 = built_bundle(&dir, "examples/releases/verified-reads", "v2.polb");
+    let data = dir.join("data");
+    let trust = dir.join("release.pub");
+    let start = |bundle: Option<&Path>| {
+        let mut extra = vec!["--trust", trust.to_str().expect("utf-8")];
+        if let Some(bundle) = bundle {
+            extra.extend(["--bundle", bundle.to_str().expect("utf-8")]);
+        }
+        Server::start(&data, &extra)
+    };
+    let first = signed(&v1, &key, 1, &dir.join("s1.polb"));
+    let mut server = start(Some(&first));
+    let client = client();
+    let serving = |server: &Server| {
+        let (status, answer) = server.post(&client, "/v1/decide", &ops_restart("api").to_string());
+        assert_eq!(status, 200, "{answer}");
+        answer["sequence"].as_u64().expect("sequence")
+    };
+    let mut acknowledged = 1;
+    let mut outcomes = (0, 0);
+    for round in 0..6u64 {
+        let sequence = round + 2;
+        let bundle = signed(
+            if sequence % 2 == 0 { &v2 } else { &v1 },
+            &key,
+            sequence,
+            &dir.join(format!("s{sequence}.polb")),
+        );
+        let admin = std::fs::read_to_string(data.join("admin.token")).expect("admin token");
+        let mut push = Command::new(env!("CARGO_BIN_EXE_polctl"))
+            .args(["push", bundle.to_str().expect("utf-8")])
+            .env("POLCTL_SERVER", &server.url)
+            .env("POLCTL_TOKEN", admin.trim())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("push runs");
+        // From 50 ms (the upload still arriving) to 1.3 s (often after the activation).
+        std::thread::sleep(std::time::Duration::from_millis(50 + round * 250));
+        server.kill_hard();
+        let pushed = push.wait().expect("push ends").success();
+        server = start(None);
+        let now = serving(&server);
+        if pushed {
+            outcomes.0 += 1;
+            assert_eq!(
+                now, sequence,
+                "round {round}: an acknowledged push was lost"
+            );
+        } else {
+            outcomes.1 += 1;
+            assert!(
+                now == acknowledged || now == sequence,
+                "round {round}: serving {now}, neither the last acknowledged ({acknowledged}) nor the one in flight ({sequence})"
+            );
+        }
+        acknowledged = now;
+    }
+    eprintln!(
+        "pushes acknowledged before the kill: {}, killed before the answer: {}",
+        outcomes.0, outcomes.1
+    );
+    drop(server);
+    let out = polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `[audit] arguments = "hash"`: decision entries hold each argument's SHA-256 (of its JSON
+/// text) instead of its value, the decision is unchanged, the chain verifies, and `audit
+/// export` leaves those decisions out and says so.
+#[test]
+fn audit_entries_can_hold_argument_hashes_instead_of_values() {
+    let dir = scratch("serve-hashed-arguments");
+    let bundle = example_bundle(&dir);
+    let data = dir.join("data");
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "[audit]\narguments = \"hash\"\n").expect("config");
+    let server = Server::start(
+        &data,
+        &[
+            "--bundle",
+            bundle.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+    );
+    let (status, answer) = server.post(&client(), "/v1/decide", &ops_restart("api").to_string());
+    assert_eq!(
+        (status, &answer["decision"]),
+        (200, &json!("allow")),
+        "{answer}"
+    );
+    drop(server);
+    let entries = polctl_runtime::store::read_audit(&data).expect("audit");
+    let decision: Value = entries
+        .iter()
+        .map(|(_, text, _)| serde_json::from_str::<Value>(text).expect("JSON"))
+        .find(|e| e["kind"] == "decision")
+        .expect("a decision entry");
+    let body = &decision["body"];
+    assert_eq!(body["arguments"], "hashed");
+    assert_eq!(body["decision"]["decision"], "allow");
+    // SHA-256 of the value's JSON text, as `printf '%s' '"api"' | sha256sum` gives it.
+    let sha256 = |text: &str| format!("sha256:{}", polctl_runtime::tokens::hash_secret(text));
+    assert_eq!(body["request"]["args"]["service"], sha256("\"api\""));
+    assert_eq!(
+        body["request"]["args"]["environment"],
+        sha256("\"staging\"")
+    );
+    // Nor do the decision's limit keys (`per args.service` here) show the value.
+    assert_eq!(body["decision"]["limits"][0]["key"], sha256("\"api\""));
+    let text = decision.to_string();
+    assert!(
+        !text.contains("\"api\"") && !text.contains("\"staging\""),
+        "{text}"
+    );
+    // Who and what tool stay readable: only the arguments are hashed.
+    assert_eq!(body["request"]["tool"], "restart_service");
+    let out = polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exported = dir.join("exported.jsonl");
+    let out = polctl(&[
+        "audit",
+        "export",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "-o",
+        exported.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("left out 1 decisions whose arguments the server hashed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&exported).expect("exported"), "");
+}
+
 /// Signs a copy of `bundle` with `key` at `sequence`.
 fn signed(bundle: &Path, key: &Path, sequence: u64, out: &Path) -> PathBuf {
     std::fs::copy(bundle, out).expect("copy");

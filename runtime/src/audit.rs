@@ -207,6 +207,37 @@ pub fn check_link(
     Ok(facts.hash.clone())
 }
 
+/// A decision entry's body with each argument's value replaced by `sha256:<hex>` of the
+/// value's compact JSON text (`[audit] arguments = "hash"`), and so are the limit keys in the
+/// decision (a limit's key is often an argument: `per args.service`), and marked
+/// `"arguments": "hashed"`. The log keeps which arguments were sent, and an auditor can confirm
+/// a value they hold (`printf '%s' '"refund policy"' | sha256sum`), but it does not show them.
+/// A hash hides a value from reading, not from guessing: a short or predictable value (an
+/// amount, an environment name) can be found by trying candidates.
+pub fn hash_decision_arguments(body: &mut Json) {
+    fn hash(value: &mut Json) {
+        let digest = Sha256::digest(value.to_string().as_bytes());
+        *value = Json::String(format!("sha256:{}", hex::encode(digest)));
+    }
+    if let Some(args) = body["request"]
+        .get_mut("args")
+        .and_then(Json::as_object_mut)
+    {
+        args.values_mut().for_each(hash);
+    }
+    if let Some(limits) = body["decision"]
+        .get_mut("limits")
+        .and_then(Json::as_array_mut)
+    {
+        for limit in limits {
+            if let Some(key) = limit.get_mut("key").filter(|k| !k.is_null()) {
+                hash(key);
+            }
+        }
+    }
+    body["arguments"] = json!("hashed");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

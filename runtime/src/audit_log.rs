@@ -342,6 +342,15 @@ pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
     }))
 }
 
+/// What `audit export` wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    /// Decisions written as traffic lines.
+    pub written: u64,
+    /// Decisions left out because their arguments were hashed.
+    pub hashed: u64,
+}
+
 /// `audit export`: decision entries as traffic lines (runtime.md §5.1) for `simulate` and
 /// `replay`: each request as it was sent, with the time it was decided, in time order.
 pub fn export(
@@ -349,7 +358,7 @@ pub fn export(
     since_ms: Option<i64>,
     until_ms: Option<i64>,
     mut write: impl FnMut(&Json) -> std::io::Result<()>,
-) -> Result<u64, RuntimeError> {
+) -> Result<Exported, RuntimeError> {
     let connection = open_read_only(data)?;
     let mut statement = connection.prepare(
         "SELECT entry FROM audit WHERE kind = 'decision'
@@ -357,7 +366,7 @@ pub fn export(
          ORDER BY time_ms, idx",
     )?;
     let mut rows = statement.query(params![since_ms, until_ms])?;
-    let mut written = 0u64;
+    let mut exported = Exported::default();
     while let Some(row) = rows.next()? {
         let text: String = row.get(0)?;
         let Ok(entry) = serde_json::from_str::<Json>(&text) else {
@@ -365,15 +374,21 @@ pub fn export(
         };
         if let Some(line) = traffic_line(&entry) {
             write(&line).map_err(|e| RuntimeError::state(format!("cannot write: {e}")))?;
-            written += 1;
+            exported.written += 1;
+        } else if arguments_hashed(&entry) {
+            exported.hashed += 1;
         }
     }
-    Ok(written)
+    Ok(exported)
 }
 
 /// A decision entry as a traffic line: the request with the entry's time (whole seconds, as
-/// traffic files carry it) and without the runtime's own `approval_id`.
+/// traffic files carry it) and without the runtime's own `approval_id`. None for an entry
+/// whose arguments were hashed (`[audit] arguments = "hash"`): it cannot be decided again.
 pub fn traffic_line(entry: &Json) -> Option<Json> {
+    if arguments_hashed(entry) {
+        return None;
+    }
     let mut request = entry["body"]["request"].clone();
     let object = request.as_object_mut()?;
     object.remove("approval_id");
@@ -385,6 +400,11 @@ pub fn traffic_line(entry: &Json) -> Option<Json> {
     };
     object.insert("time".to_owned(), json!(seconds));
     Some(request)
+}
+
+/// Whether a decision entry holds its arguments' hashes rather than their values.
+pub fn arguments_hashed(entry: &Json) -> bool {
+    entry["body"]["arguments"] == "hashed"
 }
 
 /// The index of an entry's hash, for messages.

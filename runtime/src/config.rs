@@ -1,7 +1,7 @@
 //! `polctl serve --config serve.toml` (runtime.md §2): server settings, each with the default
-//! written here. Built so far: `[approvals]`, `[http]` and `[breakers]`; the `[audit]` section
-//! is read and its settings reported as not applied yet, so a file written for a later version
-//! still starts the server.
+//! written here. Built so far: `[approvals]`, `[http]`, `[breakers]` and `[audit] arguments`;
+//! the `[audit]` section's other settings (`retain`) are read and reported as not applied yet,
+//! so a file written for a later version still starts the server.
 //!
 //! ```toml
 //! [approvals]
@@ -16,6 +16,9 @@
 //! failure_ratio = 0.5   # and at least this fraction failing opens the breaker
 //! open = "30s"          # it stays open this long
 //! trial_calls = 10      # then this many trial calls decide between closing and opening again
+//!
+//! [audit]
+//! arguments = "keep"    # or "hash": decision entries hold each argument's SHA-256, not its value
 //! ```
 
 use crate::engine::EngineSettings;
@@ -117,8 +120,17 @@ impl ServerConfig {
                 settings.failure_ratio = ratio;
             }
         }
-        for key in file.audit.unwrap_or_default().keys() {
-            config.not_applied.push(format!("[audit] {key}"));
+        for (key, value) in file.audit.unwrap_or_default() {
+            match (key.as_str(), value.as_str()) {
+                ("arguments", Some("keep")) => config.engine.hash_arguments = false,
+                ("arguments", Some("hash")) => config.engine.hash_arguments = true,
+                ("arguments", _) => {
+                    return Err(format!(
+                        "[audit] arguments = {value}: use \"keep\" (the default) or \"hash\""
+                    ))
+                }
+                _ => config.not_applied.push(format!("[audit] {key}")),
+            }
         }
         Ok(config)
     }
@@ -138,6 +150,14 @@ mod tests {
                 .expect("parses");
         assert_eq!(config.engine.approval_expiry_ms, 90 * 60 * 1000);
         assert_eq!(config.not_applied, vec!["[audit] retain".to_owned()]);
+        assert!(!config.engine.hash_arguments);
+        let config = ServerConfig::parse("[audit]\narguments = \"hash\"\n").expect("parses");
+        assert!(config.engine.hash_arguments && config.not_applied.is_empty());
+        let error = ServerConfig::parse("[audit]\narguments = \"sha\"\n").expect_err("bad");
+        assert!(
+            error.contains("[audit] arguments") && error.contains("\"hash\""),
+            "{error}"
+        );
         let error = ServerConfig::parse("[approvals]\nexpiry = \"soon\"\n").expect_err("bad");
         assert!(error.contains("[approvals] expiry"), "{error}");
         let error = ServerConfig::parse("[aproovals]\n").expect_err("unknown section");

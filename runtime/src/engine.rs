@@ -168,6 +168,9 @@ pub struct EngineSettings {
     pub approval_expiry_ms: i64,
     /// Circuit breakers (the `[breakers]` section; runtime.md §3.6's defaults).
     pub breakers: polctl_rollout::breaker::BreakerSettings,
+    /// `[audit] arguments = "hash"`: decision entries hold each argument's SHA-256 instead of
+    /// its value ([`crate::audit::hash_arguments`]).
+    pub hash_arguments: bool,
 }
 
 impl Default for EngineSettings {
@@ -175,6 +178,7 @@ impl Default for EngineSettings {
         EngineSettings {
             approval_expiry_ms: 24 * 3600 * 1000,
             breakers: Default::default(),
+            hash_arguments: false,
         }
     }
 }
@@ -1027,6 +1031,9 @@ impl Engine {
             "sequence": response.sequence,
             "cohort": response.cohort,
         });
+        if self.settings.hash_arguments {
+            crate::audit::hash_decision_arguments(&mut body);
+        }
         if !response.failsafe.is_empty() {
             body["failsafe"] = json!(response.failsafe);
         }

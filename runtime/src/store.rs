@@ -254,7 +254,6 @@ fn open_connection(path: &Path) -> Result<Connection, RuntimeError> {
     connection
         .pragma_update(None, "journal_mode", "WAL")
         .and_then(|()| connection.pragma_update(None, "synchronous", "NORMAL"))
-
         .and_then(|()| connection.execute_batch(SCHEMA))
         .and_then(|()| {
             let has_kind: bool = connection.query_row(
@@ -415,20 +414,11 @@ pub fn open(
         counters,
         audit_entries: head.as_ref().map_or(0, |(i, _)| i + 1),
     };
-    // The journal never copies the write-ahead log into the database itself: that copy (and
-    // its fsync) would stall every decision waiting on a commit. A second thread does it.
-    connection
-        .pragma_update(None, "wal_autocheckpoint", 0)
-        .map_err(|e| RuntimeError::state(format!("cannot configure `{}`: {e}", path.display())))?;
-    let wal_checkpointer = start_wal_checkpointer(&path)?;
     let (sender, receiver) = mpsc::sync_channel(QUEUE);
     let journal_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("polctl-journal".to_owned())
-        .spawn(move || {
-            run_journal(connection, receiver, head, journal_metrics, checkpoint_key);
-            wal_checkpointer.stop();
-        })
+        .spawn(move || run_journal(connection, receiver, head, journal_metrics, checkpoint_key))
         .map_err(|e| RuntimeError::state(format!("cannot start the journal thread: {e}")))?;
     Ok((
         Journal {
@@ -442,59 +432,6 @@ pub fn open(
 
 /// The journal thread: waits for a job, takes whatever else has queued (up to [`GROUP`]),
 /// writes it all in one transaction, then answers every job.
-/// How often the write-ahead log is copied into the database.
-const WAL_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-/// Past this many pages (64 MiB) in the write-ahead log, a checkpoint waits for the journal's
-/// transaction in progress and restarts the log: under sustained writes a passive checkpoint
-/// never catches up with the end of the log, and the log would otherwise grow without bound.
-const WAL_RESTART_PAGES: i64 = 16 * 1024;
-
-/// The thread that copies the write-ahead log into the database file (SQLite's checkpoint),
-/// on its own connection, so the journal's commits never wait for that copy or its fsync.
-struct WalCheckpointer {
-    stop: mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl WalCheckpointer {
-    /// Stops the thread after a last checkpoint that empties the log.
-    fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
-}
-
-fn start_wal_checkpointer(path: &Path) -> Result<WalCheckpointer, RuntimeError> {
-    let connection = open_connection(path)?;
-    let (stop, stopped) = mpsc::channel::<()>();
-    let checkpoint = move |mode: &str| -> Option<i64> {
-        connection
-            .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-                row.get::<_, i64>(1)
-            })
-            .ok()
-    };
-    let thread = std::thread::Builder::new()
-        .name("polctl-wal".to_owned())
-        .spawn(move || loop {
-            match stopped.recv_timeout(WAL_CHECKPOINT_EVERY) {
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    // A failed checkpoint (the file locked by another process) is retried at
-                    // the next tick; the log holds everything committed meanwhile.
-                    if checkpoint("PASSIVE").is_some_and(|pages| pages > WAL_RESTART_PAGES) {
-                        checkpoint("RESTART");
-                    }
-                }
-                _ => {
-                    checkpoint("TRUNCATE");
-                    return;
-                }
-            }
-        })
-        .map_err(|e| RuntimeError::state(format!("cannot start the checkpoint thread: {e}")))?;
-    Ok(WalCheckpointer { stop, thread })
-}
-
 fn run_journal(
     mut connection: Connection,
     receiver: mpsc::Receiver<Queued>,
@@ -852,61 +789,4 @@ pub fn read_audit(data: &Path) -> Result<Vec<(u64, String, String)>, RuntimeErro
     })?;
     rows.collect::<Result<Vec<_>, _>>()
         .map_err(RuntimeError::from)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn wal_bytes(data: &Path) -> u64 {
-        std::fs::metadata(data.join("state.sqlite-wal")).map_or(0, |m| m.len())
-    }
-
-    /// The journal leaves the write-ahead log to its checkpoint thread: entries are copied into
-    /// the database while the server runs, and a stopped journal leaves an empty log behind
-    /// and every entry readable.
-    #[test]
-    fn the_checkpoint_thread_copies_the_log_and_empties_it_at_shutdown() {
-        let data = std::env::temp_dir().join(format!("polctl-store-wal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&data);
-        let metrics = Metrics::default();
-        let (journal, _, thread) = open(&data, 0, &metrics, None).expect("open");
-        let mut waiting = Vec::new();
-        for i in 0..2_000 {
-            let (done, committed) = oneshot::channel();
-            journal
-                .submit(Job::Entry {
-                    entry: PendingEntry {
-                        time_ms: i,
-                        kind: "test",
-                        body: serde_json::json!({ "i": i, "padding": "x".repeat(200) }),
-                    },
-                    done,
-                })
-                .expect("submit");
-            waiting.push(committed);
-        }
-        for committed in waiting {
-            committed
-                .blocking_recv()
-                .expect("answered")
-                .expect("committed");
-        }
-        assert!(wal_bytes(&data) > 0, "nothing was written to the log");
-        // Passive checkpoints run every 100 ms: the database file gets the entries.
-        let database = database_path(&data);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::fs::metadata(&database).map_or(0, |m| m.len()) < 2_000 * 200 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no checkpoint copied the log"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        drop(journal);
-        thread.join().expect("journal thread");
-        assert_eq!(wal_bytes(&data), 0, "the log was not emptied at shutdown");
-        assert_eq!(read_audit(&data).expect("audit").len(), 2_000);
-        let _ = std::fs::remove_dir_all(&data);
-    }
 }

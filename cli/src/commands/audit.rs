@@ -166,13 +166,14 @@ pub fn run(args: AuditArgs) -> Result<Exit, CliError> {
             let file = std::fs::File::create(&output).map_err(|e| CliError::write(&output, &e))?;
             let mut out = std::io::BufWriter::new(file);
             let mut write = |line: &Value| writeln!(out, "{line}");
-            let written = match &source.data {
+            let exported = match &source.data {
                 Some(data) => audit_log::export(data, since_ms, until_ms, &mut write)
                     .map_err(runtime_error)?,
                 None => {
                     // Through the server: every decision page by page, then in time order.
                     let client = ServerClient::new(&source.server)?;
                     let mut lines: Vec<(i64, Value)> = Vec::new();
+                    let mut hashed = 0u64;
                     let mut query = audit_log::Query {
                         since_ms,
                         until_ms,
@@ -186,6 +187,8 @@ pub fn run(args: AuditArgs) -> Result<Exit, CliError> {
                             if let (Some(time), Some(line)) = (time, audit_log::traffic_line(entry))
                             {
                                 lines.push((time, line));
+                            } else if audit_log::arguments_hashed(entry) {
+                                hashed += 1;
                             }
                         }
                         match page["next_after"].as_u64() {
@@ -197,14 +200,24 @@ pub fn run(args: AuditArgs) -> Result<Exit, CliError> {
                     for (_, line) in &lines {
                         write(line).map_err(|e| CliError::write(&output, &e))?;
                     }
-                    lines.len() as u64
+                    audit_log::Exported {
+                        written: lines.len() as u64,
+                        hashed,
+                    }
                 }
             };
             out.flush().map_err(|e| CliError::write(&output, &e))?;
             eprintln!(
-                "wrote {written} decisions to `{}` (a traffic file for `polctl simulate` and `polctl replay`)",
+                "wrote {} decisions to `{}` (a traffic file for `polctl simulate` and `polctl replay`)",
+                exported.written,
                 output.display()
             );
+            if exported.hashed > 0 {
+                eprintln!(
+                    "left out {} decisions whose arguments the server hashed (`[audit] arguments = \"hash\"`): they cannot be decided again",
+                    exported.hashed
+                );
+            }
             Ok(Exit::Success)
         }
     }
