@@ -66,7 +66,7 @@ pub fn server_benchmark(rules: usize, entries: usize) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let metrics = polctl_runtime::metrics::Metrics::default();
     let (journal, mut recovered, thread) =
-        polctl_runtime::store::open(&dir, now_ms() / 1000, &metrics, Some(key))
+        polctl_runtime::store::open(&dir, now_ms() / 1000, &metrics, Some(key), None)
             .map_err(|e| e.message)?;
     let engine = Arc::new(Engine::new(
         journal.clone(),

@@ -9,7 +9,7 @@ use crate::error::RuntimeError;
 use crate::store::database_path;
 use polctl_bundle::PublicKey;
 use rayon::prelude::*;
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -52,6 +52,10 @@ pub struct VerifyReport {
     pub uncovered: u64,
     /// The key the checkpoints were checked with; `None`: not checked (no key).
     pub key_id: Option<String>,
+    /// The last entry removed by retention (`[audit] retain`): the kept log begins after it.
+    pub pruned_to: Option<u64>,
+    /// When that pruning happened.
+    pub pruned_at: Option<String>,
 }
 
 /// Why a log does not verify.
@@ -101,9 +105,29 @@ pub fn verify(data: &Path, key: Option<&PublicKey>) -> Result<VerifyReport, Veri
         .iter()
         .map(|c| (c.index, c.head.as_str()))
         .collect();
+    // A pruned log (`[audit] retain`) begins after the entry `last` of its latest `prune`
+    // entry, whose `head` is that entry's hash: the first kept entry must link to it. The
+    // prune entry itself is in the chain, and a signed checkpoint must cover it (else it could
+    // be a forgery appended to excuse deleted entries).
+    let prune = latest_prune(&connection)?;
+    let pruned_to: Option<(u64, String)> = prune.as_ref().and_then(|p| {
+        Some((
+            p["body"]["last"].as_u64()?,
+            p["body"]["head"].as_str()?.to_owned(),
+        ))
+    });
+    if let (Some(prune), Some(_)) = (&prune, key) {
+        let index = prune["index"].as_u64().unwrap_or(0);
+        if checkpoints.last().is_none_or(|c| c.index < index) {
+            return Err(broken(
+                index,
+                "is a prune entry that no signed checkpoint covers (it may have been appended to excuse deleted entries)".to_owned(),
+            ));
+        }
+    }
     let mut statement = connection.prepare("SELECT idx, entry, hash FROM audit ORDER BY idx")?;
     let mut rows = statement.query([])?;
-    let mut last: Option<(u64, String)> = None;
+    let mut last: Option<(u64, String)> = pruned_to.clone();
     let mut entries = 0u64;
     // Read in batches; what each entry says on its own (its JSON, its hash) is worked out in
     // parallel, the links in order.
@@ -142,6 +166,7 @@ pub fn verify(data: &Path, key: Option<&PublicKey>) -> Result<VerifyReport, Veri
             last = Some((*index, hash));
         }
     }
+    // With nothing kept after the pruned range, `last` is still the prune's own bound.
     let last_index = last.as_ref().map(|(i, _)| *i);
     if let Some(checkpoint) = checkpoints.last() {
         if last_index.is_none_or(|l| l < checkpoint.index) {
@@ -171,6 +196,8 @@ pub fn verify(data: &Path, key: Option<&PublicKey>) -> Result<VerifyReport, Veri
             _ => 0,
         },
         key_id: key.map(|k| k.key_id.clone()),
+        pruned_to: pruned_to.map(|(index, _)| index),
+        pruned_at: prune.and_then(|p| p["time"].as_str().map(str::to_owned)),
     })
 }
 
@@ -246,32 +273,55 @@ pub fn query(data: &Path, query: &Query) -> Result<Vec<Json>, RuntimeError> {
     Ok(entries)
 }
 
-/// `audit at T`: which bundle was stable, which rollout ran and at what stage, and the
-/// operator context, at `time_ms`.
-pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
-    let connection = open_read_only(data)?;
-    let mut statement = connection.prepare_cached(
-        "SELECT idx, entry FROM audit
-         WHERE kind IN ('activate', 'rollback', 'rollout', 'context') AND time_ms <= ?1
-         ORDER BY idx",
-    )?;
-    let rows = statement.query_map(params![time_ms], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-    })?;
-    let mut stable = Json::Null;
-    let mut rollout: Option<Json> = None;
-    let mut plan: Option<polctl_rollout::plan::Plan> = None;
-    let mut all_tenants = serde_json::Map::new();
-    let mut tenants: BTreeMap<String, serde_json::Map<String, Json>> = BTreeMap::new();
-    for row in rows {
-        let (index, text) = row?;
-        let Ok(entry) = serde_json::from_str::<Json>(&text) else {
-            continue;
-        };
+/// What was in effect after some entries: the stable bundle, the rollout, the operator
+/// context. Built by replaying `activate`, `rollback`, `rollout` and `context` entries in
+/// order; a `prune` entry carries it as of the last entry it removed, so `at` still answers
+/// for times after the kept log begins.
+#[derive(Debug, Clone, Default)]
+pub struct InEffect {
+    stable: Json,
+    rollout: Option<Json>,
+    plan: Option<String>,
+    all_tenants: serde_json::Map<String, Json>,
+    tenants: BTreeMap<String, serde_json::Map<String, Json>>,
+}
+
+/// The entry kinds that change what is in effect.
+const IN_EFFECT_KINDS: &str = "'activate', 'rollback', 'rollout', 'context'";
+
+impl InEffect {
+    /// The state a `prune` entry's `in_effect` holds.
+    pub fn from_snapshot(snapshot: &Json) -> InEffect {
+        let object = |value: &Json| value.as_object().cloned().unwrap_or_default();
+        InEffect {
+            stable: snapshot["stable"].clone(),
+            rollout: Some(snapshot["rollout"].clone()).filter(|r| !r.is_null()),
+            plan: snapshot["plan"].as_str().map(str::to_owned),
+            all_tenants: object(&snapshot["context"]["all_tenants"]),
+            tenants: snapshot["context"]["tenants"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(tenant, values)| (tenant.clone(), object(values)))
+                .collect(),
+        }
+    }
+
+    pub fn snapshot(&self) -> Json {
+        json!({
+            "stable": self.stable,
+            "rollout": self.rollout,
+            "plan": self.plan,
+            "context": { "all_tenants": self.all_tenants, "tenants": self.tenants },
+        })
+    }
+
+    /// Applies one entry (of any kind; those that change nothing are skipped).
+    pub fn apply(&mut self, index: i64, entry: &Json) {
         let body = &entry["body"];
         match entry["kind"].as_str() {
             Some("activate" | "rollback") => {
-                stable = json!({
+                self.stable = json!({
                     "sequence": body["sequence"],
                     "revision": body["revision"],
                     "name": body["name"],
@@ -280,19 +330,23 @@ pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
                     "entry": index,
                 });
                 // An activation ends any rollout (its completion, a switch, a rollback).
-                rollout = None;
+                self.rollout = None;
             }
             Some("rollout") => {
                 if let Some(text) = body["plan"].as_str() {
-                    plan = polctl_rollout::plan::parse_plan(text).ok();
+                    self.plan = Some(text.to_owned());
                 }
                 let events = body["events"].as_array();
                 let stage = events
                     .and_then(|e| e.last())
                     .map(|e| e["stage"].clone())
-                    .or_else(|| rollout.as_ref().map(|r| r["stage"].clone()))
+                    .or_else(|| self.rollout.as_ref().map(|r| r["stage"].clone()))
                     .unwrap_or(Json::Null);
                 let phase = body["phase"].as_str().unwrap_or("running").to_owned();
+                let plan = self
+                    .plan
+                    .as_deref()
+                    .and_then(|text| polctl_rollout::plan::parse_plan(text).ok());
                 let traffic = match phase.as_str() {
                     "aborted" => Some(0.0),
                     "completed" => Some(100.0),
@@ -303,7 +357,7 @@ pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
                             .map(|s| s.traffic)
                     }),
                 };
-                rollout = Some(json!({
+                self.rollout = Some(json!({
                     "rollout_id": body["rollout_id"],
                     "sequence": body["sequence"],
                     "stage": stage,
@@ -314,8 +368,8 @@ pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
             }
             Some("context") => {
                 let slot = match body["tenant"].as_str() {
-                    Some(tenant) => tenants.entry(tenant.to_owned()).or_default(),
-                    None => &mut all_tenants,
+                    Some(tenant) => self.tenants.entry(tenant.to_owned()).or_default(),
+                    None => &mut self.all_tenants,
                 };
                 if let Some(set) = body["set"].as_object() {
                     for (name, value) in set {
@@ -331,6 +385,90 @@ pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
             _ => {}
         }
     }
+
+    /// What was in effect after the entries up to `last_index` (inclusive) on `connection`,
+    /// starting from the latest prune's state.
+    pub fn through(connection: &Connection, last_index: u64) -> Result<InEffect, RuntimeError> {
+        let mut state = latest_prune(connection)?
+            .map(|prune| InEffect::from_snapshot(&prune["body"]["in_effect"]))
+            .unwrap_or_default();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND idx <= ?1 ORDER BY idx"
+        ))?;
+        let rows = statement.query_map(params![last_index as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (index, text) = row?;
+            if let Ok(entry) = serde_json::from_str::<Json>(&text) {
+                state.apply(index, &entry);
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// The most recent `prune` entry, if the log was ever pruned.
+pub fn latest_prune(connection: &Connection) -> Result<Option<Json>, RuntimeError> {
+    let text: Option<String> = connection
+        .query_row(
+            "SELECT entry FROM audit WHERE kind = 'prune' ORDER BY idx DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+/// `audit at T`: which bundle was stable, which rollout ran and at what stage, and the
+/// operator context, at `time_ms`.
+/// On a pruned log, a time before the kept log begins is an error (404 `pruned`).
+pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
+    let connection = open_read_only(data)?;
+    let prune = latest_prune(&connection)?;
+    if let Some(prune) = &prune {
+        let first_kept: Option<i64> = connection
+            .query_row(
+                "SELECT time_ms FROM audit WHERE idx = ?1",
+                params![prune["body"]["last"].as_i64().unwrap_or(-1) + 1],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if first_kept.is_some_and(|first| time_ms < first) {
+            return Err(RuntimeError::new(
+                404,
+                "pruned",
+                format!(
+                    "the audit log before {} was pruned by retention ([audit] retain; entry {} says so): ask about a later time",
+                    first_kept.map_or_else(String::new, format_time),
+                    prune["index"]
+                ),
+            ));
+        }
+    }
+    let mut state = prune
+        .map(|prune| InEffect::from_snapshot(&prune["body"]["in_effect"]))
+        .unwrap_or_default();
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND time_ms <= ?1 ORDER BY idx"
+    ))?;
+    let rows = statement.query_map(params![time_ms], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (index, text) = row?;
+        let Ok(entry) = serde_json::from_str::<Json>(&text) else {
+            continue;
+        };
+        state.apply(index, &entry);
+    }
+    let InEffect {
+        stable,
+        rollout,
+        all_tenants,
+        mut tenants,
+        ..
+    } = state;
     // A rollout that ended (aborted) is history, not in effect.
     let rollout = rollout.filter(|r| r["phase"] != "aborted" && r["phase"] != "completed");
     tenants.retain(|_, values| !values.is_empty());

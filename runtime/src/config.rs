@@ -1,7 +1,7 @@
 //! `polctl serve --config serve.toml` (runtime.md §2): server settings, each with the default
-//! written here. Built so far: `[approvals]`, `[http]`, `[breakers]` and `[audit] arguments`;
-//! the `[audit]` section's other settings (`retain`) are read and reported as not applied yet,
-//! so a file written for a later version still starts the server.
+//! written here: `[approvals]`, `[http]`, `[breakers]` and `[audit]`. Keys of `[audit]` this
+//! version does not know are reported at start as not applied, so a file written for a later
+//! version still starts the server; anything else unknown is an error.
 //!
 //! ```toml
 //! [approvals]
@@ -19,17 +19,22 @@
 //!
 //! [audit]
 //! arguments = "keep"    # or "hash": decision entries hold each argument's SHA-256, not its value
+//! retain = "90d"        # prune whole UTC days older than this (default: keep everything)
 //! ```
 
 use crate::engine::EngineSettings;
 use crate::http::HttpSettings;
 use serde::Deserialize;
 
+const DAY_MS: i64 = 86_400_000;
+
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     pub http: HttpSettings,
     pub engine: EngineSettings,
-    /// Settings read but not applied yet (`[audit] retain`, ...), to report at start.
+    /// `[audit] retain`: audit entries older than this (whole UTC days) are pruned.
+    pub retain_ms: Option<i64>,
+    /// Settings read but not applied yet, to report at start.
     pub not_applied: Vec<String>,
 }
 
@@ -124,6 +129,21 @@ impl ServerConfig {
             match (key.as_str(), value.as_str()) {
                 ("arguments", Some("keep")) => config.engine.hash_arguments = false,
                 ("arguments", Some("hash")) => config.engine.hash_arguments = true,
+                ("retain", Some(text)) => {
+                    let ms = polctl_rollout::duration::parse_millis(text)
+                        .map_err(|e| format!("[audit] retain: {e}"))?;
+                    if ms < DAY_MS {
+                        return Err(format!(
+                            "[audit] retain = \"{text}\" is shorter than a day: the log is pruned in whole days; use \"1d\" or more"
+                        ));
+                    }
+                    config.retain_ms = Some(ms);
+                }
+                ("retain", _) => {
+                    return Err(format!(
+                        "[audit] retain = {value}: give a duration such as \"90d\""
+                    ))
+                }
                 ("arguments", _) => {
                     return Err(format!(
                         "[audit] arguments = {value}: use \"keep\" (the default) or \"hash\""
@@ -149,7 +169,12 @@ mod tests {
             ServerConfig::parse("[approvals]\nexpiry = \"90m\"\n[audit]\nretain = \"90d\"\n")
                 .expect("parses");
         assert_eq!(config.engine.approval_expiry_ms, 90 * 60 * 1000);
-        assert_eq!(config.not_applied, vec!["[audit] retain".to_owned()]);
+        assert_eq!(config.retain_ms, Some(90 * 86_400_000));
+        assert!(config.not_applied.is_empty());
+        let config = ServerConfig::parse("[audit]\nsegments = \"1d\"\n").expect("parses");
+        assert_eq!(config.not_applied, vec!["[audit] segments".to_owned()]);
+        let error = ServerConfig::parse("[audit]\nretain = \"12h\"\n").expect_err("bad");
+        assert!(error.contains("shorter than a day"), "{error}");
         assert!(!config.engine.hash_arguments);
         let config = ServerConfig::parse("[audit]\narguments = \"hash\"\n").expect("parses");
         assert!(config.engine.hash_arguments && config.not_applied.is_empty());

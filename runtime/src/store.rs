@@ -142,7 +142,7 @@ impl Job {
             | Job::Rollout { entry, .. }
             | Job::Breaker { entry, .. }
             | Job::Entry { entry, .. } => vec![entry],
-            Job::Flush(_) => Vec::new(),
+            Job::Flush(_) | Job::Prune(_) => Vec::new(),
         }
     }
 }
@@ -213,6 +213,9 @@ pub enum Job {
     },
     /// Answers once everything queued before it is committed.
     Flush(oneshot::Sender<Result<(), RuntimeError>>),
+    /// Applies retention now (it also runs every minute by itself): answers once entries old
+    /// enough were pruned, or there were none. A no-op without `[audit] retain`.
+    Prune(oneshot::Sender<Result<(), RuntimeError>>),
 }
 
 /// The sending side of the journal.
@@ -225,7 +228,7 @@ pub struct Journal {
 impl Journal {
     /// Queues a job (blocks while the queue is full: back-pressure, never a dropped entry).
     pub fn submit(&self, job: Job) -> Result<(), RuntimeError> {
-        let entries = i64::from(!matches!(job, Job::Flush(_)));
+        let entries = i64::from(!matches!(job, Job::Flush(_) | Job::Prune(_)));
         self.metrics.audit_pending.inc_by(entries);
         // The entries' bodies are serialized here, on the submitting (deciding) thread, and
         // dropped here too: the journal's one thread only seals and writes.
@@ -287,11 +290,15 @@ pub fn database_path(data: &Path) -> PathBuf {
 ///
 /// `checkpoint_key` signs a checkpoint of the chain's head at least every second while entries
 /// are written, when the journal goes idle, and at shutdown.
+///
+/// `retain_ms` (`[audit] retain`) prunes the audit log's whole UTC days that ended longer ago
+/// than that, checked every minute ([`Job::Prune`] to check now).
 pub fn open(
     data: &Path,
     now_seconds: i64,
     metrics: &Metrics,
     checkpoint_key: Option<PrivateKey>,
+    retain_ms: Option<i64>,
 ) -> Result<(Journal, Recovered, std::thread::JoinHandle<()>), RuntimeError> {
     std::fs::create_dir_all(data)
         .map_err(|e| RuntimeError::state(format!("cannot create `{}`: {e}", data.display())))?;
@@ -418,7 +425,16 @@ pub fn open(
     let journal_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("polctl-journal".to_owned())
-        .spawn(move || run_journal(connection, receiver, head, journal_metrics, checkpoint_key))
+        .spawn(move || {
+            run_journal(
+                connection,
+                receiver,
+                head,
+                journal_metrics,
+                checkpoint_key,
+                retain_ms,
+            )
+        })
         .map_err(|e| RuntimeError::state(format!("cannot start the journal thread: {e}")))?;
     Ok((
         Journal {
@@ -438,7 +454,9 @@ fn run_journal(
     head: Option<(u64, String)>,
     metrics: Metrics,
     checkpoint_key: Option<PrivateKey>,
+    retain_ms: Option<i64>,
 ) {
+    let mut last_prune_ms = 0i64;
     let mut next_index = head.as_ref().map_or(0, |(i, _)| i + 1);
     let mut prev = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
     let mut checkpointed = checkpointed_up_to(&connection);
@@ -477,6 +495,18 @@ fn run_journal(
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 checkpoint(&connection, next_index, &prev, true);
+                if retain_ms.is_some() && wall_clock_ms() - last_prune_ms >= PRUNE_EVERY_MS {
+                    last_prune_ms = wall_clock_ms();
+                    if let Ok(true) = apply_retention(
+                        &mut connection,
+                        &mut next_index,
+                        &mut prev,
+                        retain_ms,
+                        &metrics,
+                    ) {
+                        checkpoint(&connection, next_index, &prev, true);
+                    }
+                }
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -500,7 +530,7 @@ fn run_journal(
         }
         let entries = group
             .iter()
-            .filter(|q| !matches!(q.job, Job::Flush(_)))
+            .filter(|q| !matches!(q.job, Job::Flush(_) | Job::Prune(_)))
             .count() as i64;
         metrics.audit_pending.dec_by(entries);
         if result.is_ok() {
@@ -509,6 +539,25 @@ fn run_journal(
             // A flush (shutdown) leaves the whole log covered by a signed checkpoint.
             let flushing = group.iter().any(|q| matches!(q.job, Job::Flush(_)));
             checkpoint(&connection, next_index, &prev, flushing);
+        }
+        // Retention, when asked or once a minute; a prune is covered by a signed checkpoint
+        // at once (`audit verify` requires it).
+        let asked = group.iter().any(|q| matches!(q.job, Job::Prune(_)));
+        let mut pruned = Ok(());
+        if retain_ms.is_some() && (asked || wall_clock_ms() - last_prune_ms >= PRUNE_EVERY_MS) {
+            last_prune_ms = wall_clock_ms();
+            pruned = apply_retention(
+                &mut connection,
+                &mut next_index,
+                &mut prev,
+                retain_ms,
+                &metrics,
+            )
+            .map(|done| {
+                if done {
+                    checkpoint(&connection, next_index, &prev, true);
+                }
+            });
         }
         for queued in group {
             let done = match queued.job {
@@ -521,10 +570,117 @@ fn run_journal(
                 | Job::Breaker { done, .. }
                 | Job::Entry { done, .. }
                 | Job::Flush(done) => done,
+                Job::Prune(done) => {
+                    let _ = done.send(result.clone().and(pruned.clone()));
+                    continue;
+                }
             };
             let _ = done.send(result.clone());
         }
     }
+}
+
+/// How often the journal checks whether audit entries are old enough to prune.
+const PRUNE_EVERY_MS: i64 = 60_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// [`prune`] with failures logged (a failed prune changes nothing and is tried again).
+fn apply_retention(
+    connection: &mut Connection,
+    next_index: &mut u64,
+    prev: &mut String,
+    retain_ms: Option<i64>,
+    metrics: &Metrics,
+) -> Result<bool, RuntimeError> {
+    let Some(retain_ms) = retain_ms else {
+        return Ok(false);
+    };
+    let pruned = prune(connection, next_index, prev, retain_ms, wall_clock_ms());
+    match &pruned {
+        Ok(true) => {
+            metrics.audit_written.inc();
+        }
+        Ok(false) => {}
+        Err(error) => eprintln!(
+            "polctl serve: audit retention failed (tried again in a minute): {}",
+            error.message
+        ),
+    }
+    pruned
+}
+
+/// Retention (`[audit] retain`, runtime.md §3.9): the log's segments are UTC days; every day
+/// that ended more than `retain_ms` before `now_ms` is removed whole, in one transaction with
+/// a `prune` entry appended to the chain that records the range (`first`, `last`), the hash
+/// of the last removed entry (`head`, which the first kept entry's `prev` names), and what was
+/// in effect after it (`in_effect`, for `audit at`). The newest entry is always kept.
+fn prune(
+    connection: &mut Connection,
+    next_index: &mut u64,
+    prev: &mut String,
+    retain_ms: i64,
+    now_ms: i64,
+) -> Result<bool, RuntimeError> {
+    let cutoff = (now_ms - retain_ms).div_euclid(DAY_MS) * DAY_MS;
+    let newest = *next_index as i64 - 1;
+    let (first, last, head) = {
+        let time_of = |index: i64| -> Result<i64, rusqlite::Error> {
+            connection.query_row(
+                "SELECT time_ms FROM audit WHERE idx = ?1",
+                params![index],
+                |row| row.get(0),
+            )
+        };
+        let first: Option<i64> =
+            connection.query_row("SELECT MIN(idx) FROM audit", [], |row| row.get(0))?;
+        let Some(first) = first else {
+            return Ok(false);
+        };
+        if first >= newest || time_of(first)? >= cutoff {
+            return Ok(false);
+        }
+        // Entries are in time order (give or take a millisecond between the threads that made
+        // them): the last one before the cutoff by bisection, a few key lookups.
+        let (mut before, mut kept) = (first, newest);
+        while kept - before > 1 {
+            let middle = before + (kept - before) / 2;
+            if time_of(middle)? < cutoff {
+                before = middle;
+            } else {
+                kept = middle;
+            }
+        }
+        let head: String = connection.query_row(
+            "SELECT hash FROM audit WHERE idx = ?1",
+            params![before],
+            |row| row.get(0),
+        )?;
+        (first, before, head)
+    };
+    let in_effect = crate::audit_log::InEffect::through(connection, last as u64)?.snapshot();
+    let entry = PendingEntry {
+        time_ms: now_ms,
+        kind: "prune",
+        body: serde_json::json!({
+            "first": first,
+            "last": last,
+            "head": head,
+            "before": crate::audit::format_time(cutoff),
+            "in_effect": in_effect,
+        }),
+    };
+    let (text, hash) = seal_text(*next_index, prev, &entry, &entry.body.to_string());
+    let transaction = connection.transaction()?;
+    transaction.execute(
+        "INSERT INTO audit (idx, entry, hash, kind, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![*next_index as i64, text, hash, entry.kind, entry.time_ms],
+    )?;
+    transaction.execute("DELETE FROM audit WHERE idx <= ?1", params![last])?;
+    transaction.execute("DELETE FROM checkpoints WHERE idx <= ?1", params![last])?;
+    transaction.commit()?;
+    *next_index += 1;
+    *prev = hash;
+    Ok(true)
 }
 
 fn write_group(
@@ -694,7 +850,7 @@ fn write_group(
                     (entry, None)
                 }
                 Job::Entry { entry, .. } => (entry, None),
-                Job::Flush(_) => continue,
+                Job::Flush(_) | Job::Prune(_) => continue,
             };
             for (entry, body) in std::iter::once(entry).chain(second).zip(bodies) {
                 let (text, hash) = seal_text(*next_index, prev, entry, body);
@@ -789,4 +945,119 @@ pub fn read_audit(data: &Path) -> Result<Vec<(u64, String, String)>, RuntimeErro
     })?;
     rows.collect::<Result<Vec<_>, _>>()
         .map_err(RuntimeError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DAY: i64 = DAY_MS;
+
+    fn submit(journal: &Journal, time_ms: i64, kind: &'static str, body: serde_json::Value) {
+        let (done, committed) = oneshot::channel();
+        journal
+            .submit(Job::Entry {
+                entry: PendingEntry {
+                    time_ms,
+                    kind,
+                    body,
+                },
+                done,
+            })
+            .expect("submit");
+        committed
+            .blocking_recv()
+            .expect("answered")
+            .expect("committed");
+    }
+
+    /// `[audit] retain`: whole days older than the retention are removed with a `prune` entry
+    /// in the chain; `verify` passes and says where the kept log begins, `at` still knows what
+    /// was in effect (from the prune's record), a time before the kept log is refused, and
+    /// deleting a kept entry or the prune's record is still caught.
+    #[test]
+    fn retention_prunes_old_days_and_the_log_still_verifies() {
+        let data = std::env::temp_dir().join(format!("polctl-retain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let (private, public, _) = polctl_bundle::generate_key([3; 32]).expect("key");
+        let private =
+            polctl_bundle::parse_private_key(std::str::from_utf8(&private).expect("utf-8"))
+                .expect("private key");
+        let public = polctl_bundle::parse_public_key(std::str::from_utf8(&public).expect("utf-8"))
+            .expect("public key");
+        let metrics = Metrics::default();
+        let (journal, _, thread) =
+            open(&data, 0, &metrics, Some(private), Some(90 * DAY)).expect("open");
+        let now = wall_clock_ms();
+        submit(
+            &journal,
+            now - 120 * DAY,
+            "activate",
+            json!({ "sequence": 1, "revision": "sha256:one", "name": "fleet", "by": "ops" }),
+        );
+        submit(
+            &journal,
+            now - 100 * DAY,
+            "decision",
+            json!({ "decision_id": "d-old" }),
+        );
+        submit(
+            &journal,
+            now - 95 * DAY,
+            "context",
+            json!({ "set": { "mode": "read_only" } }),
+        );
+        submit(
+            &journal,
+            now - 10 * DAY,
+            "decision",
+            json!({ "decision_id": "d-recent" }),
+        );
+        submit(&journal, now, "decision", json!({ "decision_id": "d-now" }));
+        let (done, pruned) = oneshot::channel();
+        journal.submit(Job::Prune(done)).expect("prune");
+        pruned.blocking_recv().expect("answered").expect("pruned");
+        drop(journal);
+        thread.join().expect("journal");
+
+        let report = crate::audit_log::verify(&data, Some(&public)).expect("verifies");
+        assert_eq!(
+            report.pruned_to,
+            Some(2),
+            "entries 0 to 2 are older than 90 days"
+        );
+        assert_eq!(report.entries, 3, "two kept entries and the prune entry");
+        let entries = read_audit(&data).expect("audit");
+        assert_eq!(entries.first().map(|e| e.0), Some(3));
+        let prune: serde_json::Value =
+            serde_json::from_str(&entries.last().expect("prune").1).expect("JSON");
+        assert_eq!(
+            (
+                prune["kind"].clone(),
+                prune["body"]["first"].clone(),
+                prune["body"]["last"].clone()
+            ),
+            (json!("prune"), json!(0), json!(2))
+        );
+        // What was in effect is known after the pruned range...
+        let at = crate::audit_log::at(&data, now).expect("at now");
+        assert_eq!(at["stable"]["sequence"], 1, "{at}");
+        assert_eq!(at["context"]["all_tenants"]["mode"], "read_only", "{at}");
+        // ...and a time before the kept log is refused, not answered wrongly.
+        let error = crate::audit_log::at(&data, now - 50 * DAY).expect_err("pruned");
+        assert_eq!(error.code, "pruned");
+
+        // Tampering is still caught: a kept entry deleted, then the prune record itself.
+        let connection = Connection::open(database_path(&data)).expect("open");
+        connection
+            .execute("DELETE FROM audit WHERE idx = 3", [])
+            .expect("delete");
+        assert!(crate::audit_log::verify(&data, Some(&public)).is_err());
+        connection
+            .execute("DELETE FROM audit WHERE kind = 'prune'", [])
+            .expect("delete");
+        assert!(crate::audit_log::verify(&data, Some(&public)).is_err());
+        let _ = std::fs::remove_dir_all(&data);
+    }
 }

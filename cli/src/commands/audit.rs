@@ -394,9 +394,20 @@ fn verify(data: &Path, key: Option<&Path>, format: Format) -> Result<Exit, CliEr
                             .map(|h| format!(" (head {})", audit_log::short(h)))
                             .unwrap_or_default()
                     );
+                    let first = report.pruned_to.map_or(0, |to| to + 1);
+                    if let Some(to) = report.pruned_to {
+                        println!(
+                            "the kept log begins at entry {first}: entries 0 to {to} were pruned by retention{} (the prune entry in the chain says so)",
+                            report
+                                .pruned_at
+                                .as_deref()
+                                .map(|at| format!(" at {at}"))
+                                .unwrap_or_default()
+                        );
+                    }
                     match (&report.key_id, report.checkpointed_to) {
                         (Some(key), Some(to)) => println!(
-                            "{} signed checkpoints verify with key {key}; the last covers entries 0 to {to}{}",
+                            "{} signed checkpoints verify with key {key}; the last covers entries {first} to {to}{}",
                             report.checkpoints,
                             if report.uncovered > 0 {
                                 format!(" ({} later entries are not covered yet: a truncation of those could not be seen)", report.uncovered)

@@ -215,9 +215,14 @@ pub fn run(args: ServeArgs) -> Result<Exit, CliError> {
     let started = now_ms();
     let metrics = polctl_runtime::metrics::Metrics::default();
     let checkpoint_key = audit_key(&args.data)?;
-    let (journal, mut recovered, journal_thread) =
-        polctl_runtime::store::open(&args.data, started / 1000, &metrics, Some(checkpoint_key))
-            .map_err(runtime_error)?;
+    let (journal, mut recovered, journal_thread) = polctl_runtime::store::open(
+        &args.data,
+        started / 1000,
+        &metrics,
+        Some(checkpoint_key),
+        config.retain_ms,
+    )
+    .map_err(runtime_error)?;
     let engine = Arc::new(Engine::new(
         journal,
         &mut recovered,
