@@ -188,6 +188,85 @@ pub fn server_benchmark(rules: usize, entries: usize) -> Result<(), String> {
         median(at)
     );
     let _ = std::fs::remove_dir_all(&dir);
+    retention_benchmark(entries, &body)
+}
+
+/// `[audit] retain`: N decision entries dated 100 days ago and one of today, then the journal
+/// reopened with 90 days' retention and asked to prune: the time until the prune entry is
+/// committed (with the first chunk of the deletion), and until the journal has deleted the
+/// whole range, a chunk at a time.
+fn retention_benchmark(entries: usize, body: &serde_json::Value) -> Result<(), String> {
+    const DAY_MS: i64 = 86_400_000;
+    let dir = std::env::temp_dir().join(format!("polctl-bench-retain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let metrics = polctl_runtime::metrics::Metrics::default();
+    let (private, _, _) = polctl_bundle::generate_key([9; 32]).map_err(|e| e.to_string())?;
+    let key = || {
+        polctl_bundle::parse_private_key(std::str::from_utf8(&private).unwrap_or(""))
+            .map_err(|e| e.to_string())
+    };
+    let submit = |journal: &polctl_runtime::store::Journal, time_ms: i64| {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        journal
+            .submit(Job::Entry {
+                entry: PendingEntry {
+                    time_ms,
+                    kind: "decision",
+                    body: body.clone(),
+                },
+                done,
+            })
+            .map(|()| committed)
+            .map_err(|e| e.message)
+    };
+    let old = now_ms() - 100 * DAY_MS;
+    let (journal, _, thread) =
+        polctl_runtime::store::open(&dir, now_ms() / 1000, &metrics, Some(key()?), None)
+            .map_err(|e| e.message)?;
+    for index in 0..entries {
+        submit(&journal, old + (index / 50) as i64)?;
+    }
+    let last = submit(&journal, now_ms())?;
+    last.blocking_recv()
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.message)?;
+    drop(journal);
+    let _ = thread.join();
+    let (journal, _, thread) = polctl_runtime::store::open(
+        &dir,
+        now_ms() / 1000,
+        &metrics,
+        Some(key()?),
+        Some(90 * DAY_MS),
+    )
+    .map_err(|e| e.message)?;
+    let started = Instant::now();
+    let (done, pruned) = tokio::sync::oneshot::channel();
+    journal.submit(Job::Prune(done)).map_err(|e| e.message)?;
+    pruned
+        .blocking_recv()
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.message)?;
+    let pruning = started.elapsed().as_secs_f64();
+    let report = polctl_runtime::audit_log::verify(&dir, None).map_err(|e| format!("{e:?}"))?;
+    let last = report.pruned_to.ok_or("nothing was pruned")?;
+    while polctl_runtime::audit_log::first_index(&dir)
+        .map_err(|e| e.message)?
+        .is_some_and(|first| first <= last)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let deleting = started.elapsed().as_secs_f64();
+    drop(journal);
+    let _ = thread.join();
+    let report = polctl_runtime::audit_log::verify(&dir, None).map_err(|e| format!("{e:?}"))?;
+    println!(
+        "| audit retention | {entries} entries older than 90 days: the prune entry committed in {:.1} ms, the range deleted in {deleting:.2} s, a chunk of {} at a time (kept log begins at entry {}) |",
+        pruning * 1000.0,
+        2_000,
+        report.pruned_to.map_or(0, |to| to + 1)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

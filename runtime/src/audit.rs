@@ -169,6 +169,13 @@ pub fn entry_facts(text: &str) -> EntryFacts {
     }
 }
 
+impl EntryFacts {
+    /// The entry's `prev` field, if it could be read.
+    pub fn prev(&self) -> Option<&str> {
+        self.prev.as_deref()
+    }
+}
+
 /// Checks an entry's place in the chain after `last`; its hash.
 pub fn check_link(
     last: Option<&(u64, String)>,

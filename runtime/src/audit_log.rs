@@ -152,8 +152,28 @@ pub fn verify(data: &Path, key: Option<&PublicKey>) -> Result<VerifyReport, Veri
             .map(|(_, text, _)| entry_facts(text))
             .collect();
         for ((index, _, stored), facts) in batch.iter().zip(&facts) {
+            // Entries of a prune's range not deleted yet (the journal removes them a chunk at
+            // a time): the chain is checked from the first of them, and must arrive at the
+            // prune's `head` at its `last`.
+            if entries == 0 {
+                if let Some((pruned_last, _)) = &pruned_to {
+                    if index <= pruned_last {
+                        last = index
+                            .checked_sub(1)
+                            .map(|before| (before, facts.prev().unwrap_or_default().to_owned()));
+                    }
+                }
+            }
             let hash =
                 check_link(last.as_ref(), *index, facts, stored).map_err(VerifyError::Broken)?;
+            if let Some((pruned_last, pruned_head)) = &pruned_to {
+                if index == pruned_last && hash != *pruned_head {
+                    return Err(broken(
+                        *index,
+                        "does not match the hash the prune entry recorded for it (the log was rewritten)".to_owned(),
+                    ));
+                }
+            }
             if let Some(head) = heads.get(index) {
                 if *head != hash {
                     return Err(broken(
@@ -389,13 +409,15 @@ impl InEffect {
     /// What was in effect after the entries up to `last_index` (inclusive) on `connection`,
     /// starting from the latest prune's state.
     pub fn through(connection: &Connection, last_index: u64) -> Result<InEffect, RuntimeError> {
-        let mut state = latest_prune(connection)?
+        let prune = latest_prune(connection)?;
+        let after = pruned_last(prune.as_ref());
+        let mut state = prune
             .map(|prune| InEffect::from_snapshot(&prune["body"]["in_effect"]))
             .unwrap_or_default();
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND idx <= ?1 ORDER BY idx"
+            "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND idx > ?1 AND idx <= ?2 ORDER BY idx"
         ))?;
-        let rows = statement.query_map(params![last_index as i64], |row| {
+        let rows = statement.query_map(params![after, last_index as i64], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
         })?;
         for row in rows {
@@ -406,6 +428,20 @@ impl InEffect {
         }
         Ok(state)
     }
+}
+
+/// The last entry a prune removed (-1 without one): entries up to it that are still stored are
+/// waiting to be deleted, and what they changed is in the prune's `in_effect`.
+pub fn pruned_last(prune: Option<&Json>) -> i64 {
+    prune.and_then(|p| p["body"]["last"].as_i64()).unwrap_or(-1)
+}
+
+/// The index of the oldest stored entry (None: an empty log).
+pub fn first_index(data: &Path) -> Result<Option<u64>, RuntimeError> {
+    let connection = open_read_only(data)?;
+    let first: Option<i64> =
+        connection.query_row("SELECT MIN(idx) FROM audit", [], |row| row.get(0))?;
+    Ok(first.map(|f| f.max(0) as u64))
 }
 
 /// The most recent `prune` entry, if the log was ever pruned.
@@ -446,13 +482,14 @@ pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
             ));
         }
     }
+    let after = pruned_last(prune.as_ref());
     let mut state = prune
         .map(|prune| InEffect::from_snapshot(&prune["body"]["in_effect"]))
         .unwrap_or_default();
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND time_ms <= ?1 ORDER BY idx"
+        "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND idx > ?1 AND time_ms <= ?2 ORDER BY idx"
     ))?;
-    let rows = statement.query_map(params![time_ms], |row| {
+    let rows = statement.query_map(params![after, time_ms], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
     })?;
     for row in rows {

@@ -457,6 +457,22 @@ fn run_journal(
     retain_ms: Option<i64>,
 ) {
     let mut last_prune_ms = 0i64;
+    let mut deleting = pending_deletion(&connection);
+    let mut last_chunk_ms = 0i64;
+    // Deletes a chunk of a prune's range when one is due.
+    let mut delete_chunk = |connection: &Connection, deleting: &mut Option<i64>| {
+        let Some(to) = *deleting else {
+            return;
+        };
+        if wall_clock_ms() - last_chunk_ms < PRUNE_CHUNK_EVERY_MS {
+            return;
+        }
+        last_chunk_ms = wall_clock_ms();
+        // A failed chunk is tried again at the next chance.
+        if let Ok(true) = delete_pruned_chunk(connection, to) {
+            *deleting = None;
+        }
+    };
     let mut next_index = head.as_ref().map_or(0, |(i, _)| i + 1);
     let mut prev = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
     let mut checkpointed = checkpointed_up_to(&connection);
@@ -489,9 +505,12 @@ fn run_journal(
         }
     };
     loop {
-        let first = match receiver
-            .recv_timeout(std::time::Duration::from_millis(CHECKPOINT_EVERY_MS as u64))
-        {
+        let wait_ms = if deleting.is_some() {
+            PRUNE_CHUNK_EVERY_MS
+        } else {
+            CHECKPOINT_EVERY_MS
+        };
+        let first = match receiver.recv_timeout(std::time::Duration::from_millis(wait_ms as u64)) {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 checkpoint(&connection, next_index, &prev, true);
@@ -505,8 +524,10 @@ fn run_journal(
                         &metrics,
                     ) {
                         checkpoint(&connection, next_index, &prev, true);
+                        deleting = pending_deletion(&connection);
                     }
                 }
+                delete_chunk(&connection, &mut deleting);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -556,9 +577,11 @@ fn run_journal(
             .map(|done| {
                 if done {
                     checkpoint(&connection, next_index, &prev, true);
+                    deleting = pending_deletion(&connection);
                 }
             });
         }
+        delete_chunk(&connection, &mut deleting);
         for queued in group {
             let done = match queued.job {
                 Job::Decision { done, .. }
@@ -610,10 +633,12 @@ fn apply_retention(
 }
 
 /// Retention (`[audit] retain`, runtime.md §3.9): the log's segments are UTC days; every day
-/// that ended more than `retain_ms` before `now_ms` is removed whole, in one transaction with
-/// a `prune` entry appended to the chain that records the range (`first`, `last`), the hash
-/// of the last removed entry (`head`, which the first kept entry's `prev` names), and what was
-/// in effect after it (`in_effect`, for `audit at`). The newest entry is always kept.
+/// that ended more than `retain_ms` before `now_ms` is pruned whole: a `prune` entry appended
+/// to the chain records the range (`first`, `last`), the hash of the last removed entry
+/// (`head`, which the first kept entry's `prev` names), and what was in effect after it
+/// (`in_effect`, for `audit at`); the journal then deletes the range a chunk at a time
+/// ([`delete_pruned_chunk`]), so decisions never wait for all of it. The newest entry is
+/// always kept.
 fn prune(
     connection: &mut Connection,
     next_index: &mut u64,
@@ -631,8 +656,14 @@ fn prune(
                 |row| row.get(0),
             )
         };
-        let first: Option<i64> =
-            connection.query_row("SELECT MIN(idx) FROM audit", [], |row| row.get(0))?;
+        // After an earlier prune's range (which may still be being deleted).
+        let after =
+            crate::audit_log::pruned_last(crate::audit_log::latest_prune(connection)?.as_ref());
+        let first: Option<i64> = connection.query_row(
+            "SELECT MIN(idx) FROM audit WHERE idx > ?1",
+            params![after],
+            |row| row.get(0),
+        )?;
         let Some(first) = first else {
             return Ok(false);
         };
@@ -675,12 +706,40 @@ fn prune(
         "INSERT INTO audit (idx, entry, hash, kind, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![*next_index as i64, text, hash, entry.kind, entry.time_ms],
     )?;
-    transaction.execute("DELETE FROM audit WHERE idx <= ?1", params![last])?;
-    transaction.execute("DELETE FROM checkpoints WHERE idx <= ?1", params![last])?;
     transaction.commit()?;
     *next_index += 1;
     *prev = hash;
     Ok(true)
+}
+
+/// Entries of a prune's range deleted in one transaction: about 10 ms of the journal's time.
+const PRUNE_CHUNK: i64 = 2_000;
+/// How often a chunk is deleted while a prune's range is being removed (at most half the
+/// journal's time: 100,000 entries a second).
+const PRUNE_CHUNK_EVERY_MS: i64 = 20;
+
+/// Deletes the next chunk of a prune's range (entries up to `to`); true once none is left
+/// (then the checkpoints of the range go too).
+fn delete_pruned_chunk(connection: &Connection, to: i64) -> Result<bool, RuntimeError> {
+    let deleted = connection.execute(
+        "DELETE FROM audit WHERE idx IN (SELECT idx FROM audit WHERE idx <= ?1 ORDER BY idx LIMIT ?2)",
+        params![to, PRUNE_CHUNK],
+    )?;
+    if (deleted as i64) < PRUNE_CHUNK {
+        connection.execute("DELETE FROM checkpoints WHERE idx <= ?1", params![to])?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// A prune's range still (partly) stored, after a restart: its deletion goes on.
+fn pending_deletion(connection: &Connection) -> Option<i64> {
+    let prune = crate::audit_log::latest_prune(connection).ok()??;
+    let last = crate::audit_log::pruned_last(Some(&prune));
+    let first: Option<i64> = connection
+        .query_row("SELECT MIN(idx) FROM audit", [], |row| row.get(0))
+        .ok()?;
+    first.filter(|first| *first <= last).map(|_| last)
 }
 
 fn write_group(
@@ -972,10 +1031,11 @@ mod tests {
             .expect("committed");
     }
 
-    /// `[audit] retain`: whole days older than the retention are removed with a `prune` entry
-    /// in the chain; `verify` passes and says where the kept log begins, `at` still knows what
-    /// was in effect (from the prune's record), a time before the kept log is refused, and
-    /// deleting a kept entry or the prune's record is still caught.
+    /// `[audit] retain`: whole days older than the retention are pruned with a `prune` entry
+    /// in the chain, and deleted a chunk at a time; `verify` passes while the deletion is under
+    /// way and after it, and says where the kept log begins; `at` still knows what was in
+    /// effect (from the prune's record), a time before the kept log is refused, and deleting a
+    /// kept entry or the prune's record is still caught.
     #[test]
     fn retention_prunes_old_days_and_the_log_still_verifies() {
         let data = std::env::temp_dir().join(format!("polctl-retain-{}", std::process::id()));
@@ -998,16 +1058,25 @@ mod tests {
         );
         submit(
             &journal,
-            now - 100 * DAY,
-            "decision",
-            json!({ "decision_id": "d-old" }),
-        );
-        submit(
-            &journal,
             now - 95 * DAY,
             "context",
             json!({ "set": { "mode": "read_only" } }),
         );
+        // Enough old entries for the deletion to take several chunks.
+        let old = 3 * PRUNE_CHUNK as usize;
+        for i in 0..old {
+            let (done, _) = oneshot::channel();
+            journal
+                .submit(Job::Entry {
+                    entry: PendingEntry {
+                        time_ms: now - 94 * DAY + i as i64,
+                        kind: "decision",
+                        body: json!({ "decision_id": format!("d-{i}") }),
+                    },
+                    done,
+                })
+                .expect("submit");
+        }
         submit(
             &journal,
             now - 10 * DAY,
@@ -1015,30 +1084,46 @@ mod tests {
             json!({ "decision_id": "d-recent" }),
         );
         submit(&journal, now, "decision", json!({ "decision_id": "d-now" }));
+        let last = old as u64 + 1;
         let (done, pruned) = oneshot::channel();
         journal.submit(Job::Prune(done)).expect("prune");
         pruned.blocking_recv().expect("answered").expect("pruned");
+
+        // Right after the prune, with part of the range still stored.
+        let report = crate::audit_log::verify(&data, Some(&public)).expect("verifies");
+        assert_eq!(report.pruned_to, Some(last));
+        assert!(
+            read_audit(&data).expect("audit")[0].0 <= last,
+            "the whole range went in one transaction"
+        );
+        let at = crate::audit_log::at(&data, now).expect("at now");
+        assert_eq!(at["stable"]["sequence"], 1, "{at}");
+        // Then the journal deletes the rest, a chunk every 20 ms.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while read_audit(&data).expect("audit")[0].0 <= last {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the range was not deleted"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         drop(journal);
         thread.join().expect("journal");
 
         let report = crate::audit_log::verify(&data, Some(&public)).expect("verifies");
-        assert_eq!(
-            report.pruned_to,
-            Some(2),
-            "entries 0 to 2 are older than 90 days"
-        );
+        assert_eq!(report.pruned_to, Some(last));
         assert_eq!(report.entries, 3, "two kept entries and the prune entry");
         let entries = read_audit(&data).expect("audit");
-        assert_eq!(entries.first().map(|e| e.0), Some(3));
+        assert_eq!(entries.first().map(|e| e.0), Some(last + 1));
         let prune: serde_json::Value =
             serde_json::from_str(&entries.last().expect("prune").1).expect("JSON");
         assert_eq!(
             (
-                prune["kind"].clone(),
-                prune["body"]["first"].clone(),
-                prune["body"]["last"].clone()
+                &prune["kind"],
+                &prune["body"]["first"],
+                &prune["body"]["last"]
             ),
-            (json!("prune"), json!(0), json!(2))
+            (&json!("prune"), &json!(0), &json!(last))
         );
         // What was in effect is known after the pruned range...
         let at = crate::audit_log::at(&data, now).expect("at now");
@@ -1051,7 +1136,7 @@ mod tests {
         // Tampering is still caught: a kept entry deleted, then the prune record itself.
         let connection = Connection::open(database_path(&data)).expect("open");
         connection
-            .execute("DELETE FROM audit WHERE idx = 3", [])
+            .execute("DELETE FROM audit WHERE idx = ?1", [last as i64 + 1])
             .expect("delete");
         assert!(crate::audit_log::verify(&data, Some(&public)).is_err());
         connection
