@@ -730,6 +730,18 @@ fn audit_entries_can_hold_argument_hashes_instead_of_values() {
     );
     // Who and what tool stay readable: only the arguments are hashed.
     assert_eq!(body["request"]["tool"], "restart_service");
+    let (out, exported) = verify_and_export(&dir, &data);
+    assert!(
+        stderr(&out).contains("left out 1 decisions whose arguments the server hashed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&exported).expect("exported"), "");
+}
+
+/// `polctl audit verify` (which must pass) and `polctl audit export` of `data` to
+/// `dir/exported.jsonl`; the export's output (it must succeed) and the file.
+fn verify_and_export(dir: &Path, data: &Path) -> (std::process::Output, PathBuf) {
     let out = polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let exported = dir.join("exported.jsonl");
@@ -742,12 +754,7 @@ fn audit_entries_can_hold_argument_hashes_instead_of_values() {
         exported.to_str().expect("utf-8"),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("left out 1 decisions whose arguments the server hashed"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(std::fs::read_to_string(&exported).expect("exported"), "");
+    (out, exported)
 }
 
 /// Signs a copy of `bundle` with `key` at `sequence`.
@@ -1682,18 +1689,7 @@ fn staged_rollouts_advance_abort_survive_a_kill_and_roll_back() {
         .iter()
         .all(|e| e["body"]["decision"]["decision"] == "deny"));
     drop(server);
-    let out = polctl(&["audit", "verify", "--data", data.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let exported = dir.join("exported.jsonl");
-    let out = polctl(&[
-        "audit",
-        "export",
-        "--data",
-        data.to_str().expect("utf-8"),
-        "-o",
-        exported.to_str().expect("utf-8"),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, exported) = verify_and_export(&dir, &data);
     let lines = std::fs::read_to_string(&exported)
         .expect("exported")
         .lines()

@@ -410,14 +410,24 @@ impl InEffect {
     /// starting from the latest prune's state.
     pub fn through(connection: &Connection, last_index: u64) -> Result<InEffect, RuntimeError> {
         let prune = latest_prune(connection)?;
-        let after = pruned_last(prune.as_ref());
+        InEffect::replay(connection, prune.as_ref(), "idx", last_index as i64)
+    }
+
+    /// The prune's state (if any), then every kept entry that changes what is in effect with
+    /// `column` (`idx` or `time_ms`) at most `bound`.
+    fn replay(
+        connection: &Connection,
+        prune: Option<&Json>,
+        column: &str,
+        bound: i64,
+    ) -> Result<InEffect, RuntimeError> {
         let mut state = prune
             .map(|prune| InEffect::from_snapshot(&prune["body"]["in_effect"]))
             .unwrap_or_default();
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND idx > ?1 AND idx <= ?2 ORDER BY idx"
+            "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND idx > ?1 AND {column} <= ?2 ORDER BY idx"
         ))?;
-        let rows = statement.query_map(params![after, last_index as i64], |row| {
+        let rows = statement.query_map(params![pruned_last(prune), bound], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
         })?;
         for row in rows {
@@ -482,23 +492,7 @@ pub fn at(data: &Path, time_ms: i64) -> Result<Json, RuntimeError> {
             ));
         }
     }
-    let after = pruned_last(prune.as_ref());
-    let mut state = prune
-        .map(|prune| InEffect::from_snapshot(&prune["body"]["in_effect"]))
-        .unwrap_or_default();
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT idx, entry FROM audit WHERE kind IN ({IN_EFFECT_KINDS}) AND idx > ?1 AND time_ms <= ?2 ORDER BY idx"
-    ))?;
-    let rows = statement.query_map(params![after, time_ms], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-    })?;
-    for row in rows {
-        let (index, text) = row?;
-        let Ok(entry) = serde_json::from_str::<Json>(&text) else {
-            continue;
-        };
-        state.apply(index, &entry);
-    }
+    let state = InEffect::replay(&connection, prune.as_ref(), "time_ms", time_ms)?;
     let InEffect {
         stable,
         rollout,
