@@ -30,7 +30,7 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A class of changed decisions `polctl diff` found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct PredictedClass {
     pub tool: String,
     pub from: Outcome,
@@ -41,7 +41,7 @@ pub struct PredictedClass {
 
 /// What the semantic diff predicted: its classes, and the (tool, from, to) pairs it could not
 /// finish (divergences there are not called unexpected: the diff did not say).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Prediction {
     pub classes: Vec<PredictedClass>,
     pub unfinished: Vec<(String, Outcome, Outcome)>,

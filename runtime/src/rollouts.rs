@@ -59,6 +59,12 @@ struct Persisted {
     started_ms: i64,
     by: String,
     controller: ControllerState,
+    /// What the semantic diff predicted when the rollout started, so a restart does not run
+    /// the diff again (it can take the predictor's whole time limit) before serving. Absent in
+    /// rows written before it was kept, and when the diff gave no prediction: then a restart
+    /// runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prediction: Option<polctl_rollout::simulate::Prediction>,
 }
 
 /// An operator's action on the current rollout.
@@ -290,6 +296,7 @@ impl Engine {
             started_ms: slot.started_ms,
             by: slot.by.clone(),
             controller: slot.controller.state(),
+            prediction: slot.prediction.as_deref().cloned(),
         };
         serde_json::to_string(&persisted)
             .map_err(|e| RuntimeError::state(format!("cannot write the rollout's state: {e}")))
@@ -368,7 +375,10 @@ impl Engine {
                 &mut scratch,
             )
         };
-        let prediction = (self.predictor)(&stable.bundle, &candidate).map(Arc::new);
+        let prediction = match persisted.prediction {
+            Some(prediction) => Some(Arc::new(prediction)),
+            None => (self.predictor)(&stable.bundle, &candidate).map(Arc::new),
+        };
         let events = controller.events().len();
         if let Ok(mut slot) = self.rollout.lock() {
             *slot = Some(RolloutSlot {
@@ -503,4 +513,56 @@ fn no_rollout() -> RuntimeError {
         "no_rollout",
         "no rollout has been started on this server; start one with `polctl push BUNDLE --plan PLAN.toml`",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polctl_lang::eval::Outcome;
+    use polctl_rollout::simulate::{PredictedClass, Prediction};
+
+    fn persisted(prediction: Option<Prediction>) -> Persisted {
+        let plan = polctl_rollout::plan::parse_plan(
+            "[[stage]]\nname = \"canary\"\ntraffic = 10\n\n[[stage]]\nname = \"full\"\ntraffic = 100\n",
+        )
+        .expect("plan");
+        Persisted {
+            sequence: 8,
+            revision: "sha256:next".to_owned(),
+            started_ms: 1_000,
+            by: "release".to_owned(),
+            controller: Controller::new(plan, "r-1", 1_000).state(),
+            prediction,
+        }
+    }
+
+    /// The prediction is kept with the rollout's row, so a restart reads it back instead of
+    /// running the semantic diff again; rows written before it was kept still read.
+    #[test]
+    fn a_persisted_rollout_keeps_its_prediction() {
+        let prediction = Prediction {
+            classes: vec![PredictedClass {
+                tool: "refund".to_owned(),
+                from: Outcome::Allow,
+                to: Outcome::Deny,
+                old_rules: vec!["billing.refunds".to_owned()],
+                new_rules: vec!["platform.freeze".to_owned()],
+            }],
+            unfinished: vec![(
+                "export".to_owned(),
+                Outcome::Allow,
+                Outcome::RequireApproval,
+            )],
+        };
+        let text = serde_json::to_string(&persisted(Some(prediction.clone()))).expect("JSON");
+        let read: Persisted = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(read.prediction, Some(prediction));
+        let mut legacy: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&persisted(None)).expect("JSON"))
+                .expect("JSON");
+        assert!(legacy.get("prediction").is_none());
+        legacy["by"] = serde_json::json!("ops");
+        let read: Persisted = serde_json::from_value(legacy).expect("a row without a prediction");
+        assert_eq!(read.prediction, None);
+    }
 }
