@@ -372,6 +372,46 @@ fn bad_plans_and_bad_traffic_lines_name_the_line() {
             assert!(stderr(&output).contains("help:"), "{}", stderr(&output));
         }
     }
+    // A line that is not UTF-8, after good ones (CRLF line ends and a blank line included):
+    // reported with its number, by both commands.
+    let recorded =
+        std::fs::read_to_string(workspace_dir().join("cli/tests/fixtures/traffic/recorded.jsonl"))
+            .expect("fixture");
+    let mut bytes = Vec::new();
+    for line in recorded.lines().take(2) {
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n  \n");
+    }
+    bytes.extend_from_slice(b"{\"time\": \"2026-12-01T09:00:00Z\", \"tool\": \"search_\xff\"}\n");
+    let traffic = dir.join("latin1.jsonl");
+    std::fs::write(&traffic, bytes).expect("write");
+    let traffic = traffic.to_string_lossy();
+    for args in [
+        vec![
+            "simulate",
+            "--from",
+            "examples/support-fleet",
+            "--to",
+            "examples/support-fleet",
+            "--traffic",
+            &traffic,
+        ],
+        vec![
+            "replay",
+            "--against",
+            "examples/support-fleet",
+            "--traffic",
+            &traffic,
+        ],
+    ] {
+        let output = polctl(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&output).contains("line 5: is not UTF-8 text"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
     // Out of time order.
     let traffic = dir.join("unordered.jsonl");
     let recorded =

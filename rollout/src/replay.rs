@@ -4,7 +4,7 @@
 //! fact. Requests are independent, so the CLI replays chunks of lines in parallel and
 //! [`Replay::merge`]s them; the result does not depend on how the file was split.
 
-use crate::traffic::{read_line, TrafficLine, TrafficRequest};
+use crate::traffic::{read_line, request_json, TrafficLine, TrafficRequest};
 use polctl_lang::eval::json::JsonRef;
 pub use polctl_lang::eval::ChangeKind;
 use polctl_lang::eval::{Evaluator, Outcome, Request};
@@ -175,7 +175,7 @@ impl<'a> Replay<'a> {
             group.count += 1;
             if number < group.example_line {
                 group.example_line = number;
-                group.example = traffic.request_json();
+                group.example = request_json(traffic.text);
             }
             return;
         }
@@ -190,7 +190,7 @@ impl<'a> Replay<'a> {
                 old_rules,
                 new_rules,
                 count: 1,
-                example: traffic.request_json(),
+                example: request_json(traffic.text),
                 example_line: number,
             },
         );

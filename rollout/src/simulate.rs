@@ -2,7 +2,7 @@
 //! server runs, on a virtual clock driven by the traffic's times. Each request is decided by
 //! its cohort's version and, while the rollout runs, by the other in shadow; counters (with
 //! the counter migration) and approvals evolve as on the server; session outcomes feed task
-//! completion. The caller streams lines in with [`Simulator::feed`] and takes the
+//! completion. The caller streams lines in with [`Simulator::feed_text`] and takes the
 //! [`SimulationReport`] at the end.
 //!
 //! Offline there is no decision time to measure that would not depend on the machine, so
@@ -20,14 +20,15 @@ use crate::migration::{
     migrate_approvals, ApprovalRow, CounterMigration, MigrationReport, PendingApproval,
 };
 use crate::plan::{AttributeScope, Plan, Stickiness};
-use crate::traffic::{read_line, TrafficLine, TrafficRequest};
+use crate::traffic::{read_line, request_json, TrafficLine, TrafficRequest};
 use crate::window::Verdict;
+use polctl_lang::eval::fast_hash::FastMap;
 use polctl_lang::eval::json::JsonRef;
 use polctl_lang::eval::time::format_rfc3339;
 use polctl_lang::eval::{Decision, Evaluator, Outcome, Request};
 use serde::Serialize;
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// A class of changed decisions `polctl diff` found.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -197,33 +198,72 @@ impl Series {
 /// both versions share a schema it is decoded once, into `stable`.
 pub struct Decoded {
     stable: Option<Request>,
-    candidate: Option<Request>,
+    /// Boxed: it is rare (schemas differ), and prepared lines travel by the thousand.
+    candidate: Option<Box<Request>>,
 }
 
 impl Decoded {
     fn request(&self, cohort: Cohort, shared: bool) -> Option<&Request> {
         match cohort {
-            Cohort::Candidate if !shared => self.candidate.as_ref(),
+            Cohort::Candidate if !shared => self.candidate.as_deref(),
             _ => self.stable.as_ref(),
         }
     }
 
     fn request_mut(&mut self, cohort: Cohort, shared: bool) -> Option<&mut Request> {
         match cohort {
-            Cohort::Candidate if !shared => self.candidate.as_mut(),
+            Cohort::Candidate if !shared => self.candidate.as_deref_mut(),
             _ => self.stable.as_mut(),
         }
     }
 }
 
+/// A piece of a line's text: where it is in the line (a string without escapes), or its own
+/// copy. A prepared line travels to the simulator without its text, which comes with it to
+/// [`Simulator::feed_prepared`]: no copy of the line per line.
+enum LineText {
+    At(usize, usize),
+    Owned(String),
+}
+
+impl LineText {
+    fn of(line: &str, text: &str) -> LineText {
+        let start = (text.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+        match start.checked_add(text.len()) {
+            Some(end) if end <= line.len() && line.get(start..end) == Some(text) => {
+                LineText::At(start, end)
+            }
+            _ => LineText::Owned(text.to_owned()),
+        }
+    }
+
+    fn get<'t>(&'t self, line: &'t str) -> &'t str {
+        match self {
+            LineText::At(start, end) => line.get(*start..*end).unwrap_or_default(),
+            LineText::Owned(text) => text,
+        }
+    }
+}
+
 /// A traffic line with its request decoded by both versions and its stickiness key, ready for
-/// [`Simulator::feed_prepared`]. None of that depends on the rollout's state, so a reader
-/// thread can prepare lines while the simulator runs: the one part of a line that is not
+/// [`Simulator::feed_prepared`]. None of that depends on the rollout's state, so reader
+/// threads can prepare lines while the simulator runs: the one part of a line that is not
 /// sequential.
 pub struct PreparedLine {
-    line: TrafficLine,
-    decoded: Decoded,
-    key: Option<String>,
+    time: Millis,
+    kind: PreparedKind,
+}
+
+enum PreparedKind {
+    Request {
+        session: Option<LineText>,
+        decoded: Decoded,
+        key: Option<LineText>,
+    },
+    Outcome {
+        session: LineText,
+        completed: bool,
+    },
 }
 
 /// Decodes traffic requests for both versions of a simulation.
@@ -236,59 +276,65 @@ pub struct Decoders<'a> {
 }
 
 impl Decoders<'_> {
-    /// Reads and prepares a line from its text, parsing it once.
+    /// Reads and prepares a line from its text, parsing it once. The same text goes with the
+    /// prepared line to [`Simulator::feed_prepared`].
     pub fn prepare_text(&self, text: &str) -> Result<PreparedLine, String> {
         let (line, tree) = read_line(text)?;
-        Ok(self.prepare_parsed(line, tree.as_ref()))
-    }
-
-    /// Prepares a line read before (its text is parsed again).
-    pub fn prepare(&self, line: TrafficLine) -> PreparedLine {
-        let text = match &line {
-            TrafficLine::Request(traffic) => traffic.text.clone(),
-            TrafficLine::Outcome { .. } => String::new(),
-        };
-        // Read as the line was (recorded fields removed).
-        let tree = read_line(&text).ok().and_then(|(_, tree)| tree);
-        self.prepare_parsed(line, tree.as_ref())
-    }
-
-    fn prepare_parsed(&self, line: TrafficLine, tree: Option<&JsonRef>) -> PreparedLine {
-        let (decoded, key) = match (&line, tree) {
+        let time = line.time();
+        let kind = match (line, tree) {
             (TrafficLine::Request(traffic), Some(tree)) => {
-                let stable = self.stable.decode_ref(tree).ok();
+                let stable = self.stable.decode_ref(&tree).ok();
                 let candidate = if self.same_schema {
                     None
                 } else {
-                    self.candidate.decode_ref(tree).ok()
+                    self.candidate.decode_ref(&tree).ok().map(Box::new)
                 };
-                let key = self.stickiness_key(traffic, tree);
-                (Decoded { stable, candidate }, key)
+                let key = self.stickiness_key(&traffic, &tree, text);
+                PreparedKind::Request {
+                    session: traffic.session.map(|s| LineText::of(text, &s)),
+                    decoded: Decoded { stable, candidate },
+                    key,
+                }
             }
-            _ => (
-                Decoded {
+            (TrafficLine::Request(traffic), None) => PreparedKind::Request {
+                session: traffic.session.map(|s| LineText::of(text, &s)),
+                decoded: Decoded {
                     stable: None,
                     candidate: None,
                 },
-                None,
-            ),
+                key: None,
+            },
+            (
+                TrafficLine::Outcome {
+                    session, completed, ..
+                },
+                _,
+            ) => PreparedKind::Outcome {
+                session: LineText::of(text, &session),
+                completed,
+            },
         };
-        PreparedLine { line, decoded, key }
+        Ok(PreparedLine { time, kind })
     }
 
     /// The key that places a request in a cohort (runtime.md §4.2).
-    fn stickiness_key(&self, request: &TrafficRequest, tree: &JsonRef) -> Option<String> {
+    fn stickiness_key(
+        &self,
+        request: &TrafficRequest,
+        tree: &JsonRef,
+        text: &str,
+    ) -> Option<LineText> {
         match &self.stickiness {
-            Stickiness::Session => request.session.clone(),
+            Stickiness::Session => request.session.as_ref().map(|s| LineText::of(text, s)),
             Stickiness::Attribute { scope, name } => {
                 let object = match scope {
                     AttributeScope::Agent => "agent",
                     AttributeScope::Context => "context",
                 };
                 match tree.get(object)?.get(name)? {
-                    JsonRef::String(s) => Some(s.to_string()),
+                    JsonRef::String(s) => Some(LineText::of(text, s)),
                     JsonRef::Null => None,
-                    other => Some(other.to_string()),
+                    other => Some(LineText::Owned(other.to_string())),
                 }
             }
         }
@@ -310,7 +356,7 @@ pub struct Simulator<'a> {
     approvals: VecDeque<(Millis, PendingApproval)>,
     approvals_created: u64,
     approval_rows: Option<(Millis, Vec<ApprovalRow>)>,
-    sessions: HashMap<String, SessionState>,
+    sessions: FastMap<String, SessionState>,
     next_sweep: Millis,
     divergences: BTreeMap<DivergenceKey, DivergenceGroup>,
     other_divergences: u64,
@@ -335,7 +381,7 @@ impl<'a> Simulator<'a> {
             approvals: VecDeque::new(),
             approvals_created: 0,
             approval_rows: None,
-            sessions: HashMap::new(),
+            sessions: FastMap::default(),
             next_sweep: 0,
             divergences: BTreeMap::new(),
             other_divergences: 0,
@@ -360,16 +406,17 @@ impl<'a> Simulator<'a> {
         }
     }
 
-    /// Adds one traffic line. Lines must come in time order.
-    pub fn feed(&mut self, line: TrafficLine) -> Result<(), String> {
-        let prepared = self.decoders().prepare(line);
-        self.feed_prepared(prepared)
+    /// Adds one traffic line, given its text. Lines must come in time order.
+    pub fn feed_text(&mut self, text: &str) -> Result<(), String> {
+        let mut prepared = self.decoders().prepare_text(text)?;
+        self.feed_prepared(&mut prepared, text)
     }
 
-    /// Adds one traffic line prepared by [`Decoders::prepare`] (possibly on another thread).
-    pub fn feed_prepared(&mut self, prepared: PreparedLine) -> Result<(), String> {
-        let line = prepared.line;
-        let time = line.time();
+    /// Adds one traffic line prepared by [`Decoders::prepare_text`] (possibly on another
+    /// thread) from `text`. The prepared line is borrowed, so that another thread can free it
+    /// (the rollout's thread is the busiest).
+    pub fn feed_prepared(&mut self, prepared: &mut PreparedLine, text: &str) -> Result<(), String> {
+        let time = prepared.time;
         if let Some(last) = self.last_time {
             if time < last {
                 return Err(format!(
@@ -396,14 +443,22 @@ impl<'a> Simulator<'a> {
             self.next_sweep = time + 600_000;
         }
         self.tick(time);
-        match line {
-            TrafficLine::Request(request) => self.request(request, prepared.decoded, prepared.key),
-            TrafficLine::Outcome {
-                session, completed, ..
-            } => {
+        match &mut prepared.kind {
+            PreparedKind::Request {
+                session,
+                decoded,
+                key,
+            } => self.request(
+                text,
+                time,
+                session.as_ref().map(|s| s.get(text)),
+                decoded,
+                key.as_ref().map(|k| k.get(text)),
+            ),
+            PreparedKind::Outcome { session, completed } => {
                 self.traffic.outcomes += 1;
-                if let Some(state) = self.sessions.remove(&session) {
-                    let completed = completed && !state.broke;
+                if let Some(state) = self.sessions.remove(session.get(text)) {
+                    let completed = *completed && !state.broke;
                     if let Some(controller) = self.controller.as_mut() {
                         controller.observe_outcome(state.cohort, completed);
                     }
@@ -443,19 +498,24 @@ impl<'a> Simulator<'a> {
         self.approval_rows = Some((time, rows));
     }
 
-    fn request(&mut self, traffic: TrafficRequest, decoded: Decoded, key: Option<String>) {
+    fn request(
+        &mut self,
+        text: &str,
+        time: Millis,
+        session: Option<&str>,
+        decoded: &mut Decoded,
+        key: Option<&str>,
+    ) {
         self.traffic.requests += 1;
-        let time = traffic.time;
         let now_seconds = time / 1000;
         let Some(controller) = self.controller.as_ref() else {
             return;
         };
-        let route = controller.route(key.as_deref());
+        let route = controller.route(key);
         let evaluate = |cohort: Cohort| route.decides == cohort || route.shadow;
 
         // The counters each evaluated version reads. When both versions read requests alike,
         // one decoded request serves both (its counters are loaded before each decision).
-        let mut decoded = decoded;
         let shared = self.same_schema;
         let uses_of = |evaluator: &Evaluator, request: Option<&Request>, evaluated: bool| {
             request
@@ -543,7 +603,7 @@ impl<'a> Simulator<'a> {
                             new_rules,
                             count: 1,
                             predicted,
-                            example: traffic.request_json(),
+                            example: request_json(text),
                         },
                     );
                 } else {
@@ -589,7 +649,7 @@ impl<'a> Simulator<'a> {
                     time,
                     PendingApproval {
                         id: format!("a-{}", self.approvals_created),
-                        request: traffic.request_json(),
+                        request: request_json(text),
                         rules: rendered.rules,
                         missing: rendered.approvers,
                         granted: Vec::new(),
@@ -602,7 +662,7 @@ impl<'a> Simulator<'a> {
         }
 
         // Sessions: which cohort each is in, and whether the candidate broke it.
-        if let Some(session) = &traffic.session {
+        if let Some(session) = session {
             let broke = route.decides == Cohort::Candidate
                 && matches!(
                     (&stable_decision, &candidate_decision),
@@ -616,7 +676,7 @@ impl<'a> Simulator<'a> {
                 }
                 None => {
                     self.sessions.insert(
-                        session.clone(),
+                        session.to_owned(),
                         SessionState {
                             cohort: route.decides,
                             broke,
@@ -631,7 +691,7 @@ impl<'a> Simulator<'a> {
             cohort: route.decides,
             verdicts,
             unexpected,
-            cluster: crate::window::cluster_of(key.as_deref()),
+            cluster: crate::window::cluster_of(key),
         };
         if let Some(controller) = self.controller.as_mut() {
             controller.observe(&observation);

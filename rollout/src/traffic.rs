@@ -10,73 +10,78 @@ use polctl_lang::eval::time::{format_rfc3339, parse_rfc3339};
 use polctl_lang::eval::{Evaluator, Outcome, Request, Value};
 use polctl_lang::ir::ToolKind;
 use serde_json::{json, Value as Json};
+use std::borrow::Cow;
 use std::collections::BinaryHeap;
 
 /// Fields a traffic line may carry besides a request's: what a server recorded.
 pub const RECORDED_FIELDS: [&str; 3] = ["decision", "rules", "latency_us"];
 
-/// One line of a traffic file.
+/// One line of a traffic file, borrowing from its text.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TrafficLine {
-    Request(TrafficRequest),
+pub enum TrafficLine<'a> {
+    Request(TrafficRequest<'a>),
     Outcome {
         time: Millis,
-        session: String,
+        session: Cow<'a, str>,
         completed: bool,
     },
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrafficRequest {
+pub struct TrafficRequest<'a> {
     pub time: Millis,
-    pub session: Option<String>,
+    pub session: Option<Cow<'a, str>>,
     /// The line as read. The request is decoded straight from it (no `Value` in between, see
-    /// [`read_line`]) and read again only to be shown ([`TrafficRequest::request_json`]).
-    pub text: String,
+    /// [`read_line`]) and read again only to be shown ([`request_json`]).
+    pub text: &'a str,
     /// The decision recorded with it (`audit export`), if any.
     pub recorded: Option<Outcome>,
     pub recorded_rules: Option<Vec<String>>,
 }
 
-impl TrafficRequest {
-    /// The request as language.md §1 has it (with `time` and `session`), recorded fields
-    /// removed: what reports show as an example.
-    pub fn request_json(&self) -> Json {
-        let mut value: Json = serde_json::from_str(&self.text).unwrap_or(Json::Null);
-        if let Json::Object(object) = &mut value {
-            for field in RECORDED_FIELDS {
-                object.remove(field);
-            }
+/// The request of a traffic line's text as language.md §1 has it (with `time` and `session`),
+/// recorded fields removed: what reports show as an example.
+pub fn request_json(text: &str) -> Json {
+    let mut value: Json = serde_json::from_str(text).unwrap_or(Json::Null);
+    if let Json::Object(object) = &mut value {
+        for field in RECORDED_FIELDS {
+            object.remove(field);
         }
-        value
     }
+    value
 }
 
 /// Reads one line: `Err` says what is wrong with it (the caller adds the file and line).
-pub fn parse_line(text: &str) -> Result<TrafficLine, String> {
+pub fn parse_line(text: &str) -> Result<TrafficLine<'_>, String> {
     read_line(text).map(|(line, _)| line)
-}
-
-/// [`parse_line`] on a line already parsed (the generator's, tests').
-pub fn parse_value(value: Json) -> Result<TrafficLine, String> {
-    parse_line(&value.to_string())
 }
 
 /// Reads one line, and for a request also its tree, borrowed from `text`, with the recorded
 /// fields removed: what [`Evaluator::decode_ref`] decodes, so a line is parsed once.
-pub fn read_line(text: &str) -> Result<(TrafficLine, Option<JsonRef<'_>>), String> {
+pub fn read_line(text: &str) -> Result<(TrafficLine<'_>, Option<JsonRef<'_>>), String> {
     let mut value = JsonRef::parse(text).map_err(|e| format!("not JSON: {e}"))?;
     let JsonRef::Object(members) = &mut value else {
         return Err("a traffic line is a JSON object (a request or an outcome)".to_owned());
     };
-    let lookup = |name: &str| {
-        members
-            .iter()
-            .rev()
-            .find(|(key, _)| key.as_ref() == name)
-            .map(|(_, value)| value)
-    };
-    let time_text = match lookup("time") {
+    // The fields this reads, found in one pass (the last of repeated keys wins, as in a
+    // `Value`'s map): every line of a file comes through here.
+    let (mut time, mut session, mut outcome, mut decision, mut rules, mut tool) =
+        (None, None, None, None, None, None);
+    // Recorded fields (`decision`, `rules`, `latency_us`) are removed before decoding.
+    let mut recorded_fields = false;
+    for (key, value) in members.iter() {
+        match key.as_ref() {
+            "time" => time = Some(value),
+            "session" => session = Some(value),
+            "outcome" => outcome = Some(value),
+            "tool" => tool = Some(value),
+            "decision" => (decision, recorded_fields) = (Some(value), true),
+            "rules" => (rules, recorded_fields) = (Some(value), true),
+            "latency_us" => recorded_fields = true,
+            _ => {}
+        }
+    }
+    let time_text = match time {
         Some(JsonRef::String(text)) => text,
         Some(_) => {
             return Err(
@@ -91,12 +96,12 @@ pub fn read_line(text: &str) -> Result<(TrafficLine, Option<JsonRef<'_>>), Strin
     let time = parse_rfc3339(time_text)
         .ok_or_else(|| format!("`time` `{time_text}` is not an RFC 3339 date-time"))?
         .saturating_mul(1000);
-    let session = match lookup("session") {
+    let session = match session {
         None | Some(JsonRef::Null) => None,
-        Some(JsonRef::String(s)) => Some(s.to_string()),
+        Some(JsonRef::String(s)) => Some(s.clone()),
         Some(_) => return Err("`session` is not a string".to_owned()),
     };
-    if let Some(outcome) = lookup("outcome") {
+    if let Some(outcome) = outcome {
         let completed = match outcome.as_str() {
             Some("completed") => true,
             Some("failed") => false,
@@ -116,7 +121,7 @@ pub fn read_line(text: &str) -> Result<(TrafficLine, Option<JsonRef<'_>>), Strin
             None,
         ));
     }
-    let recorded = match lookup("decision") {
+    let recorded = match decision {
         None | Some(JsonRef::Null) => None,
         Some(JsonRef::String(text)) => Some(Outcome::parse(text).ok_or_else(|| {
             format!("`decision` `{text}` is not allow, deny or require_approval")
@@ -133,7 +138,7 @@ pub fn read_line(text: &str) -> Result<(TrafficLine, Option<JsonRef<'_>>), Strin
             ))
         }
     };
-    let recorded_rules = match lookup("rules") {
+    let recorded_rules = match rules {
         Some(JsonRef::Array(items)) => Some(
             items
                 .iter()
@@ -147,17 +152,19 @@ pub fn read_line(text: &str) -> Result<(TrafficLine, Option<JsonRef<'_>>), Strin
         None | Some(JsonRef::Null) => None,
         Some(_) => return Err("`rules` is a list of rule ids".to_owned()),
     };
-    if lookup("tool").is_none() {
+    if tool.is_none() {
         return Err(
             "the line is neither a request (no `tool`) nor an outcome (no `outcome`)".to_owned(),
         );
     }
-    members.retain(|(key, _)| !RECORDED_FIELDS.contains(&key.as_ref()));
+    if recorded_fields {
+        members.retain(|(key, _)| !RECORDED_FIELDS.contains(&key.as_ref()));
+    }
     Ok((
         TrafficLine::Request(TrafficRequest {
             time,
             session,
-            text: text.to_owned(),
+            text,
             recorded,
             recorded_rules,
         }),
@@ -165,7 +172,7 @@ pub fn read_line(text: &str) -> Result<(TrafficLine, Option<JsonRef<'_>>), Strin
     ))
 }
 
-impl TrafficLine {
+impl TrafficLine<'_> {
     pub fn time(&self) -> Millis {
         match self {
             TrafficLine::Request(request) => request.time,

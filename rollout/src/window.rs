@@ -19,6 +19,30 @@ pub fn cluster_of(key: Option<&str>) -> Option<u64> {
     })
 }
 
+/// Keys of [`Recent`] are hashes already ([`cluster_of`]): a map of them uses each key as its
+/// own hash instead of hashing it again (a request adds to several windows).
+#[derive(Debug, Clone, Copy, Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for `u64` keys; kept correct for any other use.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
+
+type PrehashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<Prehashed>>;
+
 /// Keys kept per generation of [`Recent`].
 const RECENT_KEYS: usize = 65_536;
 
@@ -29,15 +53,15 @@ const RECENT_KEYS: usize = 65_536;
 /// variance) instead of letting a stage that sees millions of sessions grow without end.
 #[derive(Debug, Clone)]
 struct Recent<V> {
-    current: HashMap<u64, V>,
-    previous: HashMap<u64, V>,
+    current: PrehashedMap<V>,
+    previous: PrehashedMap<V>,
 }
 
 impl<V> Default for Recent<V> {
     fn default() -> Recent<V> {
         Recent {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: PrehashedMap::default(),
+            previous: PrehashedMap::default(),
         }
     }
 }
@@ -45,19 +69,26 @@ impl<V> Default for Recent<V> {
 impl<V: Default> Recent<V> {
     /// The key's state, and whether the key is new (or forgotten).
     fn entry(&mut self, key: u64) -> (&mut V, bool) {
-        if !self.current.contains_key(&key) {
-            if self.current.len() >= RECENT_KEYS {
-                self.previous = std::mem::take(&mut self.current);
-            }
-            let (value, new) = match self.previous.remove(&key) {
-                Some(value) => (value, false),
-                None => (V::default(), true),
+        use std::collections::hash_map::Entry;
+        // The common case, a key of the current generation, looks the key up once.
+        if self.current.len() < RECENT_KEYS || self.current.contains_key(&key) {
+            return match self.current.entry(key) {
+                Entry::Occupied(entry) => (entry.into_mut(), false),
+                Entry::Vacant(entry) => match self.previous.remove(&key) {
+                    Some(value) => (entry.insert(value), false),
+                    None => (entry.insert(V::default()), true),
+                },
             };
-            self.current.insert(key, value);
-            let value = self.current.get_mut(&key).expect("just inserted");
-            return (value, new);
         }
-        (self.current.get_mut(&key).expect("present"), false)
+        // The current generation is full: it becomes the previous one, and the old previous
+        // one's table, emptied, the current one (no new allocation, no fresh pages).
+        std::mem::swap(&mut self.previous, &mut self.current);
+        self.current.clear();
+        let (value, new) = match self.previous.remove(&key) {
+            Some(value) => (value, false),
+            None => (V::default(), true),
+        };
+        (self.current.entry(key).or_insert(value), new)
     }
 }
 

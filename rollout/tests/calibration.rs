@@ -18,7 +18,7 @@ use polctl_rollout::cohort::Cohort;
 use polctl_rollout::controller::{Controller, Observation, Phase};
 use polctl_rollout::plan::parse_plan;
 use polctl_rollout::simulate::{SimulationSetup, Simulator};
-use polctl_rollout::traffic::{parse_value, GenerateOptions, TrafficGenerator};
+use polctl_rollout::traffic::{GenerateOptions, TrafficGenerator};
 use polctl_rollout::window::{cluster_of, Verdict};
 use polctl_testsupport::{read, read_tree, workspace_dir};
 
@@ -261,7 +261,7 @@ fn a_a_simulations_of_the_example_rarely_abort() {
         });
         for line in TrafficGenerator::new(&evaluator, &options) {
             simulator
-                .feed(parse_value(line).expect("a generated line parses"))
+                .feed_text(&line.to_string())
                 .expect("in time order");
         }
         let report = simulator.finish();

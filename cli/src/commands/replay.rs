@@ -37,8 +37,10 @@ pub struct ReplayArgs {
     fail_on: Option<FailOn>,
 }
 
-/// Lines per parallel chunk.
+/// Lines per chunk read at a time.
 const CHUNK: usize = 64 * 1024;
+/// Lines per part a thread of the pool replays.
+const PART: usize = 4096;
 
 pub fn run(args: ReplayArgs) -> Result<Exit, CliError> {
     let new_files = load_side(&args.against)?;
@@ -61,25 +63,27 @@ pub fn run(args: ReplayArgs) -> Result<Exit, CliError> {
     // two chunks in memory at most.
     std::thread::scope(|scope| -> Result<(), CliError> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let (returns, returned) = std::sync::mpsc::channel();
         let reading = scope.spawn(move || loop {
-            let chunk = reader.chunk(CHUNK);
-            let last = !matches!(&chunk, Ok(lines) if !lines.is_empty());
-            if sender.send(chunk).is_err() || last {
+            while let Ok(done) = returned.try_recv() {
+                reader.recycle(done);
+            }
+            let (chunk, failure) = reader.chunk(CHUNK);
+            let last = chunk.line_count() < CHUNK || failure.is_some();
+            if sender.send((chunk, failure)).is_err() || last {
                 return reader;
             }
         });
-        for chunk in receiver {
-            let chunk = chunk?;
-            if chunk.is_empty() {
-                break;
-            }
-            let parts: Vec<Result<Replay, (u64, String)>> = chunk
-                .par_chunks(4096)
-                .map(|lines| {
+        for (chunk, failure) in receiver {
+            let count = chunk.line_count();
+            let parts: Vec<Result<Replay, (u64, String)>> = (0..count.div_ceil(PART))
+                .into_par_iter()
+                .map(|part_index| {
                     let mut part = Replay::new(&new, old.as_ref());
-                    for (number, text) in lines {
-                        part.feed(*number, text)
-                            .map_err(|message| (*number, message))?;
+                    for index in part_index * PART..count.min((part_index + 1) * PART) {
+                        let (number, text) = chunk.line(index);
+                        part.feed(number, text)
+                            .map_err(|message| (number, message))?;
                     }
                     Ok(part)
                 })
@@ -97,6 +101,10 @@ pub fn run(args: ReplayArgs) -> Result<Exit, CliError> {
                     }
                 }
             }
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            let _ = returns.send(chunk);
         }
         let _ = reading.join();
         Ok(())

@@ -5,14 +5,15 @@ use crate::commands::diff::{compile_side, load_side};
 use crate::exit::{CliError, Exit};
 use crate::load::{read_text, write_atomically};
 use crate::output::Format;
-use crate::traffic_file::TrafficReader;
+use crate::traffic_file::{Chunk, TrafficReader};
 use clap::Args;
 use polctl_lang::eval::Evaluator;
 use polctl_rollout::controller::show;
 use polctl_rollout::plan::{parse_plan, Plan};
 use polctl_rollout::simulate::{
-    PredictedClass, Prediction, SimulationReport, SimulationSetup, Simulator,
+    PredictedClass, Prediction, PreparedLine, SimulationReport, SimulationSetup, Simulator,
 };
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Rehearse a rollout: run the plan's stages, criteria and rollback triggers over a traffic
@@ -57,13 +58,11 @@ pub struct SimulateArgs {
 }
 
 /// Lines per chunk passed from the reading thread to the simulator.
-const CHUNK: usize = 1024;
+const CHUNK: usize = 8192;
 
-/// Prepared lines with their numbers, and the error that ended the file early, if any.
-type PreparedChunk = (
-    Vec<(u64, polctl_rollout::simulate::PreparedLine)>,
-    Option<CliError>,
-);
+/// Lines, the first of them prepared (all but those from the first bad line on), and the
+/// error that ended the file early, if any.
+type PreparedChunk = (Chunk, Vec<PreparedLine>, Option<CliError>);
 
 /// Reads and validates a plan file, or the default plan.
 pub fn load_plan(path: Option<&Path>) -> Result<Plan, CliError> {
@@ -153,35 +152,51 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
     // one: chunks of prepared lines pass through a bounded channel, so memory stays flat.
     let decoders = simulator.decoders();
     let report = std::thread::scope(|scope| -> Result<_, CliError> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<PreparedChunk>(8);
-        let reading = scope.spawn(move || loop {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let mut failure = None;
-            while chunk.len() < CHUNK {
-                let prepared = match reader.next_text() {
-                    None => break,
-                    Some(Ok((number, text))) => decoders
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<PreparedChunk>(2);
+        // Chunks come back when done with, so their buffers (megabytes) are reused instead of
+        // being allocated, faulted in and freed again for every chunk.
+        let (returns, returned) = std::sync::mpsc::channel::<(Chunk, Vec<PreparedLine>)>();
+        let reading = scope.spawn(move || {
+            let mut spare_lines = Vec::new();
+            let mut results = Vec::new();
+            loop {
+                while let Ok((done, mut lines)) = returned.try_recv() {
+                    reader.recycle(done);
+                    // Freed on this thread, not on the rollout's (the busiest).
+                    lines.clear();
+                    spare_lines.push(lines);
+                }
+                let (lines, mut failure) = reader.chunk(CHUNK);
+                // Lines are independent until the rollout sees them: prepared in parallel.
+                results.clear();
+                results.par_extend((0..lines.line_count()).into_par_iter().map(|index| {
+                    let (number, text) = lines.line(index);
+                    decoders
                         .prepare_text(text)
-                        .map(|prepared| (number, prepared))
-                        .map_err(|message| reader.line_error(number, message)),
-                    Some(Err(error)) => Err(error),
-                };
-                match prepared {
-                    Ok(prepared) => chunk.push(prepared),
-                    Err(error) => {
-                        failure = Some(error);
-                        break;
+                        .map_err(|message| (number, message))
+                }));
+                let mut ready = spare_lines
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+                for line in results.drain(..) {
+                    match line {
+                        Ok(line) => ready.push(line),
+                        Err((number, message)) => {
+                            failure = Some(reader.line_error(number, message));
+                            break;
+                        }
                     }
                 }
-            }
-            let done = chunk.len() < CHUNK || failure.is_some();
-            if sender.send((chunk, failure)).is_err() || done {
-                return reader;
+                let done = lines.line_count() < CHUNK || failure.is_some();
+                if sender.send((lines, ready, failure)).is_err() || done {
+                    return reader;
+                }
             }
         });
-        for (chunk, failure) in receiver {
-            for (number, prepared) in chunk {
-                if let Err(message) = simulator.feed_prepared(prepared) {
+        for (lines, mut ready, failure) in receiver {
+            for (index, prepared) in ready.iter_mut().enumerate() {
+                let (number, text) = lines.line(index);
+                if let Err(message) = simulator.feed_prepared(prepared, text) {
                     // Stop the reader (it sees the channel close) and report the line.
                     return Err(crate::traffic_file::line_error(
                         &args.traffic,
@@ -193,6 +208,7 @@ pub fn run(args: SimulateArgs) -> Result<Exit, CliError> {
             if let Some(error) = failure {
                 return Err(error);
             }
+            let _ = returns.send((lines, ready));
         }
         let _ = reading.join();
         Ok(simulator.finish())

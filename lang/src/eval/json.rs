@@ -240,7 +240,9 @@ impl<'de> Visitor<'de> for JsonRefVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        // serde_json gives no size hint; requests' objects have up to about 8 members, and
+        // growing a vector is a copy and a free.
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(BorrowedStr(key)) = map.next_key()? {
             members.push((key, map.next_value()?));
         }

@@ -5,6 +5,7 @@
 //! is the slow path behind `polctl eval`'s human output and reuses the same compiled conditions,
 //! so explanations cannot disagree with decisions.
 
+pub mod fast_hash;
 pub mod generate;
 pub mod json;
 mod plan;
@@ -18,9 +19,9 @@ pub use sample::sample_matching;
 
 use crate::display::duration;
 use crate::ir::{Cond, Effect, Path, PolicySet, Scope, ScopeTerm, Type};
+use fast_hash::FastMap;
 use plan::{compile, Target, C};
 use serde::Serialize;
-use std::collections::HashMap;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
@@ -157,9 +158,9 @@ struct Candidate {
 #[derive(Default)]
 struct Buckets {
     always: Vec<Candidate>,
-    tenant: HashMap<u32, Vec<Candidate>>,
-    agent: HashMap<u32, Vec<Candidate>>,
-    role: HashMap<u32, Vec<Candidate>>,
+    tenant: FastMap<u32, Vec<Candidate>>,
+    agent: FastMap<u32, Vec<Candidate>>,
+    role: FastMap<u32, Vec<Candidate>>,
 }
 
 impl Buckets {
@@ -191,7 +192,7 @@ impl Buckets {
     }
 
     fn applicable<'p>(&'p self, key: &ScopeKey) -> impl Iterator<Item = &'p Candidate> {
-        let pick = |map: &'p HashMap<u32, Vec<Candidate>>, id: Option<u32>| {
+        let pick = |map: &'p FastMap<u32, Vec<Candidate>>, id: Option<u32>| {
             id.and_then(|id| map.get(&id))
                 .map(Vec::as_slice)
                 .unwrap_or(&[])
@@ -246,7 +247,7 @@ pub struct Evaluator {
     /// Per policy: `None` for `applies to all`.
     scopes: Vec<Option<Vec<ScopeTest>>>,
     /// Scope strings (tenants and agent ids) to their interned ids.
-    interned: HashMap<String, u32>,
+    interned: FastMap<String, u32>,
     tenant_attribute: Option<usize>,
     agent_id_attribute: Option<usize>,
     role_attribute: Option<usize>,
@@ -263,7 +264,7 @@ impl Evaluator {
         let attribute = |name: &str| schema.agent.iter().position(|a| a.name == name);
         let (tenant_attribute, agent_id_attribute, role_attribute) =
             (attribute("tenant"), attribute("id"), attribute("role"));
-        let mut interned: HashMap<String, u32> = HashMap::new();
+        let mut interned: FastMap<String, u32> = FastMap::default();
         let mut intern = |text: &str| {
             let next = interned.len() as u32;
             *interned.entry(text.to_owned()).or_insert(next)

@@ -88,6 +88,33 @@ fn describe(json: &JsonRef) -> String {
     json.describe()
 }
 
+/// Text printed into a fixed buffer (a JSON number's shortest form fits); longer output is an
+/// error, not a truncation.
+#[derive(Default)]
+struct StackText {
+    bytes: [u8; 32],
+    length: usize,
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are written.
+        std::str::from_utf8(&self.bytes[..self.length]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let end = self.length + text.len();
+        if end > self.bytes.len() {
+            return Err(fmt::Error);
+        }
+        self.bytes[self.length..end].copy_from_slice(text.as_bytes());
+        self.length = end;
+        Ok(())
+    }
+}
+
 /// Decodes one value of a declared type.
 pub fn decode_value(path: &str, ty: &Type, json: &JsonRef) -> Result<Value, RequestError> {
     let mismatch = |expected: &str| {
@@ -116,12 +143,23 @@ pub fn decode_value(path: &str, ty: &Type, json: &JsonRef) -> Result<Value, Requ
             Ok(Value::Int(value))
         }
         Type::Decimal { range } => {
-            let text = match json {
-                JsonRef::Number(n) => n.to_string(),
-                JsonRef::String(s) => s.to_string(),
+            // A number is printed on the stack (no allocation on the hot path).
+            let mut printed = StackText::default();
+            let long;
+            let text: &str = match json {
+                JsonRef::Number(n) => {
+                    use std::fmt::Write;
+                    if write!(printed, "{n}").is_ok() {
+                        printed.as_str()
+                    } else {
+                        long = n.to_string();
+                        &long
+                    }
+                }
+                JsonRef::String(s) => s,
                 _ => return Err(mismatch("a decimal number")),
             };
-            let value = Decimal::parse(&text)
+            let value = Decimal::parse(text)
                 .or_else(|_| {
                     // serde_json prints floats like `1e-7`; read them exactly through f64 text.
                     text.parse::<f64>()
@@ -184,12 +222,18 @@ pub fn decode_value(path: &str, ty: &Type, json: &JsonRef) -> Result<Value, Requ
     }
 }
 
-/// Decodes an object of attributes (agent, context or a tool's arguments) by declaration.
-fn decode_object(
+/// Objects with at most this many declared attributes find their members without allocating.
+const STACK_SLOTS: usize = 16;
+
+/// Decodes an object of attributes (agent, context or a tool's arguments) by declaration:
+/// `decode` turns each declared attribute's member (`None` when absent or null) into what the
+/// caller keeps, in declaration order.
+fn decode_object<T>(
     prefix: &str,
     declared: &[Attribute],
     json: Option<&JsonRef>,
-) -> Result<Vec<Option<Value>>, RequestError> {
+    mut decode: impl FnMut(&Attribute, Option<&JsonRef>) -> Result<T, RequestError>,
+) -> Result<Vec<T>, RequestError> {
     let members: &[_] = match json {
         None | Some(JsonRef::Null) => &[],
         Some(JsonRef::Object(members)) => members,
@@ -201,8 +245,16 @@ fn decode_object(
         }
     };
     // Each member's declaration, found in one pass (the last of repeated keys wins, as in
-    // a `Value`'s map).
-    let mut slots: Vec<Option<&JsonRef>> = vec![None; declared.len()];
+    // a `Value`'s map). Decoding is on every request's hot path: small objects keep their
+    // slots on the stack.
+    let mut stack = [None; STACK_SLOTS];
+    let mut heap = Vec::new();
+    let slots: &mut [Option<&JsonRef>] = if declared.len() <= STACK_SLOTS {
+        &mut stack[..declared.len()]
+    } else {
+        heap.resize(declared.len(), None);
+        &mut heap
+    };
     for (key, value) in members {
         match declared.iter().position(|a| a.name == *key) {
             Some(index) => slots[index] = Some(value),
@@ -222,44 +274,40 @@ fn decode_object(
             }
         }
     }
-    declared
-        .iter()
-        .zip(slots)
-        .map(|(attribute, slot)| {
-            // The path is only built for an error: decoding is on every request's hot path.
-            let path = || format!("{prefix}.{}", attribute.name);
-            match slot {
-                None | Some(JsonRef::Null) if attribute.optional => Ok(None),
-                None | Some(JsonRef::Null) => Err(error(path(), "is required but missing")),
-                Some(json) => decode_value("", &attribute.ty, json)
-                    .map(Some)
-                    .map_err(|mut e| {
-                        e.path = format!("{}{}", path(), e.path);
-                        e
-                    }),
-            }
-        })
-        .collect()
+    let mut values = Vec::with_capacity(declared.len());
+    for (attribute, slot) in declared.iter().zip(slots.iter()) {
+        let slot = slot.filter(|json| !matches!(json, JsonRef::Null));
+        // The path is only built for an error.
+        values.push(decode(attribute, slot).map_err(|mut e| {
+            e.path = format!("{prefix}.{}{}", attribute.name, e.path);
+            e
+        })?);
+    }
+    Ok(values)
+}
+
+/// A tool's arguments: an optional argument may be absent.
+fn decode_arguments(
+    declared: &[Attribute],
+    json: Option<&JsonRef>,
+) -> Result<Vec<Option<Value>>, RequestError> {
+    decode_object("args", declared, json, |attribute, json| match json {
+        None if attribute.optional => Ok(None),
+        None => Err(error("", "is required but missing")),
+        Some(json) => decode_value("", &attribute.ty, json).map(Some),
+    })
 }
 
 /// Agent and context attributes are never optional; every one must be present.
-fn all_present(
+fn decode_attributes(
     prefix: &str,
     declared: &[Attribute],
-    values: Vec<Option<Value>>,
+    json: Option<&JsonRef>,
 ) -> Result<Vec<Value>, RequestError> {
-    values
-        .into_iter()
-        .zip(declared)
-        .map(|(value, attribute)| {
-            value.ok_or_else(|| {
-                error(
-                    format!("{prefix}.{}", attribute.name),
-                    "is required but missing",
-                )
-            })
-        })
-        .collect()
+    decode_object(prefix, declared, json, |attribute, json| match json {
+        None => Err(error("", "is required but missing")),
+        Some(json) => decode_value("", &attribute.ty, json),
+    })
 }
 
 /// Rule ids of limit rules, for decoding `counters`.
@@ -305,13 +353,24 @@ pub fn decode_request(
         "counters",
         "time",
     ];
-    // The first unknown field in sorted order, as a `Value`'s map would list it.
-    let unknown = members
-        .iter()
-        .map(|(key, _)| key.as_ref())
-        .filter(|key| !FIELDS.contains(key))
-        .min();
-    if let Some(key) = unknown {
+    // Every field found in one pass (the last of repeated keys wins, as in a `Value`'s map).
+    let mut fields: [Option<&JsonRef>; FIELDS.len()] = [None; FIELDS.len()];
+    let mut unknown = false;
+    for (key, value) in members {
+        match FIELDS.iter().position(|field| *field == key.as_ref()) {
+            Some(index) => fields[index] = Some(value),
+            None => unknown = true,
+        }
+    }
+    let [agent, tool, args, context, session, approval_groups, counter_values, time] = fields;
+    if unknown {
+        // The first unknown field in sorted order, as a `Value`'s map would list it.
+        let key = members
+            .iter()
+            .map(|(key, _)| key.as_ref())
+            .filter(|key| !FIELDS.contains(key))
+            .min()
+            .unwrap_or_default();
         return Err(RequestError {
             path: key.to_owned(),
             message: "is not a request field".to_owned(),
@@ -320,8 +379,7 @@ pub fn decode_request(
         });
     }
     let schema = &set.schema;
-    let tool_name = object
-        .get("tool")
+    let tool_name = tool
         .ok_or_else(|| error("tool", "is required but missing"))?
         .as_str()
         .ok_or_else(|| error("tool", "expected a tool name as a string"))?;
@@ -330,18 +388,10 @@ pub fn decode_request(
         message: format!("unknown tool `{tool_name}`"),
         help: help_did_you_mean(tool_name, schema.tools.iter().map(|t| t.name.as_str())),
     })?;
-    let agent = all_present(
-        "agent",
-        &schema.agent,
-        decode_object("agent", &schema.agent, object.get("agent"))?,
-    )?;
-    let context = all_present(
-        "context",
-        &schema.context,
-        decode_object("context", &schema.context, object.get("context"))?,
-    )?;
-    let args = decode_object("args", &schema.tools[tool].args, object.get("args"))?;
-    let session = match object.get("session") {
+    let agent = decode_attributes("agent", &schema.agent, agent)?;
+    let context = decode_attributes("context", &schema.context, context)?;
+    let args = decode_arguments(&schema.tools[tool].args, args)?;
+    let session = match session {
         None | Some(JsonRef::Null) => String::new(),
         Some(JsonRef::String(s)) => s.to_string(),
         Some(other) => {
@@ -352,7 +402,7 @@ pub fn decode_request(
         }
     };
     let time =
-        match object.get("time") {
+        match time {
             None | Some(JsonRef::Null) => None,
             Some(JsonRef::String(text)) => Some(super::time::parse_rfc3339(text).ok_or_else(
                 || RequestError {
@@ -372,7 +422,7 @@ pub fn decode_request(
             }
         };
     let mut approvals = vec![false; schema.approvers.len()];
-    match object.get("approvals") {
+    match approval_groups {
         None | Some(JsonRef::Null) => {}
         Some(JsonRef::Array(groups)) => {
             for (i, group) in groups.iter().enumerate() {
@@ -399,7 +449,7 @@ pub fn decode_request(
         }
     }
     let mut decoded_counters = Vec::new();
-    match object.get("counters") {
+    match counter_values {
         None | Some(JsonRef::Null) => {}
         Some(entries @ JsonRef::Object(_)) => {
             for (id, count) in entries.sorted_members() {
