@@ -1,22 +1,28 @@
-//! Reading traffic files (runtime.md §5.1) a line at a time: never the whole file in memory,
+//! Reading traffic files (runtime.md §5.1) in chunks of lines: never the whole file in memory,
 //! every bad line reported with the file and line number, and a progress bar on a terminal
 //! for long files.
 
 use crate::exit::CliError;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub struct TrafficReader {
     path: PathBuf,
-    reader: BufReader<File>,
+    file: File,
+    /// Bytes read after the last line handed out (the start of the next line).
+    pending: Vec<u8>,
+    at_end: bool,
     /// The largest chunk's size so far: the next chunk's buffer starts that big.
     typical_chunk: usize,
     spare: Vec<Chunk>,
     line: u64,
     progress: ProgressBar,
 }
+
+/// Bytes read from the file at a time.
+const BLOCK: u64 = 1 << 20;
 
 /// The help line of every bad-line error.
 const LINE_HELP: &str = "each line is a request of language.md §1 with `time` (RFC 3339) and `session`, or an outcome {\"time\", \"session\", \"outcome\"}; `polctl traffic generate` writes valid files";
@@ -43,7 +49,9 @@ impl TrafficReader {
         }
         Ok(TrafficReader {
             path: path.to_owned(),
-            reader: BufReader::with_capacity(1 << 20, file),
+            file,
+            pending: Vec::new(),
+            at_end: false,
             typical_chunk: 0,
             spare: Vec::new(),
             line: 0,
@@ -62,8 +70,10 @@ impl TrafficReader {
         self.spare.push(chunk);
     }
 
-    /// Up to `count` non-blank lines, read into one buffer (no allocation per line), and the
-    /// error that ended the reading early, if any: the lines before a bad one still count.
+    /// Up to `count` non-blank lines, and the error that ended the reading early, if any: the
+    /// lines before a bad one still count. The file is read in blocks straight into the
+    /// chunk's buffer, and lines are found in it with a vectorized search: no copy and no
+    /// allocation per line.
     pub fn chunk(&mut self, count: usize) -> (Chunk, Option<CliError>) {
         let (mut bytes, mut lines) = match self.spare.pop() {
             Some(Chunk { text, mut lines }) => {
@@ -78,33 +88,46 @@ impl TrafficReader {
                 Vec::with_capacity(count),
             ),
         };
+        bytes.append(&mut self.pending);
         let mut failure = None;
-        let mut consumed = 0;
+        // Where the next line starts, and where the search for its end resumes.
+        let (mut start, mut searched) = (0, 0);
         while lines.len() < count {
-            let start = bytes.len();
-            match self.reader.read_until(b'\n', &mut bytes) {
-                Ok(0) => {
-                    self.progress.finish_and_clear();
-                    break;
-                }
-                Ok(read) => {
-                    consumed += read as u64;
-                    self.line += 1;
-                    let end = start + bytes[start..].trim_ascii_end().len();
-                    if bytes[start..end].trim_ascii_start().is_empty() {
-                        bytes.truncate(start);
-                        continue;
+            let end = match memchr::memchr(b'\n', &bytes[searched..]) {
+                Some(offset) => searched + offset,
+                None if !self.at_end => {
+                    searched = bytes.len();
+                    let read = (&mut self.file).take(BLOCK).read_to_end(&mut bytes);
+                    match read {
+                        Ok(0) => self.at_end = true,
+                        Ok(_) => {}
+                        Err(error) => {
+                            failure = Some(CliError::read(&self.path, &error));
+                            break;
+                        }
                     }
-                    lines.push((self.line, start, end));
+                    continue;
                 }
-                Err(error) => {
-                    bytes.truncate(start);
-                    failure = Some(CliError::read(&self.path, &error));
-                    break;
-                }
+                // The last line may have no line end.
+                None if start < bytes.len() => bytes.len(),
+                None => break,
+            };
+            self.line += 1;
+            let line = &bytes[start..end];
+            let trimmed_end = start + line.trim_ascii_end().len();
+            if !bytes[start..trimmed_end].trim_ascii_start().is_empty() {
+                lines.push((self.line, start, trimmed_end));
             }
+            start = (end + 1).min(bytes.len());
+            searched = start;
         }
-        self.progress.inc(consumed);
+        // What follows the last line handed out waits for the next chunk.
+        self.pending.extend_from_slice(&bytes[start..]);
+        bytes.truncate(start);
+        self.progress.inc(start as u64);
+        if self.at_end && self.pending.is_empty() {
+            self.progress.finish_and_clear();
+        }
         self.typical_chunk = self.typical_chunk.max(bytes.len());
         // The text is checked once, as a whole; a line that is not UTF-8 ends the chunk.
         let text = match String::from_utf8(bytes) {

@@ -25,7 +25,7 @@ use crate::window::Verdict;
 use polctl_lang::eval::fast_hash::FastMap;
 use polctl_lang::eval::json::JsonRef;
 use polctl_lang::eval::time::format_rfc3339;
-use polctl_lang::eval::{Decision, Evaluator, Outcome, Request};
+use polctl_lang::eval::{Decision, DecisionJson, Evaluator, Outcome, Request};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, VecDeque};
@@ -257,13 +257,32 @@ pub struct PreparedLine {
 enum PreparedKind {
     Request {
         session: Option<LineText>,
-        decoded: Decoded,
         key: Option<LineText>,
+        decisions: Decisions,
     },
     Outcome {
         session: LineText,
         completed: bool,
     },
+}
+
+/// A prepared request: decoded, to be decided by the simulator, or decided already.
+enum Decisions {
+    Later(Decoded),
+    Early(Early),
+}
+
+/// Both versions' decisions on a request that no limit of either version counts: they cannot
+/// depend on the simulation's counters (nor on anything else it keeps), so the preparing
+/// thread makes them, with the rendering the simulator needs where it will need one (changed
+/// decisions, a stable `require_approval`). The request itself is then freed there.
+struct Early {
+    stable: Option<Decision>,
+    candidate: Option<Decision>,
+    stable_rendered: Option<Box<DecisionJson>>,
+    candidate_rendered: Option<Box<DecisionJson>>,
+    /// The candidate's tool index (divergences are grouped by its name).
+    candidate_tool: Option<usize>,
 }
 
 /// Decodes traffic requests for both versions of a simulation.
@@ -273,6 +292,9 @@ pub struct Decoders<'a> {
     candidate: &'a Evaluator,
     same_schema: bool,
     stickiness: Stickiness,
+    /// Set by the simulator once the rollout is over: from then on one version decides, so
+    /// deciding both early would be wasted work.
+    rollout_over: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Decoders<'_> {
@@ -290,19 +312,24 @@ impl Decoders<'_> {
                     self.candidate.decode_ref(&tree).ok().map(Box::new)
                 };
                 let key = self.stickiness_key(&traffic, &tree, text);
+                let decoded = Decoded { stable, candidate };
+                let decisions = match self.decide_early(&decoded, time / 1000) {
+                    Some(early) => Decisions::Early(early),
+                    None => Decisions::Later(decoded),
+                };
                 PreparedKind::Request {
                     session: traffic.session.map(|s| LineText::of(text, &s)),
-                    decoded: Decoded { stable, candidate },
                     key,
+                    decisions,
                 }
             }
             (TrafficLine::Request(traffic), None) => PreparedKind::Request {
                 session: traffic.session.map(|s| LineText::of(text, &s)),
-                decoded: Decoded {
+                key: None,
+                decisions: Decisions::Later(Decoded {
                     stable: None,
                     candidate: None,
-                },
-                key: None,
+                }),
             },
             (
                 TrafficLine::Outcome {
@@ -315,6 +342,46 @@ impl Decoders<'_> {
             },
         };
         Ok(PreparedLine { time, kind })
+    }
+
+    /// [`Early`] decisions, when the rollout is running and no limit of either version counts
+    /// the request (the decoded requests are then freed).
+    fn decide_early(&self, decoded: &Decoded, now_seconds: i64) -> Option<Early> {
+        if self.rollout_over.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let shared = self.same_schema;
+        let stable_request = decoded.request(Cohort::Stable, shared);
+        let candidate_request = decoded.request(Cohort::Candidate, shared);
+        let counted = |evaluator: &Evaluator, request: Option<&Request>| {
+            request.is_some_and(|r| !limit_uses(evaluator, r, now_seconds).is_empty())
+        };
+        if counted(self.stable, stable_request) || counted(self.candidate, candidate_request) {
+            return None;
+        }
+        let stable = stable_request.map(|r| self.stable.decide(r));
+        let candidate = candidate_request.map(|r| self.candidate.decide(r));
+        let changed = match (&stable, &candidate) {
+            (Some(s), Some(c)) => s.outcome != c.outcome,
+            _ => false,
+        };
+        let stable_rendered = match (&stable, stable_request) {
+            (Some(d), Some(r)) if changed || d.outcome == Outcome::RequireApproval => {
+                Some(Box::new(self.stable.render(r, d)))
+            }
+            _ => None,
+        };
+        let candidate_rendered = match (&candidate, candidate_request) {
+            (Some(d), Some(r)) if changed => Some(Box::new(self.candidate.render(r, d))),
+            _ => None,
+        };
+        Some(Early {
+            stable,
+            candidate,
+            stable_rendered,
+            candidate_rendered,
+            candidate_tool: candidate_request.map(|r| r.tool),
+        })
     }
 
     /// The key that places a request in a cohort (runtime.md §4.2).
@@ -357,6 +424,8 @@ pub struct Simulator<'a> {
     approvals_created: u64,
     approval_rows: Option<(Millis, Vec<ApprovalRow>)>,
     sessions: FastMap<String, SessionState>,
+    /// Shared with the [`Decoders`]: whether the rollout is over (see [`Early`]).
+    rollout_over: std::sync::Arc<std::sync::atomic::AtomicBool>,
     next_sweep: Millis,
     divergences: BTreeMap<DivergenceKey, DivergenceGroup>,
     other_divergences: u64,
@@ -382,6 +451,7 @@ impl<'a> Simulator<'a> {
             approvals_created: 0,
             approval_rows: None,
             sessions: FastMap::default(),
+            rollout_over: Default::default(),
             next_sweep: 0,
             divergences: BTreeMap::new(),
             other_divergences: 0,
@@ -403,6 +473,7 @@ impl<'a> Simulator<'a> {
             candidate: self.candidate,
             same_schema: self.same_schema,
             stickiness: self.plan.stickiness.clone(),
+            rollout_over: self.rollout_over.clone(),
         }
     }
 
@@ -446,15 +517,27 @@ impl<'a> Simulator<'a> {
         match &mut prepared.kind {
             PreparedKind::Request {
                 session,
-                decoded,
                 key,
-            } => self.request(
-                text,
-                time,
-                session.as_ref().map(|s| s.get(text)),
-                decoded,
-                key.as_ref().map(|k| k.get(text)),
-            ),
+                decisions,
+            } => {
+                // An early-decided request has nothing left to decode.
+                let mut nothing = Decoded {
+                    stable: None,
+                    candidate: None,
+                };
+                let (decoded, early) = match decisions {
+                    Decisions::Later(decoded) => (decoded, None),
+                    Decisions::Early(early) => (&mut nothing, Some(early)),
+                };
+                self.request(
+                    text,
+                    time,
+                    session.as_ref().map(|s| s.get(text)),
+                    decoded,
+                    key.as_ref().map(|k| k.get(text)),
+                    early,
+                )
+            }
             PreparedKind::Outcome { session, completed } => {
                 self.traffic.outcomes += 1;
                 if let Some(state) = self.sessions.remove(session.get(text)) {
@@ -464,6 +547,14 @@ impl<'a> Simulator<'a> {
                     }
                 }
             }
+        }
+        if self
+            .controller
+            .as_ref()
+            .is_some_and(|c| c.phase().is_final())
+        {
+            self.rollout_over
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -505,6 +596,7 @@ impl<'a> Simulator<'a> {
         session: Option<&str>,
         decoded: &mut Decoded,
         key: Option<&str>,
+        mut early: Option<&mut Early>,
     ) {
         self.traffic.requests += 1;
         let now_seconds = time / 1000;
@@ -517,40 +609,77 @@ impl<'a> Simulator<'a> {
         // The counters each evaluated version reads. When both versions read requests alike,
         // one decoded request serves both (its counters are loaded before each decision).
         let shared = self.same_schema;
-        let uses_of = |evaluator: &Evaluator, request: Option<&Request>, evaluated: bool| {
-            request
-                .filter(|_| evaluated)
-                .map(|request| limit_uses(evaluator, request, now_seconds))
+        let (stable_decision, candidate_decision, stable_uses, candidate_uses) = match &mut early {
+            // Decided while preparing: no limit counts this request, so there are no counters
+            // to read, seed or count.
+            Some(early) => (
+                early.stable.take().filter(|_| evaluate(Cohort::Stable)),
+                early
+                    .candidate
+                    .take()
+                    .filter(|_| evaluate(Cohort::Candidate)),
+                None,
+                None,
+            ),
+            None => {
+                let uses_of =
+                    |evaluator: &Evaluator, request: Option<&Request>, evaluated: bool| {
+                        request
+                            .filter(|_| evaluated)
+                            .map(|request| limit_uses(evaluator, request, now_seconds))
+                    };
+                let stable_uses = uses_of(
+                    self.stable,
+                    decoded.stable.as_ref(),
+                    evaluate(Cohort::Stable),
+                );
+                let candidate_uses = uses_of(
+                    self.candidate,
+                    decoded.request(Cohort::Candidate, shared),
+                    evaluate(Cohort::Candidate),
+                );
+                if let Some(candidate_uses) = &candidate_uses {
+                    let stable_uses = stable_uses.as_deref().unwrap_or_default();
+                    self.counter_migration
+                        .seed(&mut self.counters, candidate_uses, stable_uses);
+                }
+                let mut decide =
+                    |evaluator: &Evaluator, cohort: Cohort, uses: Option<&[LimitUse]>| {
+                        let request = decoded.request_mut(cohort, shared)?;
+                        load_counters(request, uses?, &self.counters);
+                        Some(evaluator.decide(request))
+                    };
+                let stable_decision = decide(self.stable, Cohort::Stable, stable_uses.as_deref());
+                let candidate_decision =
+                    decide(self.candidate, Cohort::Candidate, candidate_uses.as_deref());
+                (
+                    stable_decision,
+                    candidate_decision,
+                    stable_uses,
+                    candidate_uses,
+                )
+            }
         };
-        let stable_uses = uses_of(
-            self.stable,
-            decoded.stable.as_ref(),
-            evaluate(Cohort::Stable),
-        );
-        let candidate_uses = uses_of(
-            self.candidate,
-            decoded.request(Cohort::Candidate, shared),
-            evaluate(Cohort::Candidate),
-        );
-        if let Some(candidate_uses) = &candidate_uses {
-            let stable_uses = stable_uses.as_deref().unwrap_or_default();
-            self.counter_migration
-                .seed(&mut self.counters, candidate_uses, stable_uses);
-        }
-        let mut decide = |evaluator: &Evaluator, cohort: Cohort, uses: Option<&[LimitUse]>| {
-            let request = decoded.request_mut(cohort, shared)?;
-            load_counters(request, uses?, &self.counters);
-            Some(evaluator.decide(request))
-        };
-        let stable_decision = decide(self.stable, Cohort::Stable, stable_uses.as_deref());
-        let candidate_decision =
-            decide(self.candidate, Cohort::Candidate, candidate_uses.as_deref());
         let stable = decoded
             .request(Cohort::Stable, shared)
             .filter(|_| stable_decision.is_some());
         let candidate = decoded
             .request(Cohort::Candidate, shared)
             .filter(|_| candidate_decision.is_some());
+        // What names a decision's rules: the early rendering, or the request to render from.
+        let (stable_rendered, candidate_rendered, early_tool) = match &mut early {
+            Some(early) => (
+                early.stable_rendered.take(),
+                early.candidate_rendered.take(),
+                early.candidate_tool,
+            ),
+            None => (None, None, None),
+        };
+        let render_stable = |decision: &Decision| match (&stable_rendered, stable) {
+            (Some(rendered), _) => Some(rendered.as_ref().clone()),
+            (None, Some(request)) => Some(self.stable.render(request, decision)),
+            (None, None) => None,
+        };
 
         let verdict =
             |evaluated: bool, decision: &Option<Decision>| -> Option<(Verdict, Option<u64>)> {
@@ -576,39 +705,48 @@ impl<'a> Simulator<'a> {
 
         // Divergence: both decided, differently.
         let mut unexpected = false;
-        if let (Some(s), Some(c), Some(sr), Some(cr)) =
-            (&stable_decision, &candidate_decision, stable, candidate)
-        {
-            if s.outcome != c.outcome {
-                let old_rules = self.stable.render(sr, s).rules;
-                let new_rules = self.candidate.render(cr, c).rules;
-                let tool = self.candidate.set().schema.tools[cr.tool].name.clone();
-                let predicted = self
-                    .prediction
-                    .as_ref()
-                    .map(|p| p.predicts(&tool, s.outcome, c.outcome, &old_rules, &new_rules));
-                unexpected = predicted == Some(false);
-                let group_key = (s.outcome, c.outcome, old_rules, new_rules, tool);
-                if let Some(group) = self.divergences.get_mut(&group_key) {
-                    group.count += 1;
-                } else if self.divergences.len() < MAX_DIVERGENCE_GROUPS {
-                    let (from, to, old_rules, new_rules, tool) = group_key.clone();
-                    self.divergences.insert(
-                        group_key,
-                        DivergenceGroup {
-                            tool,
-                            from,
-                            to,
-                            old_rules,
-                            new_rules,
-                            count: 1,
-                            predicted,
-                            example: request_json(text),
-                        },
-                    );
-                } else {
-                    self.other_divergences += 1;
+        let changed = match (&stable_decision, &candidate_decision) {
+            (Some(s), Some(c)) if s.outcome != c.outcome => {
+                let new = match (candidate_rendered, candidate) {
+                    (Some(rendered), _) => Some(*rendered),
+                    (None, Some(request)) => Some(self.candidate.render(request, c)),
+                    (None, None) => None,
+                };
+                let tool = early_tool.or(candidate.map(|r| r.tool));
+                match (render_stable(s), new, tool) {
+                    (Some(old), Some(new), Some(tool)) => Some((s, c, old.rules, new.rules, tool)),
+                    _ => None,
                 }
+            }
+            _ => None,
+        };
+        if let Some((s, c, old_rules, new_rules, tool)) = changed {
+            let tool = self.candidate.set().schema.tools[tool].name.clone();
+            let predicted = self
+                .prediction
+                .as_ref()
+                .map(|p| p.predicts(&tool, s.outcome, c.outcome, &old_rules, &new_rules));
+            unexpected = predicted == Some(false);
+            let group_key = (s.outcome, c.outcome, old_rules, new_rules, tool);
+            if let Some(group) = self.divergences.get_mut(&group_key) {
+                group.count += 1;
+            } else if self.divergences.len() < MAX_DIVERGENCE_GROUPS {
+                let (from, to, old_rules, new_rules, tool) = group_key.clone();
+                self.divergences.insert(
+                    group_key,
+                    DivergenceGroup {
+                        tool,
+                        from,
+                        to,
+                        old_rules,
+                        new_rules,
+                        count: 1,
+                        predicted,
+                        example: request_json(text),
+                    },
+                );
+            } else {
+                self.other_divergences += 1;
             }
         }
 
@@ -642,8 +780,7 @@ impl<'a> Simulator<'a> {
         }
         // Approvals: a require_approval by the enforced stable version waits.
         if enforced == Verdict::RequireApproval && route.decides == Cohort::Stable {
-            if let (Some(decision), Some(request)) = (&stable_decision, stable) {
-                let rendered = self.stable.render(request, decision);
+            if let Some(rendered) = stable_decision.as_ref().and_then(render_stable) {
                 self.approvals_created += 1;
                 self.approvals.push_back((
                     time,
@@ -883,6 +1020,113 @@ impl SimulationReport {
             latency_judged: false,
             traffic,
             series: Series::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::disallowed_methods)] // the test reads the example sets
+    use super::*;
+    use crate::plan::parse_plan;
+    use crate::traffic::{GenerateOptions, TrafficGenerator};
+    use polctl_lang::{compile, SourceSet};
+    use polctl_testsupport::{read_tree, workspace_dir};
+
+    const PLAN: &str = r#"
+[[stage]]
+name = "shadow"
+traffic = 0
+min_duration = "30m"
+min_decisions = 300
+
+[[stage]]
+name = "canary"
+traffic = 10
+min_duration = "1h"
+min_decisions = 60
+max_deny_rate_change = 0.25
+
+[[stage]]
+name = "full"
+traffic = 100
+
+[rollback]
+max_deny_rate_change = 0.5
+bake = "30m"
+"#;
+
+    fn evaluator(path: &str) -> Evaluator {
+        let files = read_tree(&workspace_dir().join(path), "pol");
+        let set = compile(&SourceSet::from_files(files))
+            .set
+            .expect("the example compiles");
+        Evaluator::new(set, path).expect("plan")
+    }
+
+    /// Deciding on the preparing thread (requests no limit counts) changes nothing: the report
+    /// is the same when every request is decided by the simulator, for a rollout that
+    /// completes (so lines after it are decided by one version) and one that aborts.
+    #[test]
+    fn early_decisions_give_the_same_report() {
+        let stable = evaluator("examples/support-fleet");
+        for (candidate_path, expected) in [
+            ("examples/releases/verified-lookups", "completed"),
+            ("examples/releases/verified-reads", "aborted"),
+        ] {
+            let candidate = evaluator(candidate_path);
+            let lines: Vec<String> = TrafficGenerator::new(
+                &stable,
+                &GenerateOptions {
+                    sessions: 1_500,
+                    duration_ms: 24 * 3_600_000,
+                    seed: 7,
+                    start: 1_796_083_200_000,
+                },
+            )
+            .map(|line| line.to_string())
+            .collect();
+            let report = |early: bool| {
+                let mut simulator = Simulator::new(SimulationSetup {
+                    stable: &stable,
+                    candidate: &candidate,
+                    plan: parse_plan(PLAN).expect("plan"),
+                    prediction: None,
+                    rollout_id: "early-test".to_owned(),
+                    sequence: 2,
+                });
+                let (mut early_count, mut late_count) = (0, 0);
+                for line in &lines {
+                    simulator
+                        .rollout_over
+                        .fetch_or(!early, std::sync::atomic::Ordering::Relaxed);
+                    let mut prepared = simulator.decoders().prepare_text(line).expect("a line");
+                    match &prepared.kind {
+                        PreparedKind::Request {
+                            decisions: Decisions::Early(_),
+                            ..
+                        } => early_count += 1,
+                        PreparedKind::Request { .. } => late_count += 1,
+                        PreparedKind::Outcome { .. } => {}
+                    }
+                    simulator
+                        .feed_prepared(&mut prepared, line)
+                        .expect("in time order");
+                }
+                let report = simulator.finish();
+                (
+                    serde_json::to_value(&report).expect("json"),
+                    report.verdict,
+                    early_count,
+                    late_count,
+                )
+            };
+            let (with_early, verdict, early, late) = report(true);
+            let (all_late, _, none_early, _) = report(false);
+            assert_eq!(none_early, 0);
+            assert!(early > 1_000 && late > 100, "{early} early, {late} late");
+            assert_eq!(verdict, expected, "{candidate_path}");
+            assert_eq!(with_early, all_late, "{candidate_path}");
         }
     }
 }
