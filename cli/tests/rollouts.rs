@@ -341,27 +341,9 @@ fn bad_plans_and_bad_traffic_lines_name_the_line() {
     for (index, (text, expected)) in cases.iter().enumerate() {
         let traffic = dir.join(format!("bad-{index}.jsonl"));
         std::fs::write(&traffic, text).expect("write");
-        for command in ["simulate", "replay"] {
-            let traffic = traffic.to_string_lossy();
-            let args: Vec<&str> = if command == "simulate" {
-                vec![
-                    "simulate",
-                    "--from",
-                    "examples/support-fleet",
-                    "--to",
-                    "examples/support-fleet",
-                    "--traffic",
-                    &traffic,
-                ]
-            } else {
-                vec![
-                    "replay",
-                    "--against",
-                    "examples/support-fleet",
-                    "--traffic",
-                    &traffic,
-                ]
-            };
+        let traffic = traffic.to_string_lossy();
+        for args in simulate_and_replay(&traffic) {
+            let command = args[0];
             let output = polctl(&args);
             assert_eq!(output.status.code(), Some(1), "{command} {text}");
             assert!(
@@ -386,24 +368,7 @@ fn bad_plans_and_bad_traffic_lines_name_the_line() {
     let traffic = dir.join("latin1.jsonl");
     std::fs::write(&traffic, bytes).expect("write");
     let traffic = traffic.to_string_lossy();
-    for args in [
-        vec![
-            "simulate",
-            "--from",
-            "examples/support-fleet",
-            "--to",
-            "examples/support-fleet",
-            "--traffic",
-            &traffic,
-        ],
-        vec![
-            "replay",
-            "--against",
-            "examples/support-fleet",
-            "--traffic",
-            &traffic,
-        ],
-    ] {
+    for args in simulate_and_replay(&traffic) {
         let output = polctl(&args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         assert!(
@@ -466,4 +431,26 @@ fn traffic_that_ends_early_is_unfinished_and_exits_5() {
     assert_eq!(report["verdict"], "unfinished");
     assert_eq!(report["traffic"]["lines"], 5);
     assert_eq!(report["traffic"]["outcomes"], 1);
+}
+
+/// `simulate` of the example against itself and `replay` against it, on a traffic file.
+fn simulate_and_replay(traffic: &str) -> [Vec<&str>; 2] {
+    [
+        vec![
+            "simulate",
+            "--from",
+            "examples/support-fleet",
+            "--to",
+            "examples/support-fleet",
+            "--traffic",
+            traffic,
+        ],
+        vec![
+            "replay",
+            "--against",
+            "examples/support-fleet",
+            "--traffic",
+            traffic,
+        ],
+    ]
 }
