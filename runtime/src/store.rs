@@ -456,22 +456,11 @@ fn run_journal(
     checkpoint_key: Option<PrivateKey>,
     retain_ms: Option<i64>,
 ) {
-    let mut last_prune_ms = 0i64;
-    let mut deleting = pending_deletion(&connection);
-    let mut last_chunk_ms = 0i64;
-    // Deletes a chunk of a prune's range when one is due.
-    let mut delete_chunk = |connection: &Connection, deleting: &mut Option<i64>| {
-        let Some(to) = *deleting else {
-            return;
-        };
-        if wall_clock_ms() - last_chunk_ms < PRUNE_CHUNK_EVERY_MS {
-            return;
-        }
-        last_chunk_ms = wall_clock_ms();
-        // A failed chunk is tried again at the next chance.
-        if let Ok(true) = delete_pruned_chunk(connection, to) {
-            *deleting = None;
-        }
+    let mut retention = Retention {
+        retain_ms,
+        last_prune_ms: 0,
+        deleting: pending_deletion(&connection),
+        last_chunk_ms: 0,
     };
     let mut next_index = head.as_ref().map_or(0, |(i, _)| i + 1);
     let mut prev = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
@@ -505,29 +494,21 @@ fn run_journal(
         }
     };
     loop {
-        let wait_ms = if deleting.is_some() {
-            PRUNE_CHUNK_EVERY_MS
-        } else {
-            CHECKPOINT_EVERY_MS
-        };
+        let wait_ms = retention.wait_ms();
         let first = match receiver.recv_timeout(std::time::Duration::from_millis(wait_ms as u64)) {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 checkpoint(&connection, next_index, &prev, true);
-                if retain_ms.is_some() && wall_clock_ms() - last_prune_ms >= PRUNE_EVERY_MS {
-                    last_prune_ms = wall_clock_ms();
-                    if let Ok(true) = apply_retention(
-                        &mut connection,
-                        &mut next_index,
-                        &mut prev,
-                        retain_ms,
-                        &metrics,
-                    ) {
-                        checkpoint(&connection, next_index, &prev, true);
-                        deleting = pending_deletion(&connection);
-                    }
-                }
-                delete_chunk(&connection, &mut deleting);
+                // A failed prune is logged and tried again; nobody waits for this one.
+                let _ = retention.run(
+                    &mut connection,
+                    &mut next_index,
+                    &mut prev,
+                    &metrics,
+                    false,
+                    &mut checkpoint,
+                );
+                retention.delete_chunk(&connection);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -561,27 +542,16 @@ fn run_journal(
             let flushing = group.iter().any(|q| matches!(q.job, Job::Flush(_)));
             checkpoint(&connection, next_index, &prev, flushing);
         }
-        // Retention, when asked or once a minute; a prune is covered by a signed checkpoint
-        // at once (`audit verify` requires it).
         let asked = group.iter().any(|q| matches!(q.job, Job::Prune(_)));
-        let mut pruned = Ok(());
-        if retain_ms.is_some() && (asked || wall_clock_ms() - last_prune_ms >= PRUNE_EVERY_MS) {
-            last_prune_ms = wall_clock_ms();
-            pruned = apply_retention(
-                &mut connection,
-                &mut next_index,
-                &mut prev,
-                retain_ms,
-                &metrics,
-            )
-            .map(|done| {
-                if done {
-                    checkpoint(&connection, next_index, &prev, true);
-                    deleting = pending_deletion(&connection);
-                }
-            });
-        }
-        delete_chunk(&connection, &mut deleting);
+        let pruned = retention.run(
+            &mut connection,
+            &mut next_index,
+            &mut prev,
+            &metrics,
+            asked,
+            &mut checkpoint,
+        );
+        retention.delete_chunk(&connection);
         for queued in group {
             let done = match queued.job {
                 Job::Decision { done, .. }
@@ -607,29 +577,79 @@ fn run_journal(
 const PRUNE_EVERY_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
 
-/// [`prune`] with failures logged (a failed prune changes nothing and is tried again).
-fn apply_retention(
-    connection: &mut Connection,
-    next_index: &mut u64,
-    prev: &mut String,
+/// The journal's retention (`[audit] retain`): when to prune, and the pruned range still being
+/// deleted a chunk at a time.
+struct Retention {
     retain_ms: Option<i64>,
-    metrics: &Metrics,
-) -> Result<bool, RuntimeError> {
-    let Some(retain_ms) = retain_ms else {
-        return Ok(false);
-    };
-    let pruned = prune(connection, next_index, prev, retain_ms, wall_clock_ms());
-    match &pruned {
-        Ok(true) => {
-            metrics.audit_written.inc();
+    last_prune_ms: i64,
+    /// The last index of a prune's range not yet wholly deleted.
+    deleting: Option<i64>,
+    last_chunk_ms: i64,
+}
+
+impl Retention {
+    /// How long the journal may wait for work: while a range is being deleted, until its next
+    /// chunk is due.
+    fn wait_ms(&self) -> i64 {
+        if self.deleting.is_some() {
+            PRUNE_CHUNK_EVERY_MS
+        } else {
+            CHECKPOINT_EVERY_MS
         }
-        Ok(false) => {}
-        Err(error) => eprintln!(
-            "polctl serve: audit retention failed (tried again in a minute): {}",
-            error.message
-        ),
     }
-    pruned
+
+    /// [`prune`] when asked or once a minute, with failures logged (a failed prune changes
+    /// nothing and is tried again). A prune is covered by a signed checkpoint at once (`audit
+    /// verify` requires it), and its range is deleted from then on.
+    fn run(
+        &mut self,
+        connection: &mut Connection,
+        next_index: &mut u64,
+        prev: &mut String,
+        metrics: &Metrics,
+        asked: bool,
+        checkpoint: &mut dyn FnMut(&Connection, u64, &str, bool),
+    ) -> Result<(), RuntimeError> {
+        let Some(retain_ms) = self.retain_ms else {
+            return Ok(());
+        };
+        if !asked && wall_clock_ms() - self.last_prune_ms < PRUNE_EVERY_MS {
+            return Ok(());
+        }
+        self.last_prune_ms = wall_clock_ms();
+        match prune(connection, next_index, prev, retain_ms, wall_clock_ms()) {
+            Ok(Some(last)) => {
+                metrics.audit_written.inc();
+                checkpoint(connection, *next_index, prev, true);
+                // Everything up to `last`, an earlier range still being deleted included.
+                self.deleting = Some(last);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(error) => {
+                eprintln!(
+                    "polctl serve: audit retention failed (tried again in a minute): {}",
+                    error.message
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// Deletes a chunk of the pruned range when one is due.
+    fn delete_chunk(&mut self, connection: &Connection) {
+        let Some(to) = self.deleting else {
+            return;
+        };
+        if wall_clock_ms() - self.last_chunk_ms < PRUNE_CHUNK_EVERY_MS {
+            return;
+        }
+        self.last_chunk_ms = wall_clock_ms();
+        // A failed chunk is tried again at the next chance.
+        if let Ok(true) = delete_pruned_chunk(connection, to) {
+            self.deleting = None;
+        }
+    }
 }
 
 /// Retention (`[audit] retain`, runtime.md §3.9): the log's segments are UTC days; every day
@@ -638,14 +658,14 @@ fn apply_retention(
 /// (`head`, which the first kept entry's `prev` names), and what was in effect after it
 /// (`in_effect`, for `audit at`); the journal then deletes the range a chunk at a time
 /// ([`delete_pruned_chunk`]), so decisions never wait for all of it. The newest entry is
-/// always kept.
+/// always kept. Returns the range's last index when there was something to prune.
 fn prune(
     connection: &mut Connection,
     next_index: &mut u64,
     prev: &mut String,
     retain_ms: i64,
     now_ms: i64,
-) -> Result<bool, RuntimeError> {
+) -> Result<Option<i64>, RuntimeError> {
     let cutoff = (now_ms - retain_ms).div_euclid(DAY_MS) * DAY_MS;
     let newest = *next_index as i64 - 1;
     let (first, last, head) = {
@@ -665,10 +685,10 @@ fn prune(
             |row| row.get(0),
         )?;
         let Some(first) = first else {
-            return Ok(false);
+            return Ok(None);
         };
         if first >= newest || time_of(first)? >= cutoff {
-            return Ok(false);
+            return Ok(None);
         }
         // Entries are in time order (give or take a millisecond between the threads that made
         // them): the last one before the cutoff by bisection, a few key lookups.
@@ -709,7 +729,7 @@ fn prune(
     transaction.commit()?;
     *next_index += 1;
     *prev = hash;
-    Ok(true)
+    Ok(Some(last))
 }
 
 /// Entries of a prune's range deleted in one transaction: about 10 ms of the journal's time.
