@@ -107,6 +107,12 @@ pub enum TypeExprKind {
     },
     Enum(Vec<Name>),
     List(Box<TypeExpr>),
+    /// `string known { "acme", "globex" }`: a string whose expected values are declared, so
+    /// that literals compared with it are checked; requests may still carry other values.
+    Known {
+        base: Name,
+        values: Vec<StrLit>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -295,8 +295,15 @@ impl fmt::Display for Scope {
 }
 
 fn attribute(attribute: &Attribute) -> String {
+    let known = match &attribute.known {
+        Some(values) => {
+            let values: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+            format!(" known {{ {} }}", values.join(", "))
+        }
+        None => String::new(),
+    };
     format!(
-        "{}: {}{}",
+        "{}: {}{known}{}",
         name(&attribute.name),
         attribute.ty,
         if attribute.optional { "?" } else { "" }

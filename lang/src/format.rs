@@ -406,6 +406,10 @@ fn type_expr(ty: &TypeExpr) -> String {
             format!("enum {{ {} }}", members.join(", "))
         }
         TypeExprKind::List(inner) => format!("[{}]", type_expr(inner)),
+        TypeExprKind::Known { base, values } => {
+            let values: Vec<String> = values.iter().map(|v| string(&v.value)).collect();
+            format!("{} known {{ {} }}", name(base), values.join(", "))
+        }
     }
 }
 

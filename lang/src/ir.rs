@@ -82,6 +82,10 @@ pub struct Attribute {
     pub ty: Type,
     /// Only tool arguments can be optional (`cc: string?`).
     pub optional: bool,
+    /// `string known { .. }`: the values literals compared with this agent or context
+    /// attribute must be one of (requests may carry others). Checking only: no decision reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<Vec<String>>,
     pub span: Span,
 }
 

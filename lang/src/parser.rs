@@ -645,6 +645,27 @@ where
                 .delimited_by(ctrl('['), ctrl(']'))
                 .map(|inner| TypeExprKind::List(Box::new(inner))),
             name(file)
+                .then_ignore(keyword("known"))
+                .then(
+                    string(file)
+                        .then_ignore(ctrl(',').or_not())
+                        .repeated()
+                        .collect::<Vec<_>>()
+                        .delimited_by(ctrl('{'), ctrl('}')),
+                )
+                .validate(|(base, values), e, emitter| {
+                    if values.is_empty() {
+                        emitter.emit(Rich::custom(
+                            e.span(),
+                            with_help(
+                                "`known` needs at least one value",
+                                "list the values: `string known { \"acme\", \"globex\" }`",
+                            ),
+                        ));
+                    }
+                    TypeExprKind::Known { base, values }
+                }),
+            name(file)
                 .then_ignore(keyword("in"))
                 .then(number(file))
                 .then_ignore(just(Token::DotDot))

@@ -70,6 +70,8 @@ pub(super) struct Resolved {
     pub optional: bool,
     /// Where the attribute or argument is declared.
     pub declared: Option<Span>,
+    /// Its `known` values, for a `string known { .. }` attribute.
+    pub known: Option<Vec<String>>,
 }
 
 /// The optional arguments a condition proves present when it holds: the `has args.X` of its
@@ -164,6 +166,8 @@ struct Site<'e> {
     text: String,
     span: Span,
     declared: Option<Span>,
+    /// The `known` values of the attribute compared with.
+    known: Option<&'e [String]>,
     op: Operator,
     op_span: Span,
     value: &'e ast::ValueExpr,
@@ -213,6 +217,7 @@ impl<'a> Checker<'a> {
                     text: path.text(),
                     span: path.span,
                     declared: resolved.declared,
+                    known: resolved.known.as_deref(),
                     op: *op,
                     op_span: *op_span,
                     value,
@@ -252,6 +257,7 @@ impl<'a> Checker<'a> {
                     text: format!("each element of `{}`", path.text()),
                     span: path.span,
                     declared: resolved.declared,
+                    known: None,
                     op: *op,
                     op_span: *op_span,
                     value,
@@ -309,6 +315,7 @@ impl<'a> Checker<'a> {
                     text: format!("count {}", path.text()),
                     span: path.span,
                     declared: None,
+                    known: None,
                     op: Operator::Eq,
                     op_span: *op_span,
                     value,
@@ -418,6 +425,7 @@ impl<'a> Checker<'a> {
                         ty: Ty::from_type(&attribute.ty),
                         optional: false,
                         declared: Some(attribute.span),
+                        known: attribute.known.clone(),
                     });
                 }
                 let mut diagnostic = Diagnostic::error(
@@ -442,18 +450,21 @@ impl<'a> Checker<'a> {
                 ty: Ty::ToolName,
                 optional: false,
                 declared: None,
+                known: None,
             }),
             ("tool", Some(field)) if field.text == "kind" => Some(Resolved {
                 path: Path::ToolKind,
                 ty: Ty::ToolKind,
                 optional: false,
                 declared: None,
+                known: None,
             }),
             ("session", None) => Some(Resolved {
                 path: Path::Session,
                 ty: Ty::String,
                 optional: false,
                 declared: None,
+                known: None,
             }),
             _ => {
                 let suggestion = match field {
@@ -599,6 +610,7 @@ impl<'a> Checker<'a> {
             ty,
             optional: found.iter().any(|(_, a)| a.optional),
             declared: Some(found[0].1.span),
+            known: None,
         })
     }
 
@@ -859,12 +871,50 @@ impl<'a> Checker<'a> {
         None
     }
 
+    /// A string compared for equality or membership with a `string known { .. }` attribute
+    /// must be one of its known values (a misspelt tenant would never match).
+    fn check_known(&mut self, text: &str, span: Span, site: &Site<'_>) {
+        let Some(known) = site.known else {
+            return;
+        };
+        let names_a_value = matches!(
+            site.op,
+            Operator::Eq | Operator::Ne | Operator::In | Operator::NotIn
+        );
+        if !names_a_value || known.iter().any(|k| k == text) {
+            return;
+        }
+        let mut diagnostic = Diagnostic::error(
+            DiagnosticKind::Schema,
+            codes::NOT_A_KNOWN_VALUE,
+            span,
+            format!("\"{text}\" is not a known value of `{}`", site.text),
+        );
+        if let Some(declared) = site.declared {
+            diagnostic = diagnostic.with_secondary(declared, "known values declared here");
+        }
+        diagnostic.help = help_did_you_mean(text, known.iter().map(String::as_str)).or_else(|| {
+            Some(format!(
+                "the known values are {}; add it to the schema's `known {{ .. }}` if it is new",
+                known
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        });
+        self.error(diagnostic);
+    }
+
     /// One literal (or a `let` name holding one) checked against the type it is compared with.
     fn lower_scalar(&mut self, value: &ast::ValueExpr, ty: &Ty, site: &Site<'_>) -> Option<Value> {
         match &value.kind {
             ValueKind::Name(name) => self.lower_name(name, value, ty, site),
             ValueKind::Str(text) => match ty {
-                Ty::String => Some(Value::Str(text.clone())),
+                Ty::String => {
+                    self.check_known(text, value.span, site);
+                    Some(Value::Str(text.clone()))
+                }
                 Ty::ToolName => {
                     let name = ast::Name {
                         text: text.clone(),

@@ -32,12 +32,14 @@ pub mod codes {
     pub const UNKNOWN_TOOL_KIND: &str = "E206";
     pub const OPTIONAL_NOT_ALLOWED: &str = "E207";
     pub const UNSUPPORTED_LIST: &str = "E208";
+    pub const KNOWN_NOT_ALLOWED: &str = "E209";
     pub const UNKNOWN_TOOL: &str = "E210";
     pub const UNKNOWN_ATTRIBUTE: &str = "E211";
     pub const UNKNOWN_ARGUMENT: &str = "E212";
     pub const UNKNOWN_APPROVER: &str = "E213";
     pub const UNKNOWN_ENUM_MEMBER: &str = "E214";
     pub const UNKNOWN_PATH: &str = "E215";
+    pub const NOT_A_KNOWN_VALUE: &str = "E216";
     pub const OPERATOR_TYPE: &str = "E301";
     pub const VALUE_TYPE: &str = "E302";
     pub const ARGUMENT_NOT_ON_EVERY_TOOL: &str = "E303";
@@ -105,12 +107,14 @@ pub mod codes {
         UNKNOWN_TOOL_KIND,
         OPTIONAL_NOT_ALLOWED,
         UNSUPPORTED_LIST,
+        KNOWN_NOT_ALLOWED,
         UNKNOWN_TOOL,
         UNKNOWN_ATTRIBUTE,
         UNKNOWN_ARGUMENT,
         UNKNOWN_APPROVER,
         UNKNOWN_ENUM_MEMBER,
         UNKNOWN_PATH,
+        NOT_A_KNOWN_VALUE,
         OPERATOR_TYPE,
         VALUE_TYPE,
         ARGUMENT_NOT_ON_EVERY_TOOL,

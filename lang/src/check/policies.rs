@@ -253,7 +253,27 @@ impl<'a> Checker<'a> {
                 self.unknown(diagnostic);
                 false
             }
-            Type::Enum { .. } | Type::String => true,
+            Type::String => match &declared.known {
+                Some(known) if !known.iter().any(|k| k == value) => {
+                    let mut diagnostic = Diagnostic::error(
+                        DiagnosticKind::Schema,
+                        codes::NOT_A_KNOWN_VALUE,
+                        span,
+                        format!("\"{value}\" is not a known value of `agent.{attribute}`"),
+                    )
+                    .with_secondary(declared.span, "known values declared here");
+                    diagnostic.help = help_did_you_mean(value, known.iter().map(String::as_str))
+                        .or_else(|| {
+                            Some(format!(
+                                "add \"{value}\" to the schema's `known {{ .. }}` if it is new"
+                            ))
+                        });
+                    self.unknown(diagnostic);
+                    false
+                }
+                _ => true,
+            },
+            Type::Enum { .. } => true,
             _ => {
                 self.error(
                     Diagnostic::error(

@@ -140,6 +140,10 @@ impl Checker<'_> {
                     )),
                 );
             }
+            let known = match &field.ty.kind {
+                TypeExprKind::Known { values, .. } => self.build_known(values, owner, field),
+                _ => None,
+            };
             let Some(ty) = self.build_type(&field.ty) else {
                 continue;
             };
@@ -147,14 +151,78 @@ impl Checker<'_> {
                 name: field.name.text.clone(),
                 ty,
                 optional: field.optional && optional_allowed,
+                known,
                 span: field.name.span,
             });
         }
         attributes
     }
 
+    /// The values of `string known { .. }`, declared on an agent or context attribute.
+    fn build_known(
+        &mut self,
+        values: &[ast::StrLit],
+        owner: &str,
+        field: &ast::Field,
+    ) -> Option<Vec<String>> {
+        if owner != "agent" && owner != "context" {
+            self.error(
+                Diagnostic::error(
+                    DiagnosticKind::Schema,
+                    codes::KNOWN_NOT_ALLOWED,
+                    field.ty.span,
+                    "`known` values are declared on `agent` and `context` attributes",
+                )
+                .with_help(format!(
+                    "declare `{}: string` here; to restrict the values a tool accepts, use an \
+                     `enum {{ .. }}` or a rule",
+                    field.name.text
+                )),
+            );
+            return None;
+        }
+        // `known { }` was reported by the parser; nothing is checked against it.
+        if values.is_empty() {
+            return None;
+        }
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut known = Vec::new();
+        for value in values {
+            if let Some(first) = seen.insert(value.value.as_str(), value.span) {
+                let name = ast::Name {
+                    text: value.value.clone(),
+                    quoted: true,
+                    span: value.span,
+                };
+                self.error(duplicate(&name, first, "known value"));
+            } else {
+                known.push(value.value.clone());
+            }
+        }
+        Some(known)
+    }
+
     fn build_type(&mut self, ty: &TypeExpr) -> Option<Type> {
         match &ty.kind {
+            TypeExprKind::Known { base, .. } if base.text == "string" => Some(Type::String),
+            TypeExprKind::Known { base, .. } => {
+                self.error(
+                    Diagnostic::error(
+                        DiagnosticKind::Schema,
+                        codes::KNOWN_NOT_ALLOWED,
+                        base.span,
+                        format!(
+                            "`known` values are declared on `string`, not `{}`",
+                            base.text
+                        ),
+                    )
+                    .with_help(
+                        "for a closed set of values use `enum { .. }`; `known` is for strings \
+                         whose usual values are listed but others may come (tenants)",
+                    ),
+                );
+                None
+            }
             TypeExprKind::Named(name) => match name.text.as_str() {
                 "string" => Some(Type::String),
                 "int" => Some(Type::Int { range: None }),
