@@ -186,6 +186,8 @@ pub enum ScopeExpr {
     Tenant(StrLit, Span),
     Agent(StrLit, Span),
     Role(Name, Span),
+    /// `tenant "payments" and role coder`: requests in every one of the scopes.
+    Both(Vec<ScopeExpr>, Span),
 }
 
 impl ScopeExpr {
@@ -194,7 +196,8 @@ impl ScopeExpr {
             ScopeExpr::All(span)
             | ScopeExpr::Tenant(_, span)
             | ScopeExpr::Agent(_, span)
-            | ScopeExpr::Role(_, span) => *span,
+            | ScopeExpr::Role(_, span)
+            | ScopeExpr::Both(_, span) => *span,
         }
     }
 }

@@ -280,14 +280,17 @@ impl fmt::Display for Scope {
         match self {
             Scope::All => f.write_str("all"),
             Scope::Any(terms) => {
-                let terms: Vec<String> = terms
-                    .iter()
-                    .map(|t| match t {
+                fn term(scope_term: &ScopeTerm) -> String {
+                    match scope_term {
                         ScopeTerm::Tenant(t) => format!("tenant {}", string(t)),
                         ScopeTerm::Agent(a) => format!("agent {}", string(a)),
                         ScopeTerm::Role(r) => format!("role {}", name(r)),
-                    })
-                    .collect();
+                        ScopeTerm::Both(parts) => {
+                            parts.iter().map(term).collect::<Vec<_>>().join(" and ")
+                        }
+                    }
+                }
+                let terms: Vec<String> = terms.iter().map(term).collect();
                 f.write_str(&terms.join(" or "))
             }
         }

@@ -419,6 +419,11 @@ fn scope(src: &str, scope: &ScopeExpr) -> String {
         ScopeExpr::Tenant(t, _) => format!("tenant {}", literal(src, t)),
         ScopeExpr::Agent(a, _) => format!("agent {}", literal(src, a)),
         ScopeExpr::Role(r, _) => format!("role {}", name(r)),
+        ScopeExpr::Both(parts, _) => parts
+            .iter()
+            .map(|part| self::scope(src, part))
+            .collect::<Vec<_>>()
+            .join(" and "),
     }
 }
 

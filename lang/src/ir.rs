@@ -166,7 +166,8 @@ pub struct Policy {
     pub span: Span,
 }
 
-/// Which requests a policy applies to. `Any` holds when one of its terms does.
+/// Which requests a policy applies to. `Any` holds when one of its terms does (a `Both` term
+/// when all of its parts do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
@@ -183,6 +184,18 @@ pub enum ScopeTerm {
     Agent(String),
     /// `agent.role == member`
     Role(String),
+    /// Every one of these terms (none of them `Both`): `tenant "payments" and role coder`.
+    Both(Vec<ScopeTerm>),
+}
+
+impl ScopeTerm {
+    /// The simple terms a request must meet for this one to hold.
+    pub fn parts(&self) -> &[ScopeTerm] {
+        match self {
+            ScopeTerm::Both(parts) => parts,
+            simple => std::slice::from_ref(simple),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

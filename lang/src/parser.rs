@@ -549,6 +549,18 @@ where
             .map_with(move |n, e| ScopeExpr::Role(n, to_span(file, e.span()))),
     ))
     .labelled("`all`, `tenant \"..\"`, `agent \"..\"` or `role ..`");
+    // `and` binds tighter than `or`: `tenant "a" and role x or tenant "b"`.
+    let scope = scope
+        .separated_by(keyword("and"))
+        .at_least(1)
+        .collect::<Vec<_>>()
+        .map_with(move |mut parts, e| {
+            if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                ScopeExpr::Both(parts, to_span(file, e.span()))
+            }
+        });
     let member = choice((
         keyword("owner")
             .ignore_then(string(file))
@@ -560,16 +572,7 @@ where
             .ignore_then(keyword("to"))
             .ignore_then(
                 scope
-                    .separated_by(keyword("or").or(keyword("and").validate(|_, e, emitter| {
-                        emitter.emit(Rich::custom(
-                            e.span(),
-                            with_help(
-                                "scopes join with `or`: a policy applies to requests in any of its scopes",
-                                "write `applies to tenant \"acme\" or role support`; for requests in both, \
-                                 add the second test as a condition on each rule (`when agent.role == support`)",
-                            ),
-                        ));
-                    })))
+                    .separated_by(keyword("or"))
                     .at_least(1)
                     .collect::<Vec<_>>(),
             )

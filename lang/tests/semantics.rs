@@ -182,6 +182,35 @@ fn scopes_by_tenant_agent_and_role() {
 }
 
 #[test]
+fn scopes_joined_with_and() {
+    let e = evaluator(&fixture("scopes_joined_with_and"));
+    let kb = request("search_kb", json!({ "query": "q" }));
+    let case = |tenant: &str, role: &str, id: &str| {
+        let mut request = kb.clone();
+        request["agent"]["tenant"] = json!(tenant);
+        request["agent"]["role"] = json!(role);
+        request["agent"]["id"] = json!(id);
+        decide(&e, &request).0
+    };
+    assert_eq!(case("acme", "support", "bot-1"), Outcome::Allow);
+    assert_eq!(
+        case("acme", "ops", "bot-1"),
+        Outcome::Deny,
+        "only one part holds"
+    );
+    assert_eq!(
+        case("globex", "support", "bot-1"),
+        Outcome::Deny,
+        "only one part holds"
+    );
+    assert_eq!(
+        case("globex", "ops", "bot-9"),
+        Outcome::Allow,
+        "the other term"
+    );
+}
+
+#[test]
 fn optional_arguments_and_has() {
     let e = evaluator(&fixture("optional_arguments_and_has"));
     assert_eq!(

@@ -37,15 +37,14 @@ impl FieldsRead {
                     }
                 };
                 if let Some(Scope::Any(terms)) = set.policies.get(rule.policy).map(|p| &p.scope) {
-                    for term in terms {
-                        add(&Path::Agent(
-                            match term {
-                                ScopeTerm::Tenant(_) => "tenant",
-                                ScopeTerm::Agent(_) => "id",
-                                ScopeTerm::Role(_) => "role",
-                            }
-                            .to_owned(),
-                        ));
+                    for term in terms.iter().flat_map(ScopeTerm::parts) {
+                        let attribute = match term {
+                            ScopeTerm::Tenant(_) => "tenant",
+                            ScopeTerm::Agent(_) => "id",
+                            ScopeTerm::Role(_) => "role",
+                            ScopeTerm::Both(_) => continue,
+                        };
+                        add(&Path::Agent(attribute.to_owned()));
                     }
                 }
                 for cond in rule.when.iter().chain(rule.unless.iter()) {

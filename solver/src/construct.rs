@@ -317,8 +317,9 @@ pub fn scoped_request(
     request
 }
 
-/// Sets the agent attribute that puts the request in the scope of the rule's policy (one of
-/// its scope terms, picked by `attempt`); nothing for a platform policy.
+/// Sets the agent attributes that put the request in the scope of the rule's policy (one of
+/// its scope terms, picked by `attempt`, with every part of an `and`); nothing for a platform
+/// policy.
 pub fn place_in_scope(set: &PolicySet, request: &mut Request, rule: usize, attempt: usize) {
     let schema = &set.schema;
     let terms: &[ScopeTerm] = match &set.policies[set.rules[rule].policy].scope {
@@ -329,19 +330,22 @@ pub fn place_in_scope(set: &PolicySet, request: &mut Request, rule: usize, attem
     let Some(term) = terms.get(attempt % terms.len().max(1)) else {
         return;
     };
-    let (index, value) = match term {
-        ScopeTerm::Tenant(t) => (attribute("tenant"), Value::Str(t.clone())),
-        ScopeTerm::Agent(a) => (attribute("id"), Value::Str(a.clone())),
-        ScopeTerm::Role(r) => {
-            let index = attribute("role");
-            let member = index.and_then(|i| match &schema.agent[i].ty {
-                Type::Enum { members } => members.iter().position(|m| m == r),
-                _ => None,
-            });
-            (index, Value::Enum(member.unwrap_or(0) as u32))
+    for part in term.parts() {
+        let (index, value) = match part {
+            ScopeTerm::Tenant(t) => (attribute("tenant"), Value::Str(t.clone())),
+            ScopeTerm::Agent(a) => (attribute("id"), Value::Str(a.clone())),
+            ScopeTerm::Role(r) => {
+                let index = attribute("role");
+                let member = index.and_then(|i| match &schema.agent[i].ty {
+                    Type::Enum { members } => members.iter().position(|m| m == r),
+                    _ => None,
+                });
+                (index, Value::Enum(member.unwrap_or(0) as u32))
+            }
+            ScopeTerm::Both(_) => continue,
+        };
+        if let Some(index) = index {
+            request.agent[index] = value;
         }
-    };
-    if let Some(index) = index {
-        request.agent[index] = value;
     }
 }

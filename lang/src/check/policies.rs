@@ -183,38 +183,68 @@ impl<'a> Checker<'a> {
         for scope in scopes {
             match scope {
                 ScopeExpr::All(span) => all = Some(*span),
-                ScopeExpr::Tenant(value, span) => {
-                    if self.check_scope_attribute("tenant", &value.value, *span) {
-                        terms.push(ScopeTerm::Tenant(value.value.clone()));
+                ScopeExpr::Both(parts, _) => {
+                    // A conjunction is usable when every part is; `all` in it adds nothing.
+                    let mut usable = true;
+                    let mut simple = Vec::new();
+                    for part in parts {
+                        match part {
+                            ScopeExpr::All(span) => self.redundant_all(
+                                *span,
+                                "`all` in an `and` adds nothing",
+                                "remove `all` from the conjunction",
+                            ),
+                            part => match self.check_scope_term(part) {
+                                Some(term) => simple.push(term),
+                                None => usable = false,
+                            },
+                        }
+                    }
+                    match simple.len() {
+                        _ if !usable => {}
+                        0 => all = Some(scope.span()),
+                        1 => terms.extend(simple),
+                        _ => terms.push(ScopeTerm::Both(simple)),
                     }
                 }
-                ScopeExpr::Agent(value, span) => {
-                    if self.check_scope_attribute("id", &value.value, *span) {
-                        terms.push(ScopeTerm::Agent(value.value.clone()));
-                    }
-                }
-                ScopeExpr::Role(member, span) => {
-                    if self.check_scope_attribute("role", &member.text, *span) {
-                        terms.push(ScopeTerm::Role(member.text.clone()));
-                    }
-                }
+                term => terms.extend(self.check_scope_term(term)),
             }
         }
         match all {
             Some(span) if scopes.len() > 1 => {
-                self.diagnostics.push(
-                    Diagnostic::warning(
-                        DiagnosticKind::Type,
-                        codes::REDUNDANT_SCOPE,
-                        span,
-                        "`all` already covers every request",
-                    )
-                    .with_help("write `applies to all` alone, or remove `all` to narrow the scope"),
+                self.redundant_all(
+                    span,
+                    "`all` already covers every request",
+                    "write `applies to all` alone, or remove `all` to narrow the scope",
                 );
                 Scope::All
             }
             Some(_) => Scope::All,
             None => Scope::Any(terms),
+        }
+    }
+
+    fn redundant_all(&mut self, span: Span, message: &str, help: &str) {
+        self.diagnostics.push(
+            Diagnostic::warning(DiagnosticKind::Type, codes::REDUNDANT_SCOPE, span, message)
+                .with_help(help),
+        );
+    }
+
+    /// One `tenant`, `agent` or `role` scope, checked against the schema.
+    fn check_scope_term(&mut self, scope: &ScopeExpr) -> Option<ScopeTerm> {
+        match scope {
+            ScopeExpr::Tenant(value, span) => self
+                .check_scope_attribute("tenant", &value.value, *span)
+                .then(|| ScopeTerm::Tenant(value.value.clone())),
+            ScopeExpr::Agent(value, span) => self
+                .check_scope_attribute("id", &value.value, *span)
+                .then(|| ScopeTerm::Agent(value.value.clone())),
+            ScopeExpr::Role(member, span) => self
+                .check_scope_attribute("role", &member.text, *span)
+                .then(|| ScopeTerm::Role(member.text.clone())),
+            // Not produced inside a conjunction by the parser (`and` binds tighter than `or`).
+            ScopeExpr::All(_) | ScopeExpr::Both(..) => None,
         }
     }
 

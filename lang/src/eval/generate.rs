@@ -55,13 +55,13 @@ impl Literals {
         }
         for policy in &set.policies {
             if let Scope::Any(terms) = &policy.scope {
-                for term in terms {
+                for term in terms.iter().flat_map(ScopeTerm::parts) {
                     match term {
                         ScopeTerm::Tenant(t) => {
                             literals.add_string(Path::Agent("tenant".into()), t)
                         }
                         ScopeTerm::Agent(a) => literals.add_string(Path::Agent("id".into()), a),
-                        ScopeTerm::Role(_) => {}
+                        ScopeTerm::Role(_) | ScopeTerm::Both(_) => {}
                     }
                 }
             }

@@ -150,6 +150,9 @@ struct Candidate {
     policy: usize,
     when: Option<C>,
     unless: Option<C>,
+    /// For a rule filed under one part of an `and` scope: the other parts, tested when the
+    /// bucket is visited.
+    also: Option<Vec<ScopeTest>>,
 }
 
 /// Candidates grouped by the scopes that can make them apply, so a decision visits only the
@@ -169,12 +172,23 @@ impl Buckets {
             None => self.always.push(candidate),
             Some(terms) => {
                 for term in terms {
-                    let bucket = match term {
+                    // A conjunction is filed under its first part; the others are tested.
+                    let (first, also) = match term {
+                        ScopeTest::Both(parts) => match parts.split_first() {
+                            Some((first, rest)) => (first, Some(rest.to_vec())),
+                            None => continue,
+                        },
+                        simple => (simple, None),
+                    };
+                    let bucket = match first {
                         ScopeTest::Tenant(t) => self.tenant.entry(*t).or_default(),
                         ScopeTest::Agent(a) => self.agent.entry(*a).or_default(),
                         ScopeTest::Role(r) => self.role.entry(*r).or_default(),
+                        ScopeTest::Both(_) => continue,
                     };
-                    bucket.push(candidate.clone());
+                    let mut filed = candidate.clone();
+                    filed.also = also;
+                    bucket.push(filed);
                 }
             }
         }
@@ -191,7 +205,7 @@ impl Buckets {
             .collect()
     }
 
-    fn applicable<'p>(&'p self, key: &ScopeKey) -> impl Iterator<Item = &'p Candidate> {
+    fn applicable<'p>(&'p self, key: &'p ScopeKey) -> impl Iterator<Item = &'p Candidate> {
         let pick = |map: &'p FastMap<u32, Vec<Candidate>>, id: Option<u32>| {
             id.and_then(|id| map.get(&id))
                 .map(Vec::as_slice)
@@ -202,6 +216,11 @@ impl Buckets {
             .chain(pick(&self.tenant, key.tenant))
             .chain(pick(&self.agent, key.agent))
             .chain(pick(&self.role, key.role))
+            .filter(|c| {
+                c.also
+                    .as_ref()
+                    .is_none_or(|also| also.iter().all(|t| t.holds(key)))
+            })
     }
 
     /// Every candidate once, whatever its scope (for explanations).
@@ -228,10 +247,24 @@ struct ToolPlan {
 }
 
 /// A scope term with its string interned.
+#[derive(Clone)]
 enum ScopeTest {
     Tenant(u32),
     Agent(u32),
     Role(u32),
+    /// Every part (none of them `Both`).
+    Both(Vec<ScopeTest>),
+}
+
+impl ScopeTest {
+    fn holds(&self, key: &ScopeKey) -> bool {
+        match self {
+            ScopeTest::Tenant(t) => key.tenant == Some(*t),
+            ScopeTest::Agent(a) => key.agent == Some(*a),
+            ScopeTest::Role(r) => key.role == Some(*r),
+            ScopeTest::Both(parts) => parts.iter().all(|part| part.holds(key)),
+        }
+    }
 }
 
 /// The interned scope-relevant attributes of one request.
@@ -278,19 +311,34 @@ impl Evaluator {
             .iter()
             .map(|policy| match &policy.scope {
                 Scope::All => None,
-                Scope::Any(terms) => Some(
-                    terms
-                        .iter()
-                        .filter_map(|term| match term {
+                Scope::Any(terms) => {
+                    // `None`: a term no request can meet (a role the schema does not have).
+                    fn test(
+                        term: &ScopeTerm,
+                        intern: &mut dyn FnMut(&str) -> u32,
+                        role_members: &[String],
+                    ) -> Option<ScopeTest> {
+                        match term {
                             ScopeTerm::Tenant(t) => Some(ScopeTest::Tenant(intern(t))),
                             ScopeTerm::Agent(a) => Some(ScopeTest::Agent(intern(a))),
                             ScopeTerm::Role(r) => role_members
                                 .iter()
                                 .position(|m| m == r)
                                 .map(|i| ScopeTest::Role(i as u32)),
-                        })
-                        .collect(),
-                ),
+                            ScopeTerm::Both(parts) => parts
+                                .iter()
+                                .map(|part| test(part, intern, role_members))
+                                .collect::<Option<Vec<_>>>()
+                                .map(ScopeTest::Both),
+                        }
+                    }
+                    Some(
+                        terms
+                            .iter()
+                            .filter_map(|term| test(term, &mut intern, role_members))
+                            .collect(),
+                    )
+                }
             })
             .collect();
 
@@ -320,6 +368,7 @@ impl Evaluator {
                     policy: rule.policy,
                     when: compiled(&rule.when)?,
                     unless: compiled(&rule.unless)?,
+                    also: None,
                 };
                 // A condition that folded to a constant false can never match this tool.
                 if matches!(candidate.when, Some(C::Const(false)))
@@ -407,11 +456,7 @@ impl Evaluator {
     fn in_scope(&self, policy: usize, key: &ScopeKey) -> bool {
         match self.scopes.get(policy) {
             Some(None) => true,
-            Some(Some(terms)) => terms.iter().any(|term| match term {
-                ScopeTest::Tenant(t) => key.tenant == Some(*t),
-                ScopeTest::Agent(a) => key.agent == Some(*a),
-                ScopeTest::Role(r) => key.role == Some(*r),
-            }),
+            Some(Some(terms)) => terms.iter().any(|term| term.holds(key)),
             None => false,
         }
     }

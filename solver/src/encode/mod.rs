@@ -420,12 +420,20 @@ impl<'s> Encoding<'s> {
                 _ => Bool::from_bool(false),
             }
         };
+        let simple = |term: &ScopeTerm| match term {
+            ScopeTerm::Tenant(t) => attribute_is("tenant", t),
+            ScopeTerm::Agent(a) => attribute_is("id", a),
+            ScopeTerm::Role(r) => attribute_is("role", r),
+            ScopeTerm::Both(_) => Bool::from_bool(false),
+        };
         any(terms
             .iter()
             .map(|term| match term {
-                ScopeTerm::Tenant(t) => attribute_is("tenant", t),
-                ScopeTerm::Agent(a) => attribute_is("id", a),
-                ScopeTerm::Role(r) => attribute_is("role", r),
+                ScopeTerm::Both(parts) => {
+                    let parts: Vec<Bool> = parts.iter().map(simple).collect();
+                    Bool::and(&parts.iter().collect::<Vec<_>>())
+                }
+                term => simple(term),
             })
             .collect())
     }

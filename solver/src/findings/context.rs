@@ -111,19 +111,24 @@ impl<'a> Shared<'a> {
         found
     }
 
-    /// Whether one request can be in the scope of both rules' policies: two tenant terms (or
-    /// two agent, or two role terms) must name the same value.
+    /// Whether one request can be in the scope of both rules' policies: a term of each, whose
+    /// tenant parts (and agent parts, and role parts) all name the same value.
     pub fn scopes_meet(&self, a: usize, b: usize) -> bool {
         let scope = |rule: usize| &self.set.policies[self.set.rules[rule].policy].scope;
         let (Scope::Any(left), Scope::Any(right)) = (scope(a), scope(b)) else {
             return true;
         };
+        let compatible = |p: &ScopeTerm, q: &ScopeTerm| match (p, q) {
+            (ScopeTerm::Tenant(p), ScopeTerm::Tenant(q))
+            | (ScopeTerm::Agent(p), ScopeTerm::Agent(q))
+            | (ScopeTerm::Role(p), ScopeTerm::Role(q)) => p == q,
+            _ => true,
+        };
         left.iter().any(|x| {
-            right.iter().any(|y| match (x, y) {
-                (ScopeTerm::Tenant(p), ScopeTerm::Tenant(q))
-                | (ScopeTerm::Agent(p), ScopeTerm::Agent(q))
-                | (ScopeTerm::Role(p), ScopeTerm::Role(q)) => p == q,
-                _ => true,
+            right.iter().any(|y| {
+                x.parts()
+                    .iter()
+                    .all(|p| y.parts().iter().all(|q| compatible(p, q)))
             })
         })
     }
