@@ -396,6 +396,13 @@ pub enum ExprKind {
         op_span: Span,
         value: ValueExpr,
     },
+    /// `length args.command <= 4096`: a string's length in characters.
+    Length {
+        path: Path,
+        op: Operator,
+        op_span: Span,
+        value: ValueExpr,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -220,6 +220,9 @@ fn write_cond(
         Cond::Count { path: p, op, value } => {
             write!(f, "count {} {} {value}", path(p), op.as_str())
         }
+        Cond::Length { path: p, op, value } => {
+            write!(f, "length {} {} {value}", path(p), op.as_str())
+        }
     }
 }
 

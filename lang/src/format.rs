@@ -535,5 +535,13 @@ fn expr(src: &str, e: &Expr) -> String {
         } => {
             format!("count {} {} {}", path(p), op.as_str(), value(src, v))
         }
+        ExprKind::Length {
+            path: p,
+            op,
+            value: v,
+            ..
+        } => {
+            format!("length {} {} {}", path(p), op.as_str(), value(src, v))
+        }
     }
 }

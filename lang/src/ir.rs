@@ -387,6 +387,12 @@ pub enum Cond {
         op: CmpOp,
         value: i64,
     },
+    /// A string's length in characters (Unicode scalar values).
+    Length {
+        path: Path,
+        op: CmpOp,
+        value: i64,
+    },
 }
 
 impl Cond {
@@ -416,7 +422,8 @@ impl Cond {
             | Cond::ContainsAny { path, .. }
             | Cond::ListContains { path, .. }
             | Cond::ListContainsAny { path, .. }
-            | Cond::Count { path, .. } => visit(&resolve(path), self),
+            | Cond::Count { path, .. }
+            | Cond::Length { path, .. } => visit(&resolve(path), self),
         }
     }
 }

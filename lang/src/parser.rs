@@ -355,6 +355,21 @@ where
                     e.span(),
                 )
             });
+        let length = keyword("length")
+            .ignore_then(path(file))
+            .then(operator(file))
+            .then(value(file))
+            .map_with(move |((path, (op, op_span)), value), e| {
+                spanned(
+                    ExprKind::Length {
+                        path,
+                        op,
+                        op_span,
+                        value,
+                    },
+                    e.span(),
+                )
+            });
         let compare = path(file).then(operator(file)).then(value(file)).map_with(
             move |((path, (op, op_span)), value), e| {
                 spanned(
@@ -368,7 +383,7 @@ where
                 )
             },
         );
-        let atom = choice((paren, has, quantified, count, compare)).labelled("condition");
+        let atom = choice((paren, has, quantified, count, length, compare)).labelled("condition");
         let negation = recursive(move |negation| {
             keyword("not")
                 .ignore_then(negation)

@@ -211,6 +211,19 @@ fn scopes_joined_with_and() {
 }
 
 #[test]
+fn length_counts_characters() {
+    let e = evaluator(&fixture("length_counts_characters"));
+    let query = |q: &str| decide(&e, &request("search_kb", json!({ "query": q }))).0;
+    assert_eq!(query(""), Outcome::Allow);
+    assert_eq!(query("abc"), Outcome::Allow);
+    assert_eq!(query("abcd"), Outcome::Deny);
+    // Characters, not bytes: three 3-byte characters and one 4-byte one are short enough.
+    assert_eq!(query("日本語"), Outcome::Allow);
+    assert_eq!(query("😀"), Outcome::Allow);
+    assert_eq!(query("日本語😀"), Outcome::Deny);
+}
+
+#[test]
 fn optional_arguments_and_has() {
     let e = evaluator(&fixture("optional_arguments_and_has"));
     assert_eq!(

@@ -274,6 +274,12 @@ impl<'a> Checker<'a> {
                     },
                 })
             }
+            ExprKind::Length {
+                path,
+                op,
+                op_span,
+                value,
+            } => self.lower_length(path, *op, *op_span, value, env, known),
             ExprKind::Count {
                 path,
                 op,
@@ -329,6 +335,70 @@ impl<'a> Checker<'a> {
                     _ => None,
                 }
             }
+        }
+    }
+
+    /// `length PATH OP N`: a string's length in characters, compared with a whole number.
+    fn lower_length(
+        &mut self,
+        path: &ast::Path,
+        op: Operator,
+        op_span: Span,
+        value: &ast::ValueExpr,
+        env: &Env<'_>,
+        known: &[String],
+    ) -> Option<Cond> {
+        let resolved = self.resolve_path(path, env)?;
+        self.check_present(path, &resolved, known)?;
+        if resolved.ty != Ty::String {
+            let help = if resolved.ty == Ty::StringList {
+                format!("for the number of elements write `count {}`", path.text())
+            } else {
+                "`length` gives the number of characters of a string".to_owned()
+            };
+            self.error(
+                Diagnostic::error(
+                    DiagnosticKind::Type,
+                    codes::OPERATOR_TYPE,
+                    path.span,
+                    format!(
+                        "`length` needs a string, but `{}` is {}",
+                        path.text(),
+                        resolved.ty.describe()
+                    ),
+                )
+                .with_help(help),
+            );
+            return None;
+        }
+        let Some(cmp) = cmp_op(op) else {
+            self.error(
+                Diagnostic::error(
+                    DiagnosticKind::Type,
+                    codes::OPERATOR_TYPE,
+                    op_span,
+                    format!("`{}` cannot compare a length", op.as_str()),
+                )
+                .with_help("compare a length with `==`, `!=`, `<`, `<=`, `>` or `>=`"),
+            );
+            return None;
+        };
+        let site = Site {
+            text: format!("length {}", path.text()),
+            span: path.span,
+            declared: None,
+            known: None,
+            op: Operator::Eq,
+            op_span,
+            value,
+        };
+        match self.lower_scalar(value, &Ty::Int(Some((0, i64::MAX))), &site)? {
+            Value::Int(value) => Some(Cond::Length {
+                path: resolved.path,
+                op: cmp,
+                value,
+            }),
+            _ => None,
         }
     }
 

@@ -124,6 +124,11 @@ pub(crate) enum C {
         op: CmpOp,
         value: i64,
     },
+    Length {
+        src: Src,
+        op: CmpOp,
+        value: i64,
+    },
 }
 
 fn compare<T: Ord>(left: T, op: CmpOp, right: T) -> bool {
@@ -228,6 +233,8 @@ impl C {
             C::Count { src, op, value } => {
                 list(request, *src).is_some_and(|items| compare(items.len() as i64, *op, *value))
             }
+            C::Length { src, op, value } => string(request, *src, element)
+                .is_some_and(|s| compare(s.chars().count() as i64, *op, *value)),
         }
     }
 }
@@ -522,6 +529,16 @@ pub(crate) fn compile(cond: &Cond, target: &Target<'_>) -> Result<C, String> {
                 return Ok(missing);
             };
             C::Count {
+                src,
+                op: *op,
+                value: *value,
+            }
+        }
+        Cond::Length { path, op, value } => {
+            let Some(src) = source(target, path) else {
+                return Ok(missing);
+            };
+            C::Length {
                 src,
                 op: *op,
                 value: *value,

@@ -255,6 +255,10 @@ impl Encoding<'_> {
                 let (len, _) = self.list(path, tools)?;
                 compare(&len, *op, Int::from_i64(*value))
             }
+            Cond::Length { path, op, value } => {
+                let subject = self.string_term(path, tools, element)?;
+                compare(&subject.length(), *op, Int::from_i64(*value))
+            }
         })
     }
 
