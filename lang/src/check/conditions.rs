@@ -162,6 +162,13 @@ fn flatten(items: Vec<Cond>, and: bool) -> Cond {
 }
 
 /// How a path was spelt, for messages.
+/// What `count` and `length` measure.
+#[derive(Clone, Copy)]
+enum Measure {
+    Count,
+    Length,
+}
+
 struct Site<'e> {
     text: String,
     span: Span,
@@ -279,68 +286,22 @@ impl<'a> Checker<'a> {
                 op,
                 op_span,
                 value,
-            } => self.lower_length(path, *op, *op_span, value, env, known),
+            } => self.lower_measure(Measure::Length, path, *op, *op_span, value, env, known),
             ExprKind::Count {
                 path,
                 op,
                 op_span,
                 value,
-            } => {
-                let resolved = self.resolve_path(path, env)?;
-                self.check_present(path, &resolved, known)?;
-                if resolved.ty != Ty::StringList {
-                    self.error(
-                        Diagnostic::error(
-                            DiagnosticKind::Type,
-                            codes::OPERATOR_TYPE,
-                            path.span,
-                            format!(
-                                "`count` needs a list, but `{}` is {}",
-                                path.text(),
-                                resolved.ty.describe()
-                            ),
-                        )
-                        .with_help("`count` gives the number of elements of a `[string]` value"),
-                    );
-                    return None;
-                }
-                let Some(op) = cmp_op(*op) else {
-                    self.error(
-                        Diagnostic::error(
-                            DiagnosticKind::Type,
-                            codes::OPERATOR_TYPE,
-                            *op_span,
-                            format!("`{}` cannot compare a count", op.as_str()),
-                        )
-                        .with_help("compare a count with `==`, `!=`, `<`, `<=`, `>` or `>=`"),
-                    );
-                    return None;
-                };
-                let count_ty = Ty::Int(Some((0, i64::MAX)));
-                let site = Site {
-                    text: format!("count {}", path.text()),
-                    span: path.span,
-                    declared: None,
-                    known: None,
-                    op: Operator::Eq,
-                    op_span: *op_span,
-                    value,
-                };
-                match self.lower_scalar(value, &count_ty, &site)? {
-                    Value::Int(value) => Some(Cond::Count {
-                        path: resolved.path,
-                        op,
-                        value,
-                    }),
-                    _ => None,
-                }
-            }
+            } => self.lower_measure(Measure::Count, path, *op, *op_span, value, env, known),
         }
     }
 
-    /// `length PATH OP N`: a string's length in characters, compared with a whole number.
-    fn lower_length(
+    /// `count PATH OP N` (a list's number of elements) and `length PATH OP N` (a string's
+    /// number of characters): the path must be of the measured type, and N a whole number.
+    #[allow(clippy::too_many_arguments)]
+    fn lower_measure(
         &mut self,
+        measure: Measure,
         path: &ast::Path,
         op: Operator,
         op_span: Span,
@@ -350,11 +311,19 @@ impl<'a> Checker<'a> {
     ) -> Option<Cond> {
         let resolved = self.resolve_path(path, env)?;
         self.check_present(path, &resolved, known)?;
-        if resolved.ty != Ty::String {
-            let help = if resolved.ty == Ty::StringList {
-                format!("for the number of elements write `count {}`", path.text())
-            } else {
-                "`length` gives the number of characters of a string".to_owned()
+        let (word, measured, needs, unit) = match measure {
+            Measure::Count => ("count", Ty::StringList, "a list", "count"),
+            Measure::Length => ("length", Ty::String, "a string", "length"),
+        };
+        if resolved.ty != measured {
+            let help = match measure {
+                Measure::Count => {
+                    "`count` gives the number of elements of a `[string]` value".to_owned()
+                }
+                Measure::Length if resolved.ty == Ty::StringList => {
+                    format!("for the number of elements write `count {}`", path.text())
+                }
+                Measure::Length => "`length` gives the number of characters of a string".to_owned(),
             };
             self.error(
                 Diagnostic::error(
@@ -362,7 +331,7 @@ impl<'a> Checker<'a> {
                     codes::OPERATOR_TYPE,
                     path.span,
                     format!(
-                        "`length` needs a string, but `{}` is {}",
+                        "`{word}` needs {needs}, but `{}` is {}",
                         path.text(),
                         resolved.ty.describe()
                     ),
@@ -377,14 +346,16 @@ impl<'a> Checker<'a> {
                     DiagnosticKind::Type,
                     codes::OPERATOR_TYPE,
                     op_span,
-                    format!("`{}` cannot compare a length", op.as_str()),
+                    format!("`{}` cannot compare a {unit}", op.as_str()),
                 )
-                .with_help("compare a length with `==`, `!=`, `<`, `<=`, `>` or `>=`"),
+                .with_help(format!(
+                    "compare a {unit} with `==`, `!=`, `<`, `<=`, `>` or `>=`"
+                )),
             );
             return None;
         };
         let site = Site {
-            text: format!("length {}", path.text()),
+            text: format!("{word} {}", path.text()),
             span: path.span,
             declared: None,
             known: None,
@@ -392,14 +363,23 @@ impl<'a> Checker<'a> {
             op_span,
             value,
         };
-        match self.lower_scalar(value, &Ty::Int(Some((0, i64::MAX))), &site)? {
-            Value::Int(value) => Some(Cond::Length {
-                path: resolved.path,
+        let Value::Int(value) = self.lower_scalar(value, &Ty::Int(Some((0, i64::MAX))), &site)?
+        else {
+            return None;
+        };
+        let path = resolved.path;
+        Some(match measure {
+            Measure::Count => Cond::Count {
+                path,
                 op: cmp,
                 value,
-            }),
-            _ => None,
-        }
+            },
+            Measure::Length => Cond::Length {
+                path,
+                op: cmp,
+                value,
+            },
+        })
     }
 
     fn lower_has(&mut self, path: &ast::Path, env: &Env<'_>) -> Option<Cond> {
