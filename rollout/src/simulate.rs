@@ -200,6 +200,10 @@ pub struct Decoded {
     stable: Option<Request>,
     /// Boxed: it is rare (schemas differ), and prepared lines travel by the thousand.
     candidate: Option<Box<Request>>,
+    /// Each version's limit uses (stable, candidate), when the preparing thread already
+    /// worked them out (a pure function of the request and its time). Boxed like
+    /// `candidate`: only requests a limit counts carry them.
+    uses: Option<Box<[Option<Vec<LimitUse>>; 2]>>,
 }
 
 impl Decoded {
@@ -254,6 +258,9 @@ pub struct PreparedLine {
     kind: PreparedKind,
 }
 
+// Most lines are requests (an outcome ends a session of several), and prepared lines live in
+// reused vectors: boxing the request variant would cost an allocation a line for nothing.
+#[allow(clippy::large_enum_variant)]
 enum PreparedKind {
     Request {
         session: Option<LineText>,
@@ -312,8 +319,12 @@ impl Decoders<'_> {
                     self.candidate.decode_ref(&tree).ok().map(Box::new)
                 };
                 let key = self.stickiness_key(&traffic, &tree, text);
-                let decoded = Decoded { stable, candidate };
-                let decisions = match self.decide_early(&decoded, time / 1000) {
+                let mut decoded = Decoded {
+                    stable,
+                    candidate,
+                    uses: None,
+                };
+                let decisions = match self.decide_early(&mut decoded, time / 1000) {
                     Some(early) => Decisions::Early(early),
                     None => Decisions::Later(decoded),
                 };
@@ -329,6 +340,7 @@ impl Decoders<'_> {
                 decisions: Decisions::Later(Decoded {
                     stable: None,
                     candidate: None,
+                    uses: None,
                 }),
             },
             (
@@ -345,18 +357,21 @@ impl Decoders<'_> {
     }
 
     /// [`Early`] decisions, when the rollout is running and no limit of either version counts
-    /// the request (the decoded requests are then freed).
-    fn decide_early(&self, decoded: &Decoded, now_seconds: i64) -> Option<Early> {
+    /// the request (the decoded requests are then freed). When a limit counts it, the limit
+    /// uses are kept in `decoded` for the simulator.
+    fn decide_early(&self, decoded: &mut Decoded, now_seconds: i64) -> Option<Early> {
         if self.rollout_over.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         let shared = self.same_schema;
         let stable_request = decoded.request(Cohort::Stable, shared);
         let candidate_request = decoded.request(Cohort::Candidate, shared);
-        let counted = |evaluator: &Evaluator, request: Option<&Request>| {
-            request.is_some_and(|r| !limit_uses(evaluator, r, now_seconds).is_empty())
-        };
-        if counted(self.stable, stable_request) || counted(self.candidate, candidate_request) {
+        let uses = [
+            stable_request.map(|r| limit_uses(self.stable, r, now_seconds)),
+            candidate_request.map(|r| limit_uses(self.candidate, r, now_seconds)),
+        ];
+        if uses.iter().flatten().any(|u| !u.is_empty()) {
+            decoded.uses = Some(Box::new(uses));
             return None;
         }
         let stable = stable_request.map(|r| self.stable.decide(r));
@@ -524,6 +539,7 @@ impl<'a> Simulator<'a> {
                 let mut nothing = Decoded {
                     stable: None,
                     candidate: None,
+                    uses: None,
                 };
                 let (decoded, early) = match decisions {
                     Decisions::Later(decoded) => (decoded, None),
@@ -622,22 +638,21 @@ impl<'a> Simulator<'a> {
                 None,
             ),
             None => {
-                let uses_of =
-                    |evaluator: &Evaluator, request: Option<&Request>, evaluated: bool| {
-                        request
-                            .filter(|_| evaluated)
-                            .map(|request| limit_uses(evaluator, request, now_seconds))
-                    };
-                let stable_uses = uses_of(
-                    self.stable,
-                    decoded.stable.as_ref(),
-                    evaluate(Cohort::Stable),
-                );
-                let candidate_uses = uses_of(
-                    self.candidate,
-                    decoded.request(Cohort::Candidate, shared),
-                    evaluate(Cohort::Candidate),
-                );
+                // Worked out while preparing, unless the rollout was over by then.
+                let [stable_uses, candidate_uses] = match decoded.uses.take() {
+                    Some(uses) => *uses,
+                    None => [
+                        decoded
+                            .stable
+                            .as_ref()
+                            .map(|r| limit_uses(self.stable, r, now_seconds)),
+                        decoded
+                            .request(Cohort::Candidate, shared)
+                            .map(|r| limit_uses(self.candidate, r, now_seconds)),
+                    ],
+                };
+                let stable_uses = stable_uses.filter(|_| evaluate(Cohort::Stable));
+                let candidate_uses = candidate_uses.filter(|_| evaluate(Cohort::Candidate));
                 if let Some(candidate_uses) = &candidate_uses {
                     let stable_uses = stable_uses.as_deref().unwrap_or_default();
                     self.counter_migration
